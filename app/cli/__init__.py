@@ -1,0 +1,74 @@
+"""`keel <command>`: the argument parser and dispatch; errors rendered per CLI-1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from app import __version__
+from app.errors import ConfigError, KeelError, UsageError
+
+# Every subcommand module has register(subparsers) and sets `run` (args -> exit code).
+COMMANDS = ("serve", "migrate", "doctor", "demo", "docs", "version")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in the Problem/Why/Fix shape, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(
+            message,
+            why=f"`{self.prog}` was called with arguments it does not accept",
+            fix=f"see `{self.prog} --help`",
+        )
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="keel",
+        description="Keel: an operations appliance on PostgreSQL.",
+        epilog="Run `keel <command> --help` for a command's options.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="TOML configuration file (default: $KEEL_CONFIG, /etc/keel/keel.toml)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
+    parser.add_argument("-V", "--version", action="version", version=f"keel {__version__}")
+    sub = parser.add_subparsers(
+        title="commands", dest="command", metavar="<command>", parser_class=Parser
+    )
+    import importlib
+
+    for name in COMMANDS:
+        importlib.import_module(f"app.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from app.ops.extraction import prune_old_extractions
+
+        prune_old_extractions()
+    except Exception:  # noqa: S110 - pruning is housekeeping; never block a command on it
+        pass
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "run", None):
+            parser.print_help()
+            return 2
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        return 2
+    except KeelError as exc:
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130

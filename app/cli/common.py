@@ -1,0 +1,41 @@
+"""Helpers shared by subcommands: configuration from args, running async work."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from app.cli.output import Out
+from app.config import Config, load_config
+
+T = TypeVar("T")
+
+
+def config_from(args: argparse.Namespace, **flags: Any) -> Config:
+    return load_config(config_path=args.config, flags=flags)
+
+
+def out_from(args: argparse.Namespace) -> Out:
+    return Out(quiet=bool(getattr(args, "quiet", False)))
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options accepted after the subcommand too (`keel migrate --config x`)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--config", metavar="PATH", default=argparse.SUPPRESS, help="TOML configuration file"
+    )
+    parent.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print only results and errors",
+    )
+    return parent

@@ -1,0 +1,42 @@
+"""`keel serve`: the web server (OPS-1)."""
+
+from __future__ import annotations
+
+import argparse
+
+from app.cli.common import common_options, config_from, run_async
+from app.config import Config, secret_key_problem
+from app.errors import ConfigError
+from app.ops.logging import setup_logging
+from app.web.server import serve
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        parents=[common_options()],
+        help="serve the web application",
+        description="Serve the web application. Under systemd: Type=notify, watchdog, "
+        "socket activation (LISTEN_FDS). SIGTERM finishes requests in flight, then exits 0.",
+    )
+    p.add_argument("--listen", metavar="ADDR", help="HOST:PORT or unix:/path (overrides `listen`)")
+    p.add_argument("--database-url", metavar="URL", help="override database_url")
+    p.set_defaults(run=run)
+
+
+def require_secret_key(config: Config) -> None:
+    problem = secret_key_problem(config.secret_key)
+    if problem and not config.demo:
+        raise ConfigError(
+            "secret_key",
+            problem.removeprefix("secret_key "),
+            "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from(args, listen=args.listen, database_url=args.database_url)
+    require_secret_key(config)
+    setup_logging(config.log_format, config.log_level)
+    run_async(serve(config))
+    return 0

@@ -1,0 +1,486 @@
+"""Settings: one table drives parsing, validation, help, the reference docs and doctor (CONF)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from app.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/keel/keel.toml")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(key: str, raw: object) -> float:
+    """`500ms`, `5s`, `30m`, `12h`, `7d` or a number of seconds → seconds."""
+    if isinstance(raw, bool):
+        raise ConfigError(key, f"{raw!r} is not a duration", "write e.g. 30s, 15m, 12h or 7d")
+    if isinstance(raw, int | float):
+        seconds = float(raw)
+    else:
+        m = _DURATION.match(str(raw))
+        if not m:
+            raise ConfigError(
+                key, f"{str(raw)[:40]!r} is not a duration", "write e.g. 30s, 15m, 12h or 7d"
+            )
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ConfigError(key, "must be greater than zero", "write e.g. 30s, 15m, 12h or 7d")
+    return seconds
+
+
+def _parse_int(key: str, raw: object, lo: int, hi: int) -> int:
+    if isinstance(raw, bool):
+        raise ConfigError(key, f"{raw!r} is not a whole number", f"use a number from {lo} to {hi}")
+    try:
+        value = int(str(raw).strip()) if not isinstance(raw, int) else raw
+    except ValueError:
+        raise ConfigError(
+            key, f"{str(raw)[:40]!r} is not a whole number", f"use a number from {lo} to {hi}"
+        ) from None
+    if not lo <= value <= hi:
+        raise ConfigError(key, f"{value} is out of range", f"use a number from {lo} to {hi}")
+    return value
+
+
+def _parse_bool(key: str, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(key, f"{str(raw)[:40]!r} is not a boolean", "use true or false")
+
+
+def _parse_list(raw: object) -> list[str]:
+    if isinstance(raw, list):
+        return [str(x).strip() for x in raw if str(x).strip()]
+    return [x.strip() for x in str(raw).split(",") if x.strip()]
+
+
+def _parse_cidrs(key: str, raw: object) -> tuple[str, ...]:
+    out = []
+    for item in _parse_list(raw):
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                key, f"{item[:60]!r} is not an IP network", "use CIDRs like 10.0.0.0/8 or ::1/128"
+            ) from None
+    return tuple(out)
+
+
+def parse_listen(key: str, raw: object) -> str:
+    text = str(raw).strip()
+    if text.startswith("unix:"):
+        if not text[5:].startswith("/"):
+            raise ConfigError(
+                key, "a unix socket needs an absolute path", "write unix:/run/keel/http.sock"
+            )
+        return text
+    m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})", text)
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise ConfigError(
+            key,
+            f"{text[:60]!r} is not an address",
+            "write HOST:PORT (127.0.0.1:8000) or unix:/path",
+        )
+    return text
+
+
+def _parse_url(key: str, raw: object, schemes: tuple[str, ...]) -> str:
+    text = str(raw).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        raise ConfigError(
+            key,
+            f"{redact_url(text)[:80]!r} is not a {'/'.join(schemes)} URL",
+            f"write a URL starting with {schemes[0]}://",
+        )
+    return text
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, object], str]:
+    def parse(key: str, raw: object) -> str:
+        text = str(raw).strip().lower()
+        if text not in choices:
+            raise ConfigError(
+                key, f"{str(raw)[:40]!r} is not allowed", f"use one of {', '.join(choices)}"
+            )
+        return text
+
+    return parse
+
+
+def _text(maxlen: int) -> Callable[[str, object], str]:
+    def parse(key: str, raw: object) -> str:
+        text = str(raw)
+        if len(text) > maxlen or any(ord(c) < 32 for c in text):
+            raise ConfigError(
+                key,
+                "too long or contains control characters",
+                f"use at most {maxlen} printable characters",
+            )
+        return text
+
+    return parse
+
+
+def _secret_key(key: str, raw: object) -> str:
+    return str(raw).strip()
+
+
+def _range(lo: int, hi: int) -> Callable[[str, object], int]:
+    return lambda key, raw: _parse_int(key, raw, lo, hi)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[str, object], Any]
+    default: Any
+    help: str
+    secret: bool = False
+    example: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database_url",
+        lambda k, v: _parse_url(k, v, ("postgresql", "postgres")),
+        "",
+        "PostgreSQL connection URL. Also read from DATABASE_URL.",
+        secret=True,
+        example="postgresql://keel@db.internal/keel",
+    ),
+    Setting(
+        "listen",
+        parse_listen,
+        "127.0.0.1:8000",
+        "Where `serve` listens: HOST:PORT or unix:/path. Ignored under socket activation (LISTEN_FDS).",
+        example="unix:/run/keel/http.sock",
+    ),
+    Setting(
+        "public_url",
+        lambda k, v: _parse_url(k, v, ("https", "http")),
+        "",
+        "The external URL; the only source of absolute links in mail. Required for recovery mail.",
+        example="https://ops.example.com",
+    ),
+    Setting(
+        "site_name",
+        _text(80),
+        "Keel",
+        "Name shown in the page title and mail.",
+        example="Acme Operations",
+    ),
+    Setting(
+        "secret_key",
+        _secret_key,
+        "",
+        "32 random bytes, URL-safe base64. Keys the audit chain HMAC and second-factor "
+        "encryption. Generate: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.",
+        secret=True,
+    ),
+    Setting(
+        "trusted_proxies",
+        _parse_cidrs,
+        (),
+        "CIDRs whose X-Forwarded-For / X-Forwarded-Proto headers are believed.",
+        example='["127.0.0.1/32"]',
+    ),
+    Setting("pool_min", _range(0, 100), 2, "Connections the pool keeps open."),
+    Setting("pool_max", _range(1, 500), 10, "Most connections the pool opens."),
+    Setting(
+        "pool_timeout",
+        parse_duration,
+        5.0,
+        "How long a request waits for a connection before answering 503.",
+        example="5s",
+    ),
+    Setting(
+        "statement_timeout",
+        parse_duration,
+        5.0,
+        "statement_timeout for request queries.",
+        example="5s",
+    ),
+    Setting(
+        "idle_in_transaction_timeout",
+        parse_duration,
+        10.0,
+        "idle_in_transaction_session_timeout for pooled connections.",
+        example="10s",
+    ),
+    Setting(
+        "session_idle",
+        parse_duration,
+        1800.0,
+        "A session ends after this long idle.",
+        example="30m",
+    ),
+    Setting(
+        "session_absolute",
+        parse_duration,
+        43200.0,
+        "A session ends this long after sign-in.",
+        example="12h",
+    ),
+    Setting(
+        "reauth_window", parse_duration, 900.0, "How long a re-authentication lasts.", example="15m"
+    ),
+    Setting("password_min_length", _range(8, 128), 12, "Minimum password length."),
+    Setting(
+        "mfa_policy",
+        _text(200),
+        "optional",
+        "disabled, optional, required, or roles:<role>,<role> (second factor required for those).",
+    ),
+    Setting(
+        "read_only", _parse_bool, False, "Refuse all writes except sign-in and own-account pages."
+    ),
+    Setting(
+        "log_format",
+        _choice(("auto", "json", "text")),
+        "auto",
+        "json under systemd, text on a terminal when auto.",
+    ),
+    Setting(
+        "log_level", _choice(("debug", "info", "warning", "error")), "info", "Lowest level logged."
+    ),
+    Setting(
+        "shutdown_timeout",
+        parse_duration,
+        30.0,
+        "On SIGTERM, how long in-flight requests may take to finish.",
+        example="30s",
+    ),
+    Setting(
+        "template_dir",
+        _text(4096),
+        "",
+        "A directory whose templates override the built-in ones (per page or per resource).",
+    ),
+    Setting(
+        "smtp_host", _text(255), "", "SMTP server; empty means mail is not sent (demo prints it)."
+    ),
+    Setting("smtp_port", _range(1, 65535), 587, "SMTP port."),
+    Setting("smtp_username", _text(255), "", "SMTP user name."),
+    Setting("smtp_password", _secret_key, "", "SMTP password.", secret=True),
+    Setting(
+        "smtp_tls", _choice(("starttls", "tls", "none")), "starttls", "SMTP transport security."
+    ),
+    Setting(
+        "mail_from", _text(255), "", "The From address of mail.", example="Keel <keel@example.com>"
+    ),
+    Setting(
+        "metrics_allow",
+        _parse_cidrs,
+        ("127.0.0.1/32", "::1/128"),
+        "Addresses allowed to read /metrics.",
+    ),
+    Setting(
+        "max_body_size",
+        _range(1024, 1 << 30),
+        1 << 20,
+        "Largest accepted request body in bytes (413 above).",
+    ),
+)
+
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+SECRET_FILES = ("secret_key", "database_url", "smtp_password")
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str = ""
+    listen: str = "127.0.0.1:8000"
+    public_url: str = ""
+    site_name: str = "Keel"
+    secret_key: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+    pool_min: int = 2
+    pool_max: int = 10
+    pool_timeout: float = 5.0
+    statement_timeout: float = 5.0
+    idle_in_transaction_timeout: float = 10.0
+    session_idle: float = 1800.0
+    session_absolute: float = 43200.0
+    reauth_window: float = 900.0
+    password_min_length: int = 12
+    mfa_policy: str = "optional"
+    read_only: bool = False
+    log_format: str = "auto"
+    log_level: str = "info"
+    shutdown_timeout: float = 30.0
+    template_dir: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_tls: str = "starttls"
+    mail_from: str = ""
+    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    max_body_size: int = 1 << 20
+    # Where each value came from (default, file, credential, env, flag); not a setting.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    demo: bool = field(default=False, compare=False)
+
+    def with_values(self, **values: Any) -> Config:
+        return replace(self, **values)
+
+    def redacted(self) -> dict[str, str]:
+        """Every setting as display text, secrets masked (CONF-2)."""
+        out = {}
+        for s in SETTINGS:
+            value = getattr(self, s.name)
+            if s.name == "database_url":
+                out[s.name] = redact_url(value)
+            elif s.secret:
+                out[s.name] = "***" if value else ""
+            elif isinstance(value, tuple):
+                out[s.name] = ", ".join(value)
+            else:
+                out[s.name] = str(value)
+        return out
+
+
+def redact_url(url: str) -> str:
+    """postgres://u:secret@h/db → postgres://u:***@h/db; also masks password= in conninfo."""
+    if not url:
+        return url
+    url = re.sub(r"(password=)\S+", r"\1***", url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _read_secret_file(key: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            key, f"cannot read {path}: {exc.strerror}", "check the path and its permissions"
+        ) from None
+
+
+def _resolve(key: str, raw: object) -> object:
+    setting = SETTINGS_BY_NAME[key]
+    if setting.secret and isinstance(raw, str) and raw.startswith("file:"):
+        return _read_secret_file(key, raw[5:])
+    return raw
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(
+            "config", f"file {path} does not exist", "check --config or KEEL_CONFIG"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            "config", f"cannot read {path}: {exc.strerror}", "check its permissions"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            "config", f"{path} is not valid TOML ({exc})", "fix the syntax at that line"
+        ) from None
+    unknown = sorted(set(data) - set(SETTINGS_BY_NAME))
+    if unknown:
+        raise ConfigError(
+            unknown[0],
+            f"unknown setting in {path}",
+            "remove it or correct the spelling (see `keel docs configuration`)",
+        )
+    return data
+
+
+def load_config(
+    *,
+    config_path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """Defaults → TOML → systemd credentials → environment → flags (CONF-1); validated (CONF-5)."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {s.name: "default" for s in SETTINGS}
+
+    path = config_path or env.get("KEEL_CONFIG") or None
+    toml_path = (
+        Path(path) if path else (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None)
+    )
+    if toml_path is not None:
+        for key, value in _load_toml(toml_path).items():
+            raw[key], sources[key] = value, f"file {toml_path}"
+
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        for key in SECRET_FILES:
+            cred = Path(cred_dir) / key
+            if cred.is_file():
+                raw[key], sources[key] = f"file:{cred}", "credential"
+
+    if env.get("DATABASE_URL"):
+        raw["database_url"], sources["database_url"] = env["DATABASE_URL"], "env DATABASE_URL"
+    for s in SETTINGS:
+        name = f"KEEL_{s.name.upper()}"
+        if name in env:
+            raw[s.name], sources[s.name] = env[name], f"env {name}"
+
+    for key, value in (flags or {}).items():
+        if value is not None:
+            raw[key], sources[key] = value, "flag"
+
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        values[key] = SETTINGS_BY_NAME[key].parse(key, _resolve(key, value))
+    config = Config(**values, sources=sources)
+    if config.pool_min > config.pool_max:
+        raise ConfigError(
+            "pool_min",
+            f"{config.pool_min} is above pool_max {config.pool_max}",
+            "make pool_min at most pool_max",
+        )
+    return config
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why a secret key is unusable, or None (CONF-3)."""
+    import base64
+    import binascii
+
+    if not key:
+        return "secret_key is not set"
+    try:
+        decoded = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+    except (binascii.Error, ValueError):
+        return "secret_key is not URL-safe base64"
+    if len(decoded) < 32:
+        return f"secret_key decodes to {len(decoded)} bytes; at least 32 are needed"
+    return None
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in fields(Config) if f.name not in {"sources", "demo"}]

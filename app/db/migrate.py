@@ -1,0 +1,218 @@
+"""Migration runner: embedded numbered SQL, one transaction each, checksums, a lock (DB-1..5)."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+
+from app.db.sqlsplit import split_sql
+from app.errors import KeelError
+
+# Sources in application order: the core's schema, then the company's own tables.
+SOURCES = (("core", "app.db", "migrations"), ("site", "app.site", "migrations"))
+LOCK_KEY = 0x6B65656C_6D696772  # "keelmigr": one advisory lock per database
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS keel_migrations (
+    version    text PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    applied_by text NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    source: str
+    number: int
+    name: str
+    sql: str
+
+    @property
+    def version(self) -> str:
+        return f"{self.source}:{self.number:04d}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.source}/{self.number:04d}_{self.name}.sql"
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Status:
+    migration: Migration | None
+    version: str
+    state: str  # applied | pending | modified | unknown (applied, file missing)
+    applied_at: str = ""
+
+
+def discover(sources: tuple[tuple[str, str, str], ...] = SOURCES) -> list[Migration]:
+    """Every embedded migration in application order; malformed names are errors."""
+    found: list[Migration] = []
+    for source, package, folder in sources:
+        seen: dict[int, str] = {}
+        root = resources.files(package) / folder
+        if not root.is_dir():
+            continue
+        for entry in sorted(root.iterdir(), key=lambda e: e.name):
+            if not entry.name.endswith(".sql"):
+                continue
+            m = _NAME.match(entry.name)
+            if not m:
+                raise KeelError(
+                    f"migration file {source}/{entry.name} has a malformed name",
+                    why="migrations are ordered by a four-digit number",
+                    fix="rename it like 0007_add_invoices.sql (lowercase, digits, underscores)",
+                )
+            number = int(m.group(1))
+            if number in seen:
+                raise KeelError(
+                    f"two {source} migrations share number {number:04d}: {seen[number]} and {entry.name}",
+                    fix="renumber the newer one",
+                )
+            seen[number] = entry.name
+            found.append(Migration(source, number, m.group(2), entry.read_text(encoding="utf-8")))
+    return found
+
+
+async def _applied(conn: psycopg.AsyncConnection) -> dict[str, tuple[str, str]]:
+    exists = await (
+        await conn.execute("SELECT to_regclass('keel_migrations') IS NOT NULL")
+    ).fetchone()
+    if not exists or not exists[0]:
+        return {}
+    cur = await conn.execute(
+        "SELECT version, checksum, to_char(applied_at, 'YYYY-MM-DD HH24:MI:SS') FROM keel_migrations"
+    )
+    return {v: (c, at) for v, c, at in await cur.fetchall()}
+
+
+async def status(
+    conn: psycopg.AsyncConnection, migrations: list[Migration] | None = None
+) -> list[Status]:
+    migrations = discover() if migrations is None else migrations
+    applied = await _applied(conn)
+    out = []
+    for m in migrations:
+        if m.version not in applied:
+            out.append(Status(m, m.version, "pending"))
+        elif applied[m.version][0] != m.checksum:
+            out.append(Status(m, m.version, "modified", applied[m.version][1]))
+        else:
+            out.append(Status(m, m.version, "applied", applied[m.version][1]))
+    known = {m.version for m in migrations}
+    out.extend(
+        Status(None, v, "unknown", at) for v, (_c, at) in sorted(applied.items()) if v not in known
+    )
+    return out
+
+
+def refuse_modified(states: list[Status]) -> None:
+    modified = [s for s in states if s.state == "modified"]
+    if modified:
+        names = ", ".join(s.migration.filename for s in modified if s.migration)
+        raise KeelError(
+            f"applied migration changed since it ran: {names}",
+            why="migration history is append-only; an edited file no longer describes the schema (DB-3)",
+            fix="restore the original file and put the change in a new, higher-numbered migration",
+        )
+
+
+async def pending(conn: psycopg.AsyncConnection) -> list[Migration]:
+    states = await status(conn)
+    refuse_modified(states)
+    return [s.migration for s in states if s.state == "pending" and s.migration]
+
+
+async def schema_version(conn: psycopg.AsyncConnection) -> str:
+    """The newest applied version per source, e.g. 'core:0003 site:0002'."""
+    applied = await _applied(conn)
+    latest: dict[str, str] = {}
+    for version in sorted(applied):
+        latest[version.split(":")[0]] = version
+    return " ".join(latest[s] for s, _p, _f in SOURCES if s in latest) or "empty"
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+async def _run_one(conn: psycopg.AsyncConnection, m: Migration) -> None:
+    statements = split_sql(m.sql)
+    async with conn.transaction():
+        for st in statements:
+            try:
+                await conn.execute(st.text.encode(), prepare=False)
+            except psycopg.Error as exc:
+                line = st.line
+                pos = getattr(exc.diag, "statement_position", None)
+                if pos and pos.isdigit():
+                    line += st.text.count("\n", 0, int(pos) - 1)
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise MigrationFailed(m, line, first) from None
+        await conn.execute(
+            "INSERT INTO keel_migrations (version, name, checksum, applied_by) VALUES (%s, %s, %s, %s)",
+            (m.version, m.name, m.checksum, _actor()),
+        )
+
+
+class MigrationFailed(KeelError):
+    def __init__(self, m: Migration, line: int, message: str) -> None:
+        self.location = f"{m.filename}:{line}"
+        super().__init__(
+            f"migration {m.filename} failed at line {line}: {message}",
+            why="the migration was rolled back completely; nothing of it is applied (DB-4)",
+            fix=f"correct {self.location}, or the data it trips over",
+            retry="keel migrate",
+        )
+
+
+async def migrate(
+    conn: psycopg.AsyncConnection,
+    *,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> list[Migration]:
+    """Apply every pending migration under the advisory lock; returns what was applied.
+
+    `conn` must be in autocommit mode: each file gets its own transaction and the lock is
+    held by the session, so two hosts migrating at once serialise (DB-2)."""
+    row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))).fetchone()
+    if not row or not row[0]:
+        progress("another `keel migrate` is running; waiting for it to finish…")
+        await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+    try:
+        await conn.execute("SET statement_timeout = 0")
+        await conn.execute(BOOTSTRAP)
+        todo = await pending(conn)
+        for m in todo:
+            progress(f"applying {m.filename}")
+            await _run_one(conn, m)
+        return todo
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+def plan_text(todo: list[Migration]) -> str:
+    parts = []
+    for m in todo:
+        parts.append(
+            f"-- {m.filename} (checksum {m.checksum[:12]})\nBEGIN;\n{m.sql.rstrip()}\nCOMMIT;\n"
+        )
+    return "\n".join(parts)

@@ -1,0 +1,108 @@
+"""Connections: the bounded async pool for `serve` and short-lived connections for the CLI (DB-6)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from app.config import Config, redact_url
+from app.errors import ConfigError, DatabaseUnavailable
+
+CONNECT_TIMEOUT = 5
+
+
+def _require_url(config: Config) -> str:
+    if not config.database_url:
+        raise ConfigError(
+            "database_url",
+            "is not set",
+            "set DATABASE_URL or KEEL_DATABASE_URL, or database_url in the configuration file",
+        )
+    return config.database_url
+
+
+def _session_options(config: Config) -> str:
+    # Startup options rather than SET after connect: they hold for every transaction and
+    # survive a server-side reset; under PgBouncer set them on the role instead (see docs).
+    return (
+        f"-c statement_timeout={int(config.statement_timeout * 1000)} "
+        f"-c idle_in_transaction_session_timeout={int(config.idle_in_transaction_timeout * 1000)}"
+    )
+
+
+def explain_connect_error(exc: Exception, url: str) -> DatabaseUnavailable:
+    """Turn a libpq failure into Problem/Why/Fix (CLI-1) without leaking the password."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    shown = redact_url(url)
+    if "does not exist" in text and "database" in text:
+        return DatabaseUnavailable(
+            f"the database in {shown} does not exist",
+            why=text,
+            fix="create it (createdb -O <owner> <name>) or correct database_url",
+            retry="keel migrate",
+        )
+    if "password authentication failed" in text or "no password supplied" in text:
+        return DatabaseUnavailable(
+            f"PostgreSQL refused the credentials for {shown}",
+            why=text,
+            fix="check the user and password in database_url (or its credential file)",
+        )
+    return DatabaseUnavailable(
+        f"cannot reach the database at {shown}",
+        why=text,
+        fix="check that PostgreSQL is running and that database_url names the right host and port",
+    )
+
+
+@asynccontextmanager
+async def connect(
+    config: Config, *, autocommit: bool = True
+) -> AsyncIterator[psycopg.AsyncConnection]:
+    """One short-lived connection for a CLI command; closed on exit."""
+    url = _require_url(config)
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT, application_name="keel-cli"
+        )
+    except psycopg.Error as exc:
+        raise explain_connect_error(exc, url) from None
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def open_pool(config: Config) -> AsyncIterator[AsyncConnectionPool]:
+    """The request pool, opened explicitly and closed on exit; bounded, with timeouts."""
+    url = _require_url(config)
+    # A direct probe first: the pool only says "timeout", libpq says why.
+    async with connect(config):
+        pass
+    pool: AsyncConnectionPool = AsyncConnectionPool(
+        url,
+        min_size=config.pool_min,
+        max_size=config.pool_max,
+        timeout=config.pool_timeout,
+        max_waiting=config.pool_max * 20,
+        kwargs={
+            "autocommit": True,
+            "options": _session_options(config),
+            "application_name": "keel",
+            "connect_timeout": CONNECT_TIMEOUT,
+        },
+        open=False,
+        name="keel",
+    )
+    try:
+        await pool.open(wait=True, timeout=max(config.pool_timeout, CONNECT_TIMEOUT))
+    except Exception as exc:
+        await pool.close()
+        raise explain_connect_error(exc, url) from None
+    try:
+        yield pool
+    finally:
+        await pool.close()

@@ -1,0 +1,120 @@
+"""Health checks of an installation, one result per check (OPS-5)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from app.config import Config, secret_key_problem
+from app.db import migrate
+from app.db.pool import connect
+from app.errors import KeelError
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+MIN_SERVER = 140000
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+
+
+def check_secret_key(config: Config) -> Check:
+    problem = secret_key_problem(config.secret_key)
+    if problem:
+        return Check("secret key", FAIL, f"{problem}; serve refuses to start without a usable key")
+    return Check("secret key", OK, "present, 32+ bytes")
+
+
+def check_public_url(config: Config) -> Check:
+    if not config.public_url:
+        return Check("public url", WARN, "public_url is not set; recovery mail cannot carry links")
+    if not config.public_url.startswith("https://"):
+        return Check("public url", WARN, f"{config.public_url} is not HTTPS; cookies lose Secure")
+    return Check("public url", OK, config.public_url)
+
+
+def check_extraction_dir() -> Check:
+    from app.ops.extraction import extraction_root
+
+    root = Path(extraction_root())
+    target = root if root.exists() else root.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".keel-doctor-"):
+            pass
+    except OSError as exc:
+        return Check(
+            "extraction directory",
+            FAIL,
+            f"{target} is not writable ({exc.strerror}); set SHIV_ROOT",
+        )
+    return Check("extraction directory", OK, f"{root} is writable")
+
+
+async def check_database(config: Config) -> list[Check]:
+    try:
+        async with connect(config) as conn:
+            version = conn.info.server_version
+            shown = f"PostgreSQL {version // 10000}.{version % 10000}"
+            checks = [
+                Check(
+                    "database",
+                    OK if version >= MIN_SERVER else WARN,
+                    f"reachable, {shown}"
+                    + ("" if version >= MIN_SERVER else "; Keel needs 14 or newer"),
+                )
+            ]
+            states = await migrate.status(conn)
+    except KeelError as exc:
+        return [Check("database", FAIL, f"{exc.problem}: {exc.why}")]
+    except psycopg.Error as exc:
+        return [Check("database", FAIL, str(exc).strip().splitlines()[0])]
+    modified = [s.migration.filename for s in states if s.state == "modified" and s.migration]
+    waiting = [s.version for s in states if s.state == "pending"]
+    unknown = [s.version for s in states if s.state == "unknown"]
+    if modified:
+        checks.append(
+            Check(
+                "migrations", FAIL, f"applied files changed since they ran: {', '.join(modified)}"
+            )
+        )
+    elif waiting:
+        checks.append(
+            Check(
+                "migrations", FAIL, f"{len(waiting)} pending (from {waiting[0]}); run keel migrate"
+            )
+        )
+    else:
+        checks.append(
+            Check("migrations", OK, f"{len(states) - len(unknown)} applied, none modified")
+        )
+    if unknown:
+        checks.append(Check("migrations from a newer build", WARN, ", ".join(unknown)))
+    return checks
+
+
+async def run_checks(
+    config: Config, extra: list[Callable[[Config], Awaitable[list[Check]]]] | None = None
+) -> list[Check]:
+    checks = [
+        Check("configuration", OK, f"loaded ({_config_source(config)})"),
+        check_secret_key(config),
+        check_public_url(config),
+    ]
+    checks.extend(await check_database(config))
+    for more in extra or []:
+        checks.extend(await more(config))
+    checks.append(check_extraction_dir())
+    return checks
+
+
+def _config_source(config: Config) -> str:
+    files = {v for v in config.sources.values() if v.startswith("file ")}
+    return ", ".join(sorted(files)) if files else "defaults and environment"

@@ -1,0 +1,42 @@
+"""Liveness and readiness for load balancers (OPS-2): JSON, no authentication, no secrets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+from aiohttp import web
+from psycopg_pool import PoolTimeout
+
+from app.db import migrate
+from app.web import keys
+
+READY_TIMEOUT = 2.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def database_state(app: web.Application) -> dict[str, object]:
+    """Reachability and migration state, as facts safe to show anyone."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            async with app[keys.POOL].connection(timeout=READY_TIMEOUT) as conn:
+                states = await migrate.status(conn, app[MIGRATIONS])
+                version = await migrate.schema_version(conn)
+    except (psycopg.Error, PoolTimeout, TimeoutError):
+        return {"database": "unreachable", "pending": None, "schema": None}
+    waiting = sum(1 for s in states if s.state != "applied")
+    return {"database": "ok", "pending": waiting, "schema": version}
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = await database_state(request.app)
+    ready = state["database"] == "ok" and state["pending"] == 0
+    return web.json_response(
+        {"status": "ready" if ready else "unavailable", **state}, status=200 if ready else 503
+    )
+
+
+MIGRATIONS = web.AppKey("migrations", list[migrate.Migration])

@@ -1,0 +1,82 @@
+"""Logging: one JSON object per line under systemd, readable text on a terminal (OPS-3)."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, TextIO
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+user_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("user_id", default="")
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def under_systemd(env: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    return bool(env.get("INVOCATION_ID") or env.get("JOURNAL_STREAM"))
+
+
+def choose_format(setting: str, stream: TextIO = sys.stderr) -> str:
+    if setting != "auto":
+        return setting
+    if under_systemd() or not stream.isatty():
+        return "json"
+    return "text"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        rid, uid = request_id_var.get(), user_id_var.get()
+        if rid:
+            out["request_id"] = rid
+        if uid:
+            out["user_id"] = uid
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        extra = " ".join(
+            f"{k}={v}"
+            for k, v in vars(record).items()
+            if k not in _STANDARD and not k.startswith("_")
+        )
+        rid = request_id_var.get()
+        line = f"{stamp} {record.levelname:<7} {record.getMessage()}"
+        if extra:
+            line += f"  {extra}"
+        if rid and "request_id" not in extra:
+            line += f"  request_id={rid}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(fmt: str, level: str, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        JsonFormatter() if choose_format(fmt, stream) == "json" else TextFormatter()
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # aiohttp's own access logger would duplicate ours (and log query strings).
+    logging.getLogger("aiohttp.access").disabled = True

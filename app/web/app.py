@@ -1,0 +1,56 @@
+"""The one factory that builds the web application (DESIGN §2.1)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from app.config import Config
+from app.db import migrate
+from app.db.pool import open_pool
+from app.errors import KeelError
+from app.ops import health
+from app.web import keys, public
+from app.web.middleware import MIDDLEWARES
+from app.web.render import Renderer
+from app.web.static import StaticFiles
+
+log = logging.getLogger("keel.serve")
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    """Open the pool and refuse to serve an out-of-date schema (DB-5)."""
+    config = app[keys.CONFIG]
+    async with open_pool(config) as pool:
+        app[keys.POOL] = pool
+        async with pool.connection() as conn:
+            states = await migrate.status(conn, app[health.MIGRATIONS])
+            migrate.refuse_modified(states)
+            waiting = [s for s in states if s.state == "pending"]
+            if waiting:
+                raise KeelError(
+                    f"{len(waiting)} migration(s) pending, first {waiting[0].migration.filename if waiting[0].migration else waiting[0].version}",
+                    why="serving on an older schema than the code expects would fail at random",
+                    fix="run `keel migrate` (check with `keel migrate --status`)",
+                    retry="keel serve",
+                )
+            app[keys.SCHEMA_VERSION] = await migrate.schema_version(conn)
+        log.info("database ready", extra={"schema": app[keys.SCHEMA_VERSION]})
+        yield
+
+
+def build_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=config.max_body_size)
+    app[keys.CONFIG] = config
+    app[health.MIGRATIONS] = migrate.discover()
+    static = StaticFiles()
+    app[keys.STATIC] = static
+    app[keys.RENDERER] = Renderer(config, static.url)
+    app.cleanup_ctx.append(_database)
+    app.router.add_get("/", public.status_page, name="status")
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/static/{name}", static.handle)
+    return app

@@ -1,0 +1,24 @@
+"""Typed keys for application and request state (no string-keyed state, DESIGN §3)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from app.config import Config
+
+if TYPE_CHECKING:
+    from app.web.render import Renderer
+    from app.web.static import StaticFiles
+
+CONFIG = web.AppKey("config", Config)
+POOL = web.AppKey("pool", AsyncConnectionPool)
+RENDERER: web.AppKey[Renderer] = web.AppKey("renderer")
+STATIC: web.AppKey[StaticFiles] = web.AppKey("static")
+SCHEMA_VERSION = web.AppKey("schema_version", str)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+CLIENT_IP = web.RequestKey("client_ip", str)
+IS_HTTPS = web.RequestKey("is_https", bool)

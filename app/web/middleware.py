@@ -1,0 +1,165 @@
+"""The middleware list, written once (DESIGN §2.2): log+id → headers → errors → the rest."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from psycopg_pool import PoolTimeout
+
+from app.errors import KeelError, PermissionDenied
+from app.ops.logging import request_id_var
+from app.web import keys
+from app.web.render import render
+from app.web.requestinfo import client_ip_and_scheme, request_id_from
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("keel.access")
+errlog = logging.getLogger("keel.error")
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "X-Robots-Tag": "noindex",
+}
+HSTS = "max-age=63072000; includeSubDomains"
+# Path segments that carry secrets never reach the log (REC-6).
+_SECRET_PATHS = (re.compile(r"^(/reset/)[^/]+"), re.compile(r"^(/recover/)[^/]+"))
+
+
+def mask_path(path: str) -> str:
+    for pattern in _SECRET_PATHS:
+        path = pattern.sub(r"\1***", path)
+    return path
+
+
+@web.middleware
+async def request_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id (AUDIT-6), client facts, and one access-log line without the query (OPS-3)."""
+    config = request.app[keys.CONFIG]
+    rid = request_id_from(request)
+    request[keys.REQUEST_ID] = rid
+    ip, https = client_ip_and_scheme(request, config.trusted_proxies)
+    request[keys.CLIENT_IP], request[keys.IS_HTTPS] = ip, https
+    token = request_id_var.set(rid)
+    started = time.perf_counter()
+    status, size = 500, 0
+    try:
+        response = await handler(request)
+        status = response.status
+        size = (
+            response.body_length
+            if response.prepared
+            else len(getattr(response, "body", b"") or b"")
+        )
+        response.headers["X-Request-ID"] = rid
+        return response
+    finally:
+        log.info(
+            "%s %s %s",
+            request.method,
+            mask_path(request.path),
+            status,
+            extra={
+                "method": request.method,
+                "path": mask_path(request.path),
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "bytes": size,
+                "client_ip": ip,
+            },
+        )
+        request_id_var.reset(token)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """SEC-2 on every response, error pages included."""
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.update(SECURITY_HEADERS)
+        if not request.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        if request.get(keys.IS_HTTPS):
+            response.headers["Strict-Transport-Security"] = HSTS
+    return response
+
+
+def _error_page(
+    request: web.Request, status: int, title: str, message: str, **extra: object
+) -> web.Response:
+    template = {403: "403.html", 404: "404.html"}.get(status, "error.html")
+    if request.headers.get("Accept", "").startswith("application/json") or request.path in (
+        "/healthz",
+        "/readyz",
+    ):
+        return web.json_response(
+            {"error": title, "message": message, "request_id": request.get(keys.REQUEST_ID, "")},
+            status=status,
+        )
+    ctx = {"status": status, "title": title, "message": message, **extra}
+    return render(request, [template, "error.html"], ctx, status=status)
+
+
+_TITLES = {
+    400: "Bad request",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    429: "Too many requests",
+    500: "Something went wrong",
+    503: "Temporarily unavailable",
+}
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One place maps domain errors and HTTP errors to pages; unknown errors become a 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            return web.Response(status=exc.status, headers=exc.headers)
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else ""
+        response = _error_page(request, exc.status, _TITLES.get(exc.status, exc.reason), message)
+        for name in ("Retry-After", "Allow"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    except PermissionDenied as exc:
+        return _error_page(request, 403, _TITLES[403], exc.problem, missing=exc.missing)
+    except KeelError as exc:
+        return _error_page(
+            request, exc.http_status, _TITLES.get(exc.http_status, "Error"), exc.problem
+        )
+    except PoolTimeout:
+        # DB-6: shed load instead of queueing forever.
+        response = _error_page(
+            request, 503, _TITLES[503], "The server is busy. Try again in a moment."
+        )
+        response.headers["Retry-After"] = "2"
+        return response
+    except Exception:
+        errlog.exception("unhandled error on %s %s", request.method, mask_path(request.path))
+        return _error_page(
+            request,
+            500,
+            _TITLES[500],
+            "The error was logged. Quote the request id when you report it.",
+        )
+
+
+MIDDLEWARES = [request_log, security_headers, error_pages]
