@@ -123,14 +123,21 @@ def read_pins(path: Path) -> dict[str, str]:
 def pip_install(site: Path, requirements: Path, target: Target) -> None:
     """Install the pinned third-party runtime dependencies (never `app` itself) into site."""
     cmd = [
-        sys.executable, "-m", "pip", "install",
-        "--target", str(site),
-        "--requirement", str(requirements),
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--target",
+        str(site),
+        "--requirement",
+        str(requirements),
         # pip's own pycs carry mtimes and absolute paths; we compile deterministically below.
         "--no-compile",
         # A wheel built locally from an sdist is not byte-stable; insist on published wheels.
         "--only-binary=:all:",
-        "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
         "--quiet",
     ]
     if not target.native:
@@ -175,7 +182,8 @@ def check_pins(site: Path, pins: dict[str, str]) -> None:
     if problems:
         raise BuildError(
             "pip installed dependencies that build-requirements.txt does not pin: "
-            + ", ".join(problems) + ".",
+            + ", ".join(problems)
+            + ".",
             "A transitive dependency changed; an unpinned one makes the artifact drift.",
             "Pin them in build-requirements.txt at the versions in .venv (`pip freeze`).",
         )
@@ -243,9 +251,15 @@ def find_compiler(target: Target, compile_with: str | None) -> str | None:
     if candidate is None:
         return None
     probe = subprocess.run(
-        [candidate, "-I", "-c",
-         "import sys; print(sys.implementation.name, '%d.%d' % sys.version_info[:2])"],
-        capture_output=True, text=True, check=False,
+        [
+            candidate,
+            "-I",
+            "-c",
+            "import sys; print(sys.implementation.name, '%d.%d' % sys.version_info[:2])",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if probe.returncode != 0 or probe.stdout.split() != ["cpython", target.python]:
         raise BuildError(
@@ -260,7 +274,11 @@ def compile_bytecode(site: Path, compiler: str) -> tuple[int, int]:
     sources = [rel for rel, _ in staged_files(site) if rel.endswith(".py")]
     result = subprocess.run(
         [compiler, "-I", "-c", COMPILE_SCRIPT],
-        input="\n".join(sources), cwd=site, capture_output=True, text=True, check=False,
+        input="\n".join(sources),
+        cwd=site,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise BuildError(
@@ -273,12 +291,19 @@ def compile_bytecode(site: Path, compiler: str) -> tuple[int, int]:
 
 def run_shiv(site: Path, output: Path, shebang: str, build_id: str) -> None:
     cmd = [
-        sys.executable, "-m", "shiv",
-        "--site-packages", str(site),
-        "--entry-point", ENTRY_POINT,
-        "--output-file", str(output),
-        "--python", shebang,
-        "--build-id", build_id,
+        sys.executable,
+        "-m",
+        "shiv",
+        "--site-packages",
+        str(site),
+        "--entry-point",
+        ENTRY_POINT,
+        "--output-file",
+        str(output),
+        "--python",
+        shebang,
+        "--build-id",
+        build_id,
         "--reproducible",
         "--compressed",
         # No --root (SHIV_ROOT then ~/.shiv stay the operator's choice) and no --compile-pyc:
@@ -332,7 +357,10 @@ def sha256_file(path: Path) -> str:
 
 
 def build(
-    output: Path, target: Target, shebang: str | None = None, compile_with: str | None = None,
+    output: Path,
+    target: Target,
+    shebang: str | None = None,
+    compile_with: str | None = None,
     root: Path = ROOT,
 ) -> str:
     """Build the artifact at output and return its SHA-256."""
@@ -347,8 +375,10 @@ def build(
     with tempfile.TemporaryDirectory(prefix="keel-build-") as tmp:
         site = Path(tmp, "site-packages")
         site.mkdir()
-        print(f"Installing pinned runtime dependencies for CPython {target.python} "
-              f"({target.platform_label})…")
+        print(
+            f"Installing pinned runtime dependencies for CPython {target.python} "
+            f"({target.platform_label})…"
+        )
         pip_install(site, requirements, target)
         check_pins(site, pins)
         stage_sources(root, site)
@@ -370,9 +400,11 @@ def build(
             note = f" ({failed} skipped: not valid for this Python)" if failed else ""
             print(f"Compiled {total - failed} modules to bytecode{note}.")
         else:
-            print(f"Note: no bytecode compiled: the build runs CPython {build_python()}, the "
-                  f"target is {target.python}, and pycs are only valid for one minor version. "
-                  f"Pass --compile-with python{target.python} to compile them.")
+            print(
+                f"Note: no bytecode compiled: the build runs CPython {build_python()}, the "
+                f"target is {target.python}, and pycs are only valid for one minor version. "
+                f"Pass --compile-with python{target.python} to compile them."
+            )
         shiv_output = Path(tmp, "keel.shiv")
         run_shiv(site, shiv_output, shebang, build_id)
         finalise_archive(shiv_output, site, output)
@@ -380,8 +412,10 @@ def build(
     checksum = sha256_file(output)
     size = output.stat().st_size
     print(f"Built {output}")
-    print(f"  version   {version} (build {build_id}, CPython {target.python}, "
-          f"{target.platform_label})")
+    print(
+        f"  version   {version} (build {build_id}, CPython {target.python}, "
+        f"{target.platform_label})"
+    )
     print(f"  size      {size} bytes ({size / 2**20:.1f} MiB)")
     print(f"  sha256    {checksum}")
     return checksum
@@ -392,18 +426,39 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="build.py",
         description="Build dist/keel, a reproducible single-file shiv executable (OPS-7).",
     )
-    parser.add_argument("--output", type=Path, default=ROOT / "dist" / "keel",
-                        help="where to write the artifact (default: dist/keel)")
-    parser.add_argument("--python-version", default=build_python(), metavar="X.Y",
-                        help="target CPython minor version (default: the building Python's)")
-    parser.add_argument("--platform", action="append", default=[], metavar="TAG",
-                        help="target wheel platform, e.g. manylinux2014_x86_64 or "
-                             "manylinux2014_aarch64 (repeat to allow several; default: this host)")
-    parser.add_argument("--shebang", default=None, metavar="INTERPRETER",
-                        help="interpreter line (default: /usr/bin/env pythonX.Y for the target)")
-    parser.add_argument("--compile-with", default=None, metavar="PYTHON",
-                        help="a CPython of the target version to compile bytecode with, when "
-                             "it differs from the building Python")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "dist" / "keel",
+        help="where to write the artifact (default: dist/keel)",
+    )
+    parser.add_argument(
+        "--python-version",
+        default=build_python(),
+        metavar="X.Y",
+        help="target CPython minor version (default: the building Python's)",
+    )
+    parser.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="target wheel platform, e.g. manylinux2014_x86_64 or "
+        "manylinux2014_aarch64 (repeat to allow several; default: this host)",
+    )
+    parser.add_argument(
+        "--shebang",
+        default=None,
+        metavar="INTERPRETER",
+        help="interpreter line (default: /usr/bin/env pythonX.Y for the target)",
+    )
+    parser.add_argument(
+        "--compile-with",
+        default=None,
+        metavar="PYTHON",
+        help="a CPython of the target version to compile bytecode with, when "
+        "it differs from the building Python",
+    )
     args = parser.parse_args(argv)
     if not re.fullmatch(r"3\.\d+", args.python_version):
         parser.error(f"--python-version must look like 3.12, not {args.python_version!r}")

@@ -484,3 +484,43 @@ def secret_key_problem(key: str) -> str | None:
 
 def config_fields() -> list[str]:
     return [f.name for f in fields(Config) if f.name not in {"sources", "demo"}]
+
+
+def reference_markdown() -> str:
+    """The configuration reference, generated from SETTINGS (docs/configuration.md)."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the settings table by `keel docs --config-reference`; a test keeps it complete.",
+        "",
+        "Sources, later wins (CONF-1): built-in defaults → TOML file (`--config PATH`, else "
+        "`$KEEL_CONFIG`, else `/etc/keel/keel.toml` if present) → systemd credentials "
+        "(`$CREDENTIALS_DIRECTORY/<name>` for `secret_key`, `database_url`, `smtp_password`) → "
+        "environment (`KEEL_<NAME>`; the database also reads `DATABASE_URL`, and `KEEL_DATABASE_URL` "
+        "wins over it) → command-line flags.",
+        "",
+        "Secret settings accept `file:/path`: the value is read from that file (CONF-2). Secrets are "
+        "never printed; `keel doctor --settings` shows every value masked, with its source.",
+        "",
+        "Durations are written `500ms`, `30s`, `15m`, `12h`, `7d`, or a number of seconds. Lists "
+        "are TOML arrays, or comma-separated in the environment. An invalid value stops the program "
+        "with one line naming the key, the problem and the fix (CONF-5).",
+        "",
+    ]
+    for s in SETTINGS:
+        default = s.default
+        if isinstance(default, tuple):
+            shown = "[" + ", ".join(f'"{d}"' for d in default) + "]"
+        elif isinstance(default, bool):
+            shown = str(default).lower()
+        elif isinstance(default, float):
+            shown = f"{default:g} s"
+        else:
+            shown = repr(default) if isinstance(default, str) else str(default)
+        lines += [f"### `{s.name}`", "", s.help, ""]
+        lines.append(f"- Default: `{shown}`" + ("  (secret)" if s.secret else ""))
+        lines.append(f"- Environment: `KEEL_{s.name.upper()}`")
+        if s.example:
+            lines.append(f"- Example: `{s.example}`")
+        lines.append("")
+    return "\n".join(lines)

@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="print the CLI reference generated from the parser",
     )
+    p.add_argument(
+        "--config-reference",
+        action="store_true",
+        help="print the configuration reference generated from the settings table",
+    )
     p.set_defaults(run=run)
 
 
@@ -75,6 +80,11 @@ def cli_reference() -> str:
 
 def run(args: argparse.Namespace) -> int:
     out = out_from(args)
+    if args.config_reference:
+        from app.config import reference_markdown
+
+        out.result(reference_markdown())
+        return 0
     if args.cli_reference:
         out.result(cli_reference())
         return 0
@@ -88,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         node = node / part
     node = node / f"{parts[-1]}.md"
     if any(p in ("", ".", "..") for p in parts):
-        raise NotFound(f"no documentation page named {args.topic!r}", fix="run `keel docs` to list the pages")
+        raise NotFound(
+            f"no documentation page named {args.topic!r}", fix="run `keel docs` to list the pages"
+        )
     if not node.is_file():
         raise NotFound(
             f"no documentation page named {args.topic!r}", fix="run `keel docs` to list the pages"

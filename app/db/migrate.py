@@ -131,8 +131,10 @@ def refuse_modified(states: list[Status]) -> None:
         )
 
 
-async def pending(conn: psycopg.AsyncConnection) -> list[Migration]:
-    states = await status(conn)
+async def pending(
+    conn: psycopg.AsyncConnection, migrations: list[Migration] | None = None
+) -> list[Migration]:
+    states = await status(conn, migrations)
     refuse_modified(states)
     return [s.migration for s in states if s.state == "pending" and s.migration]
 
@@ -188,6 +190,7 @@ async def migrate(
     conn: psycopg.AsyncConnection,
     *,
     progress: Callable[[str], None] = lambda _msg: None,
+    migrations: list[Migration] | None = None,
 ) -> list[Migration]:
     """Apply every pending migration under the advisory lock; returns what was applied.
 
@@ -200,7 +203,7 @@ async def migrate(
     try:
         await conn.execute("SET statement_timeout = 0")
         await conn.execute(BOOTSTRAP)
-        todo = await pending(conn)
+        todo = await pending(conn, migrations)
         for m in todo:
             progress(f"applying {m.filename}")
             await _run_one(conn, m)

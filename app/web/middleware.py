@@ -109,7 +109,13 @@ def _error_page(
             status=status,
         )
     ctx = {"status": status, "title": title, "message": message, **extra}
-    return render(request, [template, "error.html"], ctx, status=status)
+    try:
+        return render(request, [template, "error.html"], ctx, status=status)
+    except Exception:
+        # The error page itself failed (a broken override template): still answer, plainly.
+        errlog.exception("error page %s failed to render", template)
+        rid = request.get(keys.REQUEST_ID, "")
+        return web.Response(text=f"{status} {title}\n{message}\nRequest id: {rid}\n", status=status)
 
 
 _TITLES = {

@@ -1,0 +1,179 @@
+/* keel.js — progressive enhancement only (SPEC UI-2); every page works without it.
+   Theme persistence, drawer and menus, "/" for search, select-all, confirm, FK autocomplete. */
+(function () {
+  "use strict";
+  var doc = document, root = doc.documentElement, THEME_KEY = "keel-theme";
+  root.classList.add("k-js");
+
+  function closestEl(node, selector) {
+    return node && node.nodeType === 1 ? node.closest(selector) : null;
+  }
+
+  /* Theme: the radios work alone through CSS :has(); this remembers the choice (localStorage, and a
+     cookie so the server can render data-theme and avoid a flash). */
+  function applyTheme(value) {
+    if (value === "light" || value === "dark") root.setAttribute("data-theme", value);
+    else root.removeAttribute("data-theme");
+  }
+  function initTheme() {
+    var saved = null;
+    try { saved = localStorage.getItem(THEME_KEY); } catch (e) { /* storage disabled */ }
+    if (saved) applyTheme(saved);
+    var current = root.getAttribute("data-theme") || "system";
+    doc.querySelectorAll('input[name="keel-theme"]').forEach(function (radio) {
+      radio.checked = radio.value === current;
+      radio.addEventListener("change", function () {
+        if (!radio.checked) return;
+        applyTheme(radio.value);
+        try { localStorage.setItem(THEME_KEY, radio.value); } catch (e) { /* ignore */ }
+        doc.cookie = "keel_theme=" + radio.value + "; Path=/; Max-Age=31536000; SameSite=Lax" +
+          (location.protocol === "https:" ? "; Secure" : "");
+      });
+    });
+  }
+
+  /* Menus (<details class="k-menu">) and the drawer close on Escape and outside clicks. */
+  function closeMenus(except) {
+    doc.querySelectorAll("details.k-menu[open]").forEach(function (d) { if (d !== except) d.open = false; });
+  }
+  doc.addEventListener("click", function (e) { closeMenus(closestEl(e.target, "details.k-menu")); });
+  doc.addEventListener("keydown", function (e) {
+    if (e.key === "Escape") {
+      var open = doc.querySelector("details.k-menu[open]");
+      if (open) { open.open = false; open.querySelector("summary").focus(); }
+      var drawer = doc.getElementById("k-drawer");
+      if (drawer && drawer.checked) { drawer.checked = false; drawer.focus(); }
+      return;
+    }
+    /* "/" focuses the global search unless the user is typing somewhere. */
+    if (e.key === "/" && !e.ctrlKey && !e.metaKey && !e.altKey) {
+      var t = e.target, tag = t && t.tagName;
+      if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || (t && t.isContentEditable)) return;
+      var q = doc.getElementById("k-search-q");
+      if (q && q.offsetParent !== null) { e.preventDefault(); q.focus(); q.select(); }
+    }
+  });
+
+  /* Select-all: <input type=checkbox data-select-all> in a table header drives the row checkboxes
+     (.k-row-select) of that table, or those named by the attribute's value inside its form. */
+  function rowBoxes(master) {
+    var name = master.getAttribute("data-select-all");
+    var scope = closestEl(master, name ? "form" : "table") || doc;
+    var sel = name ? 'input[type="checkbox"][name="' + name + '"]' : "input.k-row-select";
+    return Array.prototype.filter.call(scope.querySelectorAll(sel), function (b) { return b !== master; });
+  }
+  function syncMaster(master) {
+    var boxes = rowBoxes(master), n = boxes.filter(function (b) { return b.checked; }).length;
+    master.checked = boxes.length > 0 && n === boxes.length;
+    master.indeterminate = n > 0 && n < boxes.length;
+    var scope = closestEl(master, "form") || doc;
+    scope.querySelectorAll("[data-selected-count]").forEach(function (el) { el.textContent = String(n); });
+  }
+  doc.querySelectorAll("input[data-select-all]").forEach(function (master) {
+    var last = null;
+    master.addEventListener("change", function () {
+      rowBoxes(master).forEach(function (b) { if (!b.disabled) b.checked = master.checked; });
+      syncMaster(master);
+    });
+    rowBoxes(master).forEach(function (box, i, all) {
+      box.addEventListener("click", function (e) {  /* shift-click selects a range */
+        if (e.shiftKey && last !== null) {
+          var a = Math.min(last, i), b = Math.max(last, i);
+          for (var j = a; j <= b; j++) all[j].checked = box.checked;
+        }
+        last = i;
+        syncMaster(master);
+      });
+    });
+    syncMaster(master);
+  });
+
+  /* Confirm before submit: <button data-confirm="Delete 3 rows?"> (or on a link or form). */
+  doc.addEventListener("click", function (e) {
+    var el = closestEl(e.target, "[data-confirm]");
+    if (el && el.tagName !== "FORM" && !window.confirm(el.getAttribute("data-confirm"))) {
+      e.preventDefault(); e.stopImmediatePropagation();
+    }
+  }, true);
+  doc.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (form.hasAttribute("data-confirm") && !window.confirm(form.getAttribute("data-confirm"))) e.preventDefault();
+  });
+
+  /* FK autocomplete (SPEC EDIT-9): <input name=… data-autocomplete="/admin/x/lookup"> becomes a combobox;
+     the key moves to a hidden input of the same name. Endpoint answers {results:[{id,label}]}. */
+  var acCount = 0;
+  function initAutocomplete(input) {
+    var url = input.getAttribute("data-autocomplete"), id = input.id || "k-ac-" + (++acCount);
+    var hidden = doc.createElement("input"), list = doc.createElement("ul"), live = doc.createElement("span");
+    var chosenLabel = input.getAttribute("data-autocomplete-label") || input.value;
+    var timer = null, controller = null, active = -1, options = [];
+    hidden.type = "hidden"; hidden.name = input.name; hidden.value = input.value;
+    input.removeAttribute("name"); input.value = chosenLabel; input.id = id;
+    input.placeholder = "Type to search…";
+    list.id = id + "-listbox"; list.className = "k-ac-list"; list.setAttribute("role", "listbox"); list.hidden = true;
+    live.className = "k-sr-only"; live.setAttribute("role", "status");
+    input.setAttribute("role", "combobox"); input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-expanded", "false"); input.setAttribute("aria-controls", list.id);
+    input.after(hidden, list, live);
+
+    function close() {
+      list.hidden = true; active = -1; input.setAttribute("aria-expanded", "false");
+      input.removeAttribute("aria-activedescendant");
+    }
+    function highlight(i) {
+      options.forEach(function (li, j) { li.setAttribute("aria-selected", j === i ? "true" : "false"); });
+      active = i;
+      if (i >= 0) { input.setAttribute("aria-activedescendant", options[i].id); options[i].scrollIntoView({ block: "nearest" }); }
+    }
+    function choose(li) {
+      hidden.value = li.getAttribute("data-id"); chosenLabel = li.textContent; input.value = chosenLabel; close();
+      hidden.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+    function render(results) {
+      list.textContent = ""; options = [];
+      results.forEach(function (r, i) {
+        var li = doc.createElement("li");
+        li.id = id + "-opt-" + i; li.className = "k-ac-option"; li.setAttribute("role", "option");
+        li.setAttribute("data-id", String(r.id)); li.textContent = r.label;
+        li.addEventListener("mousedown", function (e) { e.preventDefault(); choose(li); });
+        list.appendChild(li); options.push(li);
+      });
+      if (!results.length) {
+        var none = doc.createElement("li"); none.className = "k-ac-empty"; none.textContent = "No matches";
+        list.appendChild(none);
+      }
+      live.textContent = results.length + (results.length === 1 ? " result" : " results");
+      list.hidden = false; input.setAttribute("aria-expanded", "true"); highlight(-1);
+    }
+    function search() {
+      if (controller) controller.abort();
+      controller = typeof AbortController === "function" ? new AbortController() : null;
+      var sep = url.indexOf("?") < 0 ? "?" : "&";
+      fetch(url + sep + "q=" + encodeURIComponent(input.value.trim()), {
+        headers: { Accept: "application/json" }, credentials: "same-origin", signal: controller && controller.signal
+      }).then(function (r) { return r.ok ? r.json() : { results: [] }; })
+        .then(function (data) { if (doc.activeElement === input) render((data && data.results) || []); })
+        .catch(function () { /* aborted or offline: keep the field as it is */ });
+    }
+    input.addEventListener("input", function () {
+      clearTimeout(timer); timer = setTimeout(search, 200);
+    });
+    input.addEventListener("focus", function () { if (!input.value) search(); });
+    input.addEventListener("keydown", function (e) {
+      var open = !list.hidden;
+      if (e.key === "ArrowDown") { e.preventDefault(); if (!open) search(); else highlight(Math.min(active + 1, options.length - 1)); }
+      else if (e.key === "ArrowUp" && open) { e.preventDefault(); highlight(Math.max(active - 1, 0)); }
+      else if (e.key === "Enter" && open && active >= 0) { e.preventDefault(); choose(options[active]); }
+      else if (e.key === "Escape" && open) { e.preventDefault(); e.stopPropagation(); close(); }
+    });
+    input.addEventListener("blur", function () {
+      close();
+      if (!input.value.trim()) { hidden.value = ""; chosenLabel = ""; }
+      else if (input.value !== chosenLabel) input.value = chosenLabel;  /* typed but not chosen: revert */
+    });
+  }
+  doc.querySelectorAll("input[data-autocomplete]").forEach(initAutocomplete);
+
+  initTheme();
+})();

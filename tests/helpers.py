@@ -1,0 +1,91 @@
+"""Shared test helpers: run the CLI as a real process, wait for a server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def keel_env(**extra: str) -> dict[str, str]:
+    """A clean environment: no KEEL_* or DATABASE_URL leaking in from the caller."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            (
+                "KEEL_",
+                "DATABASE_URL",
+                "NOTIFY_",
+                "LISTEN_",
+                "WATCHDOG_",
+                "INVOCATION_ID",
+                "JOURNAL_STREAM",
+            )
+        )
+    }
+    env["PYTHONPATH"] = str(REPO)
+    env.update(extra)
+    return env
+
+
+def keel(
+    *args: str, env: Mapping[str, str] | None = None, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env=dict(env) if env is not None else keel_env(),
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def spawn_keel(*args: str, env: Mapping[str, str], **kw: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "app", *args],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        **kw,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[str] | None = None) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(
+                f"server exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout, proc.stdout

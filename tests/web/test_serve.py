@@ -1,0 +1,223 @@
+"""OPS-1, DB-5: the real `keel serve` process under systemd's protocols."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.helpers import (
+    REPO,
+    assert_no_traceback,
+    free_port,
+    keel,
+    keel_env,
+    spawn_keel,
+    wait_http,
+)
+
+
+def _env(database_url: str, secret_key: str, **extra: str) -> dict[str, str]:
+    return keel_env(DATABASE_URL=database_url, KEEL_SECRET_KEY=secret_key, **extra)
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(20)
+    yield sock, str(path)
+    sock.close()
+
+
+def _messages_until(sock: socket.socket, wanted: str, limit: float = 20) -> list[str]:
+    got: list[str] = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        msg = sock.recv(4096).decode()
+        got.append(msg)
+        if wanted in msg:
+            return got
+    raise AssertionError(f"{wanted} not received; got {got}")
+
+
+def test_notify_ready_watchdog_and_stopping(
+    database_url: str, secret_key: str, notify_socket
+) -> None:  # type: ignore[no-untyped-def]
+    sock, path = notify_socket
+    port = free_port()
+    env = _env(
+        database_url,
+        secret_key,
+        NOTIFY_SOCKET=path,
+        WATCHDOG_USEC="200000",
+        KEEL_LISTEN=f"127.0.0.1:{port}",
+    )
+    proc = spawn_keel("serve", env=env)
+    try:
+        first = _messages_until(sock, "READY=1")
+        # READY only once the socket listens and the pool is open.
+        assert wait_http(f"http://127.0.0.1:{port}/readyz", timeout=2) == 200
+        assert any("STATUS=serving" in m for m in first)
+        _messages_until(sock, "WATCHDOG=1", limit=3)
+        proc.send_signal(signal.SIGTERM)
+        _messages_until(sock, "STOPPING=1")
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_sigterm_lets_a_slow_request_finish_then_exits_0(
+    database_url: str, secret_key: str
+) -> None:
+    port = free_port()
+    env = _env(database_url, secret_key, KEEL_LISTEN=f"127.0.0.1:{port}")
+    proc = spawn_keel("serve", env=env)
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc) == 200
+        result: dict[str, object] = {}
+        with psycopg.connect(database_url) as locker:
+            # Hold a lock the readiness query needs: the request stays in flight.
+            locker.execute("LOCK TABLE keel_migrations IN ACCESS EXCLUSIVE MODE")
+
+            def slow() -> None:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=30) as r:
+                    result["status"] = r.status
+                    result["body"] = json.loads(r.read())
+
+            t = threading.Thread(target=slow)
+            t.start()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                waiting = locker.execute(
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'keel_migrations'::regclass AND NOT granted"
+                ).fetchone()
+                if waiting and waiting[0]:
+                    break
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert proc.poll() is None, "the server must wait for the request in flight"
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            locker.rollback()
+        t.join(timeout=20)
+        assert result.get("status") == 200 and result["body"]["status"] == "ready"  # type: ignore[index]
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_refuses_pending_migrations(empty_database_url: str, secret_key: str) -> None:
+    proc = keel(
+        "serve", "--listen", f"127.0.0.1:{free_port()}", env=_env(empty_database_url, secret_key)
+    )
+    assert proc.returncode == 1
+    assert "migration(s) pending" in proc.stderr and "keel migrate" in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_serve_refuses_missing_or_short_secret_key(database_url: str) -> None:
+    proc = keel("serve", env=keel_env(DATABASE_URL=database_url))
+    assert proc.returncode == 2 and "secret_key" in proc.stderr and "token_urlsafe" in proc.stderr
+    short = keel("serve", env=keel_env(DATABASE_URL=database_url, KEEL_SECRET_KEY="abc"))
+    assert short.returncode == 2 and "32 are needed" in short.stderr
+    assert_no_traceback(short)
+
+
+def test_serve_bad_flag_and_bad_listen(database_url: str, secret_key: str) -> None:
+    proc = keel("serve", "--bogus", env=_env(database_url, secret_key))
+    assert proc.returncode == 2 and "Problem: unrecognized arguments: --bogus" in proc.stderr
+    bad = keel("serve", "--listen", "not-an-address", env=_env(database_url, secret_key))
+    assert bad.returncode == 2 and "listen" in bad.stderr
+    assert_no_traceback(bad)
+
+
+def test_address_in_use_is_a_clear_error(database_url: str, secret_key: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = keel("serve", "--listen", f"127.0.0.1:{port}", env=_env(database_url, secret_key))
+    assert proc.returncode == 1 and "cannot listen" in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_unix_socket_and_json_logs_under_systemd(
+    database_url: str, secret_key: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "http.sock"
+    env = _env(database_url, secret_key, KEEL_LISTEN=f"unix:{path}", INVOCATION_ID="abc")
+    proc = spawn_keel("serve", env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(path))
+        s.sendall(
+            b"GET /healthz?token=secret HTTP/1.1\r\nHost: x\r\nX-Request-ID: unix-request-0123456789\r\nConnection: close\r\n\r\n"
+        )
+        reply = b""
+        while chunk := s.recv(4096):
+            reply += chunk
+        s.close()
+        assert reply.startswith(b"HTTP/1.1 200")
+        proc.send_signal(signal.SIGTERM)
+        out, _err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    access = [x for x in lines if x.get("logger") == "keel.access"]
+    assert access, out
+    entry = access[0]
+    assert entry["path"] == "/healthz" and entry["status"] == 200 and entry["method"] == "GET"
+    assert entry["request_id"] == "unix-request-0123456789"
+    assert {"time", "level", "duration_ms", "bytes"} <= set(entry)
+    assert "secret" not in out, "query strings never reach the log"
+
+
+def test_socket_activation_with_listen_fds(database_url: str, secret_key: str) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    shim = (
+        "import os, sys; os.dup2(int(sys.argv[1]), 3); "
+        "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid())); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'app', 'serve'])"
+    )
+    import subprocess
+
+    env = _env(database_url, secret_key, KEEL_LISTEN="127.0.0.1:1")  # ignored under activation
+    proc = subprocess.Popen(
+        [sys.executable, "-c", shim, str(listener.fileno())],
+        env=env,
+        pass_fds=(listener.fileno(),),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    listener.close()
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc) == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert os.environ.get("LISTEN_FDS") is None
