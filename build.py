@@ -6,6 +6,7 @@ import argparse
 import ast
 import email.parser
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -120,6 +121,24 @@ def read_pins(path: Path) -> dict[str, str]:
     return pins
 
 
+def pip_platforms(platforms: Sequence[str]) -> list[str]:
+    """The given wheel platforms plus the older manylinux tags that the same host runs.
+
+    glibc is backward compatible, but pip takes `--platform manylinux_2_28_aarch64` literally
+    and would refuse a dependency that only publishes manylinux2014 (glibc 2.17) wheels.
+    """
+    tags: list[str] = []
+    for tag in platforms:
+        tags.append(tag)
+        match = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", tag)
+        if match:
+            glibc, arch = int(match.group(1)), match.group(2)
+            tags += [f"manylinux_2_{minor}_{arch}" for minor in range(glibc - 1, 16, -1)]
+            if glibc >= 17:
+                tags.append(f"manylinux2014_{arch}")
+    return list(dict.fromkeys(tags))
+
+
 def pip_install(site: Path, requirements: Path, target: Target) -> None:
     """Install the pinned third-party runtime dependencies (never `app` itself) into site."""
     cmd = [
@@ -142,7 +161,7 @@ def pip_install(site: Path, requirements: Path, target: Target) -> None:
     ]
     if not target.native:
         cmd += ["--python-version", target.python, "--implementation", "cp"]
-        for platform in target.platforms:
+        for platform in pip_platforms(target.platforms):
             cmd += ["--platform", platform]
     env = dict(os.environ)
     # These would fight `--target` (shiv's own pip wrapper drops the first for the same reason).
@@ -364,6 +383,13 @@ def build(
     root: Path = ROOT,
 ) -> str:
     """Build the artifact at output and return its SHA-256."""
+    if importlib.util.find_spec("shiv") is None:
+        raise BuildError(
+            f"shiv is not installed for {sys.executable}.",
+            "build.py packs the artifact with shiv (a dev dependency).",
+            "Run it with the project's virtualenv: .venv/bin/python build.py "
+            "(set it up with `pip install -e '.[dev]'`).",
+        )
     requirements = root / "build-requirements.txt"
     version = read_version(root)
     pins = read_pins(requirements)

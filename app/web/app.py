@@ -41,6 +41,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+# Feature modules, each with setup(app) adding its routes, middleware hooks and contexts.
+# Order matters only for middleware hooks; routes do not overlap.
+FEATURES: tuple[str, ...] = ()
+
+
 def build_app(config: Config) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=config.max_body_size)
     app[keys.CONFIG] = config
@@ -53,4 +58,8 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/static/{name}", static.handle)
+    import importlib
+
+    for name in FEATURES:
+        importlib.import_module(name).setup(app)
     return app

@@ -1,0 +1,1 @@
+"""The authority layer: users, roles, groups, permissions, sessions, login, recovery, re-auth."""
