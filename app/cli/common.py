@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -22,6 +21,8 @@ def out_from(args: argparse.Namespace) -> Out:
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # lazily: `keel --help` and `keel version` stay fast
+
     return asyncio.run(coro)
 
 

@@ -7,7 +7,6 @@ import argparse
 from app.cli.common import common_options, out_from, run_async
 from app.config import load_config
 from app.errors import ConfigError
-from app.ops.doctor import FAIL, OK, Check, run_checks
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +26,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.ops.doctor import FAIL, OK, Check, run_checks
+
     out = out_from(args)
     try:
         config = load_config(config_path=getattr(args, "config", None))

@@ -7,8 +7,6 @@ import argparse
 from app.cli.common import common_options, config_from, out_from, run_async
 from app.cli.output import Out
 from app.config import Config
-from app.db import migrate
-from app.db.pool import connect
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _status(config: Config, out: Out, as_json: bool) -> int:
+    from app.db import migrate
+    from app.db.pool import connect
+
     async with connect(config) as conn:
         states = await migrate.status(conn)
         version = await migrate.schema_version(conn)
@@ -72,6 +73,9 @@ async def _status(config: Config, out: Out, as_json: bool) -> int:
 
 
 async def _plan(config: Config, out: Out) -> int:
+    from app.db import migrate
+    from app.db.pool import connect
+
     async with connect(config) as conn:
         todo = await migrate.pending(conn)
     if not todo:
@@ -82,6 +86,9 @@ async def _plan(config: Config, out: Out) -> int:
 
 
 async def _apply(config: Config, out: Out) -> int:
+    from app.db import migrate
+    from app.db.pool import connect
+
     async with connect(config) as conn:
         applied = await migrate.migrate(conn, progress=out.line)
         version = await migrate.schema_version(conn)

@@ -7,8 +7,6 @@ import argparse
 from app.cli.common import common_options, config_from, run_async
 from app.config import Config, secret_key_problem
 from app.errors import ConfigError
-from app.ops.logging import setup_logging
-from app.web.server import serve
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,6 +35,9 @@ def require_secret_key(config: Config) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from(args, listen=args.listen, database_url=args.database_url)
     require_secret_key(config)
+    from app.ops.logging import setup_logging
+    from app.web.server import serve
+
     setup_logging(config.log_format, config.log_level)
     run_async(serve(config))
     return 0

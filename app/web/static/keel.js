@@ -130,7 +130,7 @@
       hidden.value = li.getAttribute("data-id"); chosenLabel = li.textContent; input.value = chosenLabel; close();
       hidden.dispatchEvent(new Event("change", { bubbles: true }));
     }
-    function render(results) {
+    function render(results, message) {
       list.textContent = ""; options = [];
       results.forEach(function (r, i) {
         var li = doc.createElement("li");
@@ -140,10 +140,10 @@
         list.appendChild(li); options.push(li);
       });
       if (!results.length) {
-        var none = doc.createElement("li"); none.className = "k-ac-empty"; none.textContent = "No matches";
+        var none = doc.createElement("li"); none.className = "k-ac-empty"; none.textContent = message || "No matches";
         list.appendChild(none);
       }
-      live.textContent = results.length + (results.length === 1 ? " result" : " results");
+      live.textContent = message || (results.length + (results.length === 1 ? " result" : " results"));
       list.hidden = false; input.setAttribute("aria-expanded", "true"); highlight(-1);
     }
     function search() {
@@ -154,7 +154,9 @@
         headers: { Accept: "application/json" }, credentials: "same-origin", signal: controller && controller.signal
       }).then(function (r) { return r.ok ? r.json() : { results: [] }; })
         .then(function (data) { if (doc.activeElement === input) render((data && data.results) || []); })
-        .catch(function () { /* aborted or offline: keep the field as it is */ });
+        .catch(function (err) {  /* aborted: ignore; offline or refused: say so, keep the current value */
+          if (err && err.name !== "AbortError" && doc.activeElement === input) render([], "Search is unavailable");
+        });
     }
     input.addEventListener("input", function () {
       clearTimeout(timer); timer = setTimeout(search, 200);

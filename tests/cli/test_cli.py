@@ -1,0 +1,88 @@
+"""CLI-1..4: help for every command, version, exit codes, errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import COMMANDS, build_parser
+from tests.helpers import REPO, assert_no_traceback, keel, keel_env
+
+
+def test_help_lists_every_command_with_one_line() -> None:
+    proc = keel("--help")
+    assert proc.returncode == 0
+    for name in COMMANDS:
+        line = next((x for x in proc.stdout.splitlines() if x.strip().startswith(name + " ")), None)
+        assert line and len(line.split(None, 1)) == 2, f"{name} needs a one-line description"
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help(name: str) -> None:
+    proc = keel(name, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert f"usage: keel {name}" in proc.stdout
+
+
+def test_version_prints_version_build_and_python() -> None:
+    proc = keel("version")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("keel 0.1.0 (build ")
+    assert "Python 3." in proc.stdout
+    data = json.loads(keel("version", "--json").stdout)
+    assert data["version"] == "0.1.0" and data["build_id"] and data["python"]
+
+
+def test_unknown_command_and_bad_flag_are_usage_errors() -> None:
+    for args in (["frobnicate"], ["migrate", "--nope"], ["version", "--json=3"]):
+        proc = keel(*args)
+        assert proc.returncode == 2, args
+        assert proc.stderr.startswith("Problem: "), proc.stderr
+        assert "Fix: see `keel" in proc.stderr
+        assert_no_traceback(proc)
+
+
+def test_no_command_prints_help_and_exits_2() -> None:
+    proc = keel()
+    assert proc.returncode == 2 and "commands:" in proc.stdout
+
+
+def test_quick_commands_do_not_import_the_server_stack() -> None:
+    """`keel --help` and `keel version` must stay fast on a cold host: no aiohttp/psycopg import."""
+    code = (
+        "import sys; from app.cli import main; main(['version']); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiohttp', 'psycopg', 'jinja2', 'argon2'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=keel_env(),
+        check=True,
+    )
+    assert out.stdout.strip().endswith("[]"), out.stdout
+
+
+def test_docs_lists_and_prints_embedded_pages() -> None:
+    listing = keel("docs")
+    assert listing.returncode == 0 and "configuration" in listing.stdout.split()
+    page = keel("docs", "configuration")
+    assert page.returncode == 0 and "### `secret_key`" in page.stdout
+    missing = keel("docs", "../../etc/passwd")
+    assert missing.returncode == 1 and "Problem: no documentation page" in missing.stderr
+    assert_no_traceback(missing)
+
+
+def test_config_reference_file_is_generated_from_the_settings_table() -> None:
+    generated = keel("docs", "--config-reference").stdout
+    assert (Path(REPO) / "docs" / "configuration.md").read_text() == generated
+
+
+def test_parser_builds_with_every_command() -> None:
+    parser = build_parser()
+    assert parser.prog == "keel"

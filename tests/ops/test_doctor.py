@@ -1,0 +1,71 @@
+"""OPS-5: `keel doctor` reports ✓/!/✗ per check, --json, non-zero exit on ✗."""
+
+from __future__ import annotations
+
+import json
+
+from tests.helpers import assert_no_traceback, free_port, keel, keel_env
+
+
+def test_doctor_healthy_installation(database_url: str, secret_key: str, tmp_path: object) -> None:
+    env = keel_env(
+        DATABASE_URL=database_url,
+        KEEL_SECRET_KEY=secret_key,
+        KEEL_PUBLIC_URL="https://ops.example.com",
+        SHIV_ROOT=str(tmp_path),
+    )
+    proc = keel("doctor", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "✓ database: reachable, PostgreSQL" in proc.stdout
+    assert "✓ migrations:" in proc.stdout and "✓ secret key" in proc.stdout
+    assert "✗" not in proc.stdout
+    data = json.loads(keel("doctor", "--json", env=env).stdout)
+    assert data["ok"] is True
+    assert {c["name"] for c in data["checks"]} >= {
+        "configuration",
+        "secret key",
+        "database",
+        "migrations",
+        "public url",
+        "extraction directory",
+    }
+
+
+def test_doctor_fails_on_missing_key_and_pending_migrations(empty_database_url: str) -> None:
+    env = keel_env(DATABASE_URL=empty_database_url)
+    proc = keel("doctor", env=env)
+    assert proc.returncode == 1
+    assert "✗ secret key: secret_key is not set" in proc.stdout
+    assert "✗ migrations:" in proc.stdout and "pending" in proc.stdout
+    assert "! public url" in proc.stdout
+
+
+def test_doctor_unreachable_database_and_short_key() -> None:
+    env = keel_env(
+        DATABASE_URL=f"postgresql://u:topsecret@127.0.0.1:{free_port()}/x",
+        KEEL_SECRET_KEY="c2hvcnQ",
+    )
+    proc = keel("doctor", "--json", env=env)
+    assert proc.returncode == 1
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["database"]["status"] == "fail" and "cannot reach" in checks["database"]["detail"]
+    assert checks["secret key"]["status"] == "fail" and "bytes" in checks["secret key"]["detail"]
+    assert "topsecret" not in proc.stdout
+    assert_no_traceback(proc)
+
+
+def test_doctor_bad_config_value_is_a_failed_check_not_a_crash() -> None:
+    proc = keel("doctor", env=keel_env(KEEL_POOL_MAX="many"))
+    assert proc.returncode == 1 and "✗ configuration" in proc.stdout and "pool_max" in proc.stdout
+    assert_no_traceback(proc)
+
+
+def test_doctor_settings_are_shown_redacted_with_sources(
+    database_url: str, secret_key: str
+) -> None:
+    url = database_url.replace("postgres@", "postgres:pw123@")
+    env = keel_env(DATABASE_URL=url, KEEL_SECRET_KEY=secret_key)
+    proc = keel("doctor", "--settings", env=env)
+    assert "secret_key = '***'  (env KEEL_SECRET_KEY)" in proc.stdout
+    assert "postgres:***@" in proc.stdout
+    assert secret_key not in proc.stdout and "pw123" not in proc.stdout
