@@ -19,13 +19,10 @@ import subprocess
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from unittest import mock
 
 import pytest
-from aiohttp.test_utils import make_mocked_request
 
 from app.config import SETTINGS, load_config, parse_duration
-from app.web.requestinfo import client_ip_and_scheme
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -382,23 +379,3 @@ def test_example_config_loads_with_production_values() -> None:
     assert config.log_format in ("auto", "json")
     for cidr in (*config.trusted_proxies, *config.metrics_allow):
         assert ipaddress.ip_network(cidr).is_loopback
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="app: a unix-socket peer is never a trusted proxy, so behind nginx on "
-    "/run/keel/http.sock keel ignores X-Forwarded-For/-Proto (see docs/operations.md)",
-)
-def test_nginx_on_the_unix_socket_is_believed() -> None:
-    config = load_config(config_path=str(EXAMPLE), env={})
-    transport = mock.Mock()
-    transport.get_extra_info.side_effect = lambda name, default=None: (
-        "" if name == "peername" else default
-    )
-    request = make_mocked_request(
-        "GET",
-        "/admin/",
-        headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
-        transport=transport,
-    )
-    assert client_ip_and_scheme(request, config.trusted_proxies) == ("203.0.113.7", True)

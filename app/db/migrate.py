@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import os
 import re
 import socket
 from collections.abc import Callable
@@ -148,11 +149,15 @@ async def schema_version(conn: psycopg.AsyncConnection) -> str:
     return " ".join(latest[s] for s, _p, _f in SOURCES if s in latest) or "empty"
 
 
-def _actor() -> str:
+def os_actor() -> str:
+    """`user@host` of the operator (CLI-5); under sudo, the person behind it."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
+    sudo_user = os.environ.get("SUDO_USER")
+    if sudo_user and sudo_user != user:
+        return f"{sudo_user}@{socket.gethostname()} (as {user})"
     return f"{user}@{socket.gethostname()}"
 
 
@@ -171,7 +176,7 @@ async def _run_one(conn: psycopg.AsyncConnection, m: Migration) -> None:
                 raise MigrationFailed(m, line, first) from None
         await conn.execute(
             "INSERT INTO keel_migrations (version, name, checksum, applied_by) VALUES (%s, %s, %s, %s)",
-            (m.version, m.name, m.checksum, _actor()),
+            (m.version, m.name, m.checksum, os_actor()),
         )
 
 

@@ -45,13 +45,17 @@ def _in(addr: str, cidrs: tuple[str, ...]) -> bool:
     return any(ip in net for net in _networks(cidrs))
 
 
+UNIX_PEER = "unix"
+
+
 def client_ip_and_scheme(request: web.BaseRequest, trusted: tuple[str, ...]) -> tuple[str, bool]:
-    """The socket peer, unless it is a trusted proxy: then the right-most untrusted hop (LOGIN-3)."""
-    peer = request.remote or ""
-    if peer == "" and request.transport is not None:
-        peer = "unix"
+    """The socket peer, unless it is a trusted proxy: then the right-most untrusted hop (LOGIN-3).
+
+    A peer on our unix socket is always a proxy: the socket's permissions admit only the
+    front-end (nginx) and root, and it carries no address of its own."""
+    peer = request.remote or UNIX_PEER
     https = request.secure
-    if trusted and _in(peer, trusted):
+    if peer == UNIX_PEER or (trusted and _in(peer, trusted)):
         hops = [
             h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()
         ]
@@ -65,4 +69,5 @@ def client_ip_and_scheme(request: web.BaseRequest, trusted: tuple[str, ...]) -> 
 
 
 def is_trusted_peer(request: web.BaseRequest, trusted: tuple[str, ...]) -> bool:
-    return bool(trusted) and _in(request.remote or "", trusted)
+    peer = request.remote or UNIX_PEER
+    return peer == UNIX_PEER or (bool(trusted) and _in(peer, trusted))

@@ -168,13 +168,17 @@ def test_unix_socket_and_json_logs_under_systemd(
         s = socket.socket(socket.AF_UNIX)
         s.connect(str(path))
         s.sendall(
-            b"GET /healthz?token=secret HTTP/1.1\r\nHost: x\r\nX-Request-ID: unix-request-0123456789\r\nConnection: close\r\n\r\n"
+            b"GET /healthz?token=secret HTTP/1.1\r\nHost: x\r\nX-Request-ID: unix-request-0123456789\r\n"
+            b"X-Forwarded-For: 198.51.100.1, 203.0.113.7\r\nX-Forwarded-Proto: https\r\n"
+            b"Connection: close\r\n\r\n"
         )
         reply = b""
         while chunk := s.recv(4096):
             reply += chunk
         s.close()
         assert reply.startswith(b"HTTP/1.1 200")
+        # Only the front-end can reach the unix socket, so its forwarded headers are believed.
+        assert b"Strict-Transport-Security" in reply
         proc.send_signal(signal.SIGTERM)
         out, _err = proc.communicate(timeout=20)
     finally:
@@ -186,6 +190,7 @@ def test_unix_socket_and_json_logs_under_systemd(
     entry = access[0]
     assert entry["path"] == "/healthz" and entry["status"] == 200 and entry["method"] == "GET"
     assert entry["request_id"] == "unix-request-0123456789"
+    assert entry["client_ip"] == "203.0.113.7"
     assert {"time", "level", "duration_ms", "bytes"} <= set(entry)
     assert "secret" not in out, "query strings never reach the log"
 
