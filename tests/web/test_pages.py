@@ -127,3 +127,11 @@ async def test_oversized_body_is_413_not_500(client: object) -> None:
 )
 def test_secret_path_segments_are_masked_in_logs(path: str, shown: str) -> None:
     assert mask_path(path) == shown
+
+
+def test_content_security_policy_is_exactly_the_specified_one() -> None:
+    """SEC-2's policy plus connect-src 'self' (docs/decisions.md); no unsafe-inline anywhere."""
+    assert CSP == (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
