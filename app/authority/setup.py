@@ -1,0 +1,42 @@
+"""Authority wiring for `serve`: one password hasher per app, default groups on first start (AUTHZ-6, LOGIN-5)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from app import audit
+from app.authority.groups import ensure_default_groups
+from app.authority.passwords import Hasher, Policy
+from app.db.migrate import os_actor
+from app.web import keys
+
+log = logging.getLogger("keel.authority")
+
+# The app's one hasher (bounded thread pool, LOGIN-5) and the policy built from the config.
+HASHER = web.AppKey("keel_hasher", Hasher)
+POLICY = web.AppKey("keel_password_policy", Policy)
+
+
+async def _authority(app: web.Application) -> AsyncIterator[None]:
+    config = app[keys.CONFIG]
+    hasher = Hasher()
+    app[HASHER] = hasher
+    try:
+        # Runs after the database context (build_app appends it first), so the pool is open.
+        ctx = audit.Context(
+            audit_key=audit.derive_key(config.secret_key), os_actor=f"{os_actor()} (keel serve)"
+        )
+        async with app[keys.POOL].connection() as conn:
+            if await ensure_default_groups(conn, ctx):
+                log.info("created the default groups administrator, editor and viewer")
+        yield
+    finally:
+        hasher.close()
+
+
+def setup(app: web.Application) -> None:
+    app[POLICY] = Policy.from_config(app[keys.CONFIG])
+    app.cleanup_ctx.append(_authority)
