@@ -1,0 +1,278 @@
+"""Database sessions: hashed tokens, lifetimes, rotation, and the single revocation writer (SESS)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from app import audit
+from app import audit_events as events
+from app.authority.principal import Principal
+
+# SESS-4: the closed list of reasons (the migration's CHECK holds the same list).
+REASONS = frozenset(
+    {
+        "logout",
+        "user_requested",
+        "administrative_revoke",
+        "password_changed",
+        "password_reset",
+        "password_reset_by_other",
+        "role_changed",
+        "deactivated",
+        "mfa_enabled",
+        "mfa_disabled",
+        "mfa_disabled_by_other",
+        "trust_escalation",
+        "emergency_recovery",
+    }
+)
+TRUST_LEVELS = ("pending", "authenticated", "elevated", "mfa_verified")
+TOUCH_INTERVAL = timedelta(minutes=1)  # SESS-3: last_seen written at most once a minute
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_UA_MAX = 300
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+def new_token() -> str:
+    """32 random bytes, URL-safe base64 without padding: 43 characters (SESS-1)."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> bytes:
+    """What the database keeps: SHA-256 of the token, never the token (SESS-1, INV-1)."""
+    return hashlib.sha256(token.encode("ascii", "replace")).digest()
+
+
+def well_formed(token: object) -> bool:
+    return isinstance(token, str) and bool(_TOKEN.match(token))
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Session:
+    id: int
+    user_id: int
+    trust: str
+    elevated_until: datetime | None
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ip: str | None
+    user_agent: str | None
+    parent_id: int | None
+
+
+_COLUMNS = (
+    "s.id, s.user_id, s.trust, s.elevated_until, s.created_at, s.last_seen_at, s.expires_at,"
+    " s.ip, s.user_agent, s.parent_id"
+)
+
+
+async def create(
+    conn: Conn,
+    *,
+    user_id: int,
+    now: datetime | None = None,
+    absolute: float,
+    trust: str = "authenticated",
+    elevated_until: datetime | None = None,
+    expires_at: datetime | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    parent_id: int | None = None,
+) -> tuple[str, Session]:
+    """A new session; returns the token (for the cookie, never stored) and the row."""
+    if trust not in TRUST_LEVELS:
+        raise ValueError(f"unknown trust level {trust!r}")
+    at = _now(now)
+    token = new_token()
+    cur = await conn.execute(
+        "INSERT INTO keel_sessions AS s (token_hash, user_id, trust, elevated_until, created_at,"
+        " last_seen_at, expires_at, ip, user_agent, parent_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING " + _COLUMNS,
+        (
+            hash_token(token),
+            user_id,
+            trust,
+            elevated_until,
+            at,
+            at,
+            expires_at or at + timedelta(seconds=absolute),
+            audit.clean_text(ip)[:64] if ip else None,
+            audit.clean_text(user_agent)[:_UA_MAX] if user_agent else None,
+            parent_id,
+        ),
+    )
+    return token, Session(*(await cur.fetchone()))  # type: ignore[misc]
+
+
+async def lookup(
+    conn: Conn, token: str, *, now: datetime | None = None, idle: float
+) -> tuple[Session, Principal] | None:
+    """The live session of a token joined to its active user, or None (SESS-3, AUTHZ-5).
+
+    Revoked, idle-expired and absolutely expired sessions and inactive users all read as
+    "no session"; the check runs on the server for every request."""
+    if not well_formed(token):
+        return None
+    at = _now(now)
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS}, u.email, u.role, coalesce(nullif(u.display_name, ''),"
+        " nullif(u.full_name, ''), u.email), u.must_change_password"
+        " FROM keel_sessions s JOIN keel_users u ON u.id = s.user_id"
+        " WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s"
+        " AND s.last_seen_at > %s AND u.is_active",
+        (hash_token(token), at, at - timedelta(seconds=idle)),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    sess = Session(*row[:10])
+    email, role, display, must_change = row[10:]
+    if sess.last_seen_at <= at - TOUCH_INTERVAL:
+        # Conditional, so two hosts touching at once write once (SESS-3).
+        await conn.execute(
+            "UPDATE keel_sessions SET last_seen_at = %s WHERE id = %s AND last_seen_at < %s",
+            (at, sess.id, at - TOUCH_INTERVAL),
+        )
+    who = Principal(
+        user_id=sess.user_id,
+        email=email,
+        role=role,
+        display_name=display,
+        session_id=sess.id,
+        trust=sess.trust,
+        elevated_until=sess.elevated_until,
+        must_change_password=bool(must_change),
+    )
+    return sess, who
+
+
+async def get(conn: Conn, session_id: int) -> Session | None:
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM keel_sessions s WHERE s.id = %s", (session_id,)
+    )
+    row = await cur.fetchone()
+    return Session(*row) if row else None
+
+
+async def list_for_user(
+    conn: Conn, user_id: int, now: datetime | None = None, *, idle: float = 1800.0
+) -> list[Session]:
+    """The user's live sessions, most recently seen first (SESS-7, AUTHZ-7)."""
+    at = _now(now)
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM keel_sessions s WHERE s.user_id = %s AND s.revoked_at IS NULL"
+        " AND s.expires_at > %s AND s.last_seen_at > %s ORDER BY s.last_seen_at DESC, s.id DESC",
+        (user_id, at, at - timedelta(seconds=idle)),
+    )
+    return [Session(*row) for row in await cur.fetchall()]
+
+
+async def revoke(
+    conn: Conn,
+    ctx: audit.Context,
+    *,
+    reason: str,
+    session_id: int | None = None,
+    user_id: int | None = None,
+    except_session_id: int | None = None,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> list[int]:
+    """THE single writer of `revoked_at`/`revoked_reason` (SESS-4, INV-4).
+
+    Target: one session (`session_id`), all of a user's (`user_id`), or all of a user's but
+    one (`user_id` + `except_session_id`). Returns the revoked ids, and records the audit
+    event for them in the caller's transaction: `session_logout` for a logout, otherwise
+    `sessions_revoked_self` when the actor is the owner and `sessions_revoked_by_other` when
+    not (with the administrator's `note`, REC-5). Rotation (`trust_escalation`) is recorded by
+    the login or re-auth event that caused it, which names both sessions."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown revocation reason {reason!r}")
+    if (session_id is None) == (user_id is None):
+        raise ValueError("give exactly one of session_id or user_id")
+    if except_session_id is not None and user_id is None:
+        raise ValueError("except_session_id needs user_id")
+    at = _now(now)
+    params: dict[str, Any]
+    if session_id is not None:
+        target, params = "s.id = %(sid)s", {"sid": session_id}
+    else:
+        target, params = "s.user_id = %(uid)s", {"uid": user_id}
+        if except_session_id is not None:
+            target += " AND s.id <> %(except)s"
+            params["except"] = except_session_id
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE keel_sessions AS s SET revoked_at = %(now)s, revoked_reason = %(reason)s"
+            " FROM keel_users u WHERE u.id = s.user_id AND s.revoked_at IS NULL"
+            f" AND s.expires_at > %(now)s AND {target} RETURNING s.id, s.user_id, u.email",
+            {**params, "now": at, "reason": reason},
+        )
+        rows = await cur.fetchall()
+        by_user: dict[tuple[int, str], list[int]] = defaultdict(list)
+        for sid, uid, email in rows:
+            by_user[(uid, email)].append(sid)
+        for (uid, email), ids in by_user.items():
+            event = _revocation_event(ctx, reason, user_id=uid, email=email, ids=ids, note=note)
+            if event is not None:
+                await audit.record(conn, ctx, event)
+    return sorted(sid for sid, _uid, _email in rows)
+
+
+def _revocation_event(
+    ctx: audit.Context, reason: str, *, user_id: int, email: str, ids: list[int], note: str | None
+) -> audit.Event | None:
+    if reason == "trust_escalation":
+        return None
+    if reason == "logout" and len(ids) == 1:
+        return events.session_logout(user_id, email, ids[0])
+    if ctx.actor_id == user_id:
+        return events.sessions_revoked_self(user_id, email, ids, reason)
+    return events.sessions_revoked_by_other(user_id, email, ids, reason, note=note)
+
+
+async def rotate(
+    conn: Conn,
+    ctx: audit.Context,
+    old: Session,
+    *,
+    trust: str,
+    elevated_until: datetime | None = None,
+    now: datetime | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> tuple[str, Session]:
+    """A new token for a trust change; the old session is revoked and linked as parent (SESS-5).
+
+    The new session keeps the old one's absolute expiry: re-authenticating never stretches a
+    session beyond `session_absolute` from sign-in."""
+    async with conn.transaction():
+        revoked = await revoke(conn, ctx, reason="trust_escalation", session_id=old.id, now=now)
+        if not revoked:
+            raise LookupError("the session ended before it could be rotated")
+        return await create(
+            conn,
+            user_id=old.user_id,
+            now=now,
+            absolute=0,
+            trust=trust,
+            elevated_until=elevated_until,
+            expires_at=old.expires_at,
+            ip=ip or old.ip,
+            user_agent=user_agent or old.user_agent,
+            parent_id=old.id,
+        )

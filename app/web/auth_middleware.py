@@ -1,0 +1,153 @@
+"""Session/actor and login-required middleware, and the template context they feed (SESS, AUTHZ-2)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from app.authority import sessions
+from app.errors import PermissionDenied
+from app.web import keys
+from app.web.auth import (
+    NAV,
+    NAV_PROVIDERS,
+    PRINCIPAL,
+    SESSION,
+    SessionInfo,
+    is_public,
+    login_url,
+    principal,
+    session,
+)
+from app.web.csrf import clear_session_cookie, session_cookie, token_for
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("keel.auth")
+
+# Tests and benchmarks may set this before start-up to move time (DESIGN rule 6).
+CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("keel_clock")
+# Foundation routes registered by app.py that need no login (OPS-2, UI-6).
+FOUNDATION_PUBLIC = frozenset({"/", "/healthz", "/readyz", "/metrics", "/static/{name}"})
+_NO_SESSION_PREFIXES = ("/static/", "/healthz", "/readyz", "/metrics")
+# Where a held user may still go: the step they owe, and the way out.
+MFA_STEP = ("/mfa", "/logout")
+CHANGE_STEP = ("/must-change-password", "/logout")
+# AUTHZ-2: a `user` may use only its own account pages (and the steps around signing in).
+OWN_ACCOUNT = ("/account", "/logout", "/reauth", "/mfa", "/must-change-password")
+
+
+def now(app: web.Application) -> datetime:
+    clock = app.get(CLOCK)
+    return clock() if clock is not None else datetime.now(UTC)
+
+
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
+
+@web.middleware
+async def session_actor(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Look the cookie up on every request (AUTHZ-5: no cache, so a revocation or a role
+    change made on any host applies to the very next request here)."""
+    token = None
+    if not request.path.startswith(_NO_SESSION_PREFIXES):
+        token = request.cookies.get(session_cookie(request))
+    stale = False
+    if token:
+        config = request.app[keys.CONFIG]
+        async with request.app[keys.POOL].connection() as conn:
+            found = await sessions.lookup(
+                conn, token, now=now(request.app), idle=config.session_idle
+            )
+        if found is None:
+            stale = True
+        else:
+            sess, who = found
+            request[PRINCIPAL] = who
+            request[SESSION] = SessionInfo(
+                sess.id, sess.user_id, sess.trust, sess.elevated_until, sess.created_at,
+                sess.expires_at,
+            )  # fmt: skip
+            if request.method in ("GET", "HEAD"):
+                request[NAV] = await _nav(request)
+    response = await handler(request)
+    if not response.prepared:
+        if stale and session_cookie(request) not in response.cookies:
+            clear_session_cookie(response, request)  # the browser stops sending a dead token
+        if token:
+            response.headers["Cache-Control"] = "no-store"  # SEC-2: authenticated pages
+    return response
+
+
+async def _nav(request: web.Request) -> list[dict[str, Any]]:
+    who = principal(request)
+    if who is None:
+        return []
+    items: list[dict[str, Any]] = []
+    for provider in request.app.get(NAV_PROVIDERS, []):
+        try:
+            items.extend(await provider(request, who))
+        except Exception:  # a broken menu must not take the page down
+            log.exception("navigation provider %r failed", provider)
+    items.extend(
+        {"label": label, "url": url, "icon": icon, "section": "Your account"}
+        for label, url, icon in (
+            ("Account", "/account", "user"),
+            ("Sessions", "/account/sessions", "shield"),
+            ("Password", "/account/password", "lock"),
+        )
+    )
+    for item in items:
+        url = item.get("url", "")
+        item.setdefault(
+            "active", request.path == url or (url.endswith("/") and request.path.startswith(url))
+        )
+    return items
+
+
+def template_context(request: web.Request) -> dict[str, Any]:
+    """`Renderer.context_hooks` entry: `user`, `csrf_token` and `nav` for every page."""
+    return {
+        "user": principal(request),
+        "csrf_token": token_for(request),
+        "nav": request.get(NAV) or [],
+    }
+
+
+def _route_is_public(request: web.Request) -> bool:
+    info = request.match_info
+    route = getattr(info, "route", None)
+    resource = getattr(route, "resource", None)
+    if resource is not None and resource.canonical in FOUNDATION_PUBLIC:
+        return True
+    return is_public(info.handler)
+
+
+def _see_other(location: str) -> web.Response:
+    # Returned, not raised, so session_actor can still clear a dead cookie on it.
+    return web.Response(status=303, headers={"Location": location})
+
+
+@web.middleware
+async def login_required(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Deny by default (DESIGN rule 3): every route not marked @public needs a signed-in user."""
+    if request.match_info.http_exception is not None or _route_is_public(request):
+        return await handler(request)
+    who = principal(request)
+    if who is None:
+        return _see_other(login_url(request))
+    info = session(request)
+    path = request.path
+    if info is not None and info.trust == "pending" and not _under(path, MFA_STEP):
+        return _see_other("/mfa")  # MFA-3: the second factor first
+    if who.must_change_password and not _under(path, CHANGE_STEP):
+        return _see_other("/must-change-password")  # LOGIN-7
+    if not who.enters_admin and not _under(path, OWN_ACCOUNT):
+        raise PermissionDenied(
+            "Your account may use only its own account pages.", missing="role staff"
+        )
+    return await handler(request)

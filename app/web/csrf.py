@@ -1,0 +1,168 @@
+"""Cookies and CSRF: session-bound tokens, a pre-session cookie, Origin checks (SESS-2, SEC-1)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from app.web import keys
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FIELD = "csrf_token"
+HEADER = "X-CSRF-Token"
+REFUSED = (
+    "This form could not be accepted: it is out of date or was sent from another site. "
+    "Go back, reload the page and try again."
+)
+CSRF_KEY = web.AppKey("keel_csrf_key", bytes)
+_NEW_PRE = web.RequestKey("keel_new_pre_csrf", str)
+
+
+# ---- cookies (SESS-2) -------------------------------------------------------------------
+
+
+def _https(request: web.Request) -> bool:
+    return bool(request.get(keys.IS_HTTPS, False))
+
+
+def session_cookie(request: web.Request) -> str:
+    """`__Host-keel_session` over HTTPS (direct or via a trusted proxy), else `keel_session`."""
+    return "__Host-keel_session" if _https(request) else "keel_session"
+
+
+def pre_cookie(request: web.Request) -> str:
+    return "__Host-keel_csrf" if _https(request) else "keel_csrf"
+
+
+def set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str) -> None:
+    """HttpOnly, SameSite=Strict, Path=/, Secure on HTTPS; no Max-Age: the server decides
+    how long a session lives (SESS-3) and the browser forgets it when closed."""
+    response.set_cookie(
+        name, value, path="/", secure=_https(request), httponly=True, samesite="Strict"
+    )
+
+
+def clear_cookie(response: web.StreamResponse, request: web.Request, name: str) -> None:
+    response.del_cookie(name, path="/", secure=_https(request), httponly=True, samesite="Strict")
+
+
+def set_session_cookie(response: web.StreamResponse, request: web.Request, token: str) -> None:
+    set_cookie(response, request, session_cookie(request), token)
+
+
+def clear_session_cookie(response: web.StreamResponse, request: web.Request) -> None:
+    clear_cookie(response, request, session_cookie(request))
+
+
+# ---- tokens (SEC-1) ---------------------------------------------------------------------
+
+
+def derive_key(secret_key: str) -> bytes:
+    """A key of its own, so the CSRF HMAC never reuses the audit chain key."""
+    return hmac.new(secret_key.encode(), b"keel-csrf-v1", hashlib.sha256).digest()
+
+
+def _key(app: web.Application) -> bytes:
+    key = app.get(CSRF_KEY)
+    return key if key is not None else derive_key(app[keys.CONFIG].secret_key)
+
+
+def _mac(key: bytes, kind: bytes, value: str) -> str:
+    # Bound to the hash of the cookie, so the token reveals nothing about the cookie itself.
+    digest = hashlib.sha256(value.encode("utf-8", "replace")).digest()
+    return hmac.new(key, kind + digest, hashlib.sha256).hexdigest()
+
+
+def token_for_cookie(secret_key: str, cookie: str, *, session: bool = True) -> str:
+    """The form token for a session (or pre-session) cookie; tests use it to post forms."""
+    return _mac(derive_key(secret_key), b"s:" if session else b"p:", cookie)
+
+
+def token_for(request: web.Request) -> str:
+    """The token this page's forms carry: bound to the live session, or before sign-in to the
+    pre-session cookie, which is created here when missing and set by the middleware."""
+    from app.web.auth import session as current_session
+
+    key = _key(request.app)
+    if current_session(request) is not None:
+        cookie = request.cookies.get(session_cookie(request), "")
+        if cookie:
+            return _mac(key, b"s:", cookie)
+    pre = request.get(_NEW_PRE) or request.cookies.get(pre_cookie(request), "")
+    if not _well_formed(pre):
+        pre = secrets.token_urlsafe(32)
+        request[_NEW_PRE] = pre
+    return _mac(key, b"p:", pre)
+
+
+def _well_formed(value: str) -> bool:
+    return 40 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum()
+
+
+def _valid(request: web.Request, sent: str) -> bool:
+    if not sent or len(sent) != 64:
+        return False
+    key = _key(request.app)
+    ok = False
+    # Either binding is accepted: a form shown before sign-in or after (an expired session
+    # reads as anonymous). Both compare in constant time and are both computed.
+    for kind, name in ((b"s:", session_cookie(request)), (b"p:", pre_cookie(request))):
+        cookie = request.cookies.get(name, "")
+        if cookie and hmac.compare_digest(_mac(key, kind, cookie), sent):
+            ok = True
+    return ok
+
+
+def _expected_origin(request: web.Request) -> str:
+    public_url = request.app[keys.CONFIG].public_url
+    if public_url:
+        parts = urlsplit(public_url)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+    # Development without public_url: the request's own host.
+    return f"{'https' if _https(request) else 'http'}://{request.host}".lower()
+
+
+def origin_problem(request: web.Request) -> str | None:
+    """SEC-1: refuse cross-site requests by Fetch Metadata and by Origin."""
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return "cross-site request"
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.rstrip("/").lower() != _expected_origin(request):
+        return "foreign origin"
+    return None
+
+
+async def _sent_token(request: web.Request) -> str:
+    header = request.headers.get(HEADER)
+    if header:
+        return header
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return ""
+    try:
+        form = await request.post()
+    except ValueError:
+        raise web.HTTPBadRequest(text="The form data could not be read.") from None
+    value = form.get(FIELD)
+    return value if isinstance(value, str) else ""
+
+
+@web.middleware
+async def csrf_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Origin/Fetch-Metadata first, then the token, for every unsafe method (SEC-1)."""
+    # A request that matches no route (404/405) changes nothing: let routing answer it.
+    if request.method in UNSAFE and request.match_info.http_exception is None:
+        if origin_problem(request) is not None:
+            raise web.HTTPForbidden(text=REFUSED)
+        if not _valid(request, await _sent_token(request)):
+            raise web.HTTPForbidden(text=REFUSED)
+    response = await handler(request)
+    new = request.get(_NEW_PRE)
+    if new and not response.prepared:
+        set_cookie(response, request, pre_cookie(request), new)
+    return response
