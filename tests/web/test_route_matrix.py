@@ -1,0 +1,148 @@
+"""Issue 3 acceptance: every route of the built-in pages, requested as every role, is allowed
+exactly for the roles the SPEC allows (§0.1, AUTHZ-2, AUTHZ-7, SESS-7, SESS-8, REC-1..4, REAUTH).
+
+The routes come from the app's own router, so a new route without an expectation here fails the
+test. Resource routes (`/admin/{resource}/…`) are covered by the admin engineers' matrices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp import ClientResponse
+
+from app.authority import recovery
+from tests.web.conftest import login_form
+
+pytestmark = pytest.mark.asyncio
+
+ROLES = ("anonymous", "user", "staff", "supervisor", "administrator", "developer")
+EVERYONE = frozenset(ROLES)
+SIGNED_IN = EVERYONE - {"anonymous"}
+STAFF_UP = frozenset({"staff", "supervisor", "administrator", "developer"})  # AUTHZ-2
+ADMIN_UP = frozenset({"administrator", "developer"})  # AUTHZ-7
+
+# canonical path → (roles allowed, methods registered, SPEC reason). Targets of {id} are a
+# `user`-role account and the `viewer` group, both below every administrator.
+EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
+    "/": (EVERYONE, frozenset({"GET"}), "§0.1 public status page"),
+    "/healthz": (EVERYONE, frozenset({"GET"}), "OPS-2 no authentication"),
+    "/readyz": (EVERYONE, frozenset({"GET"}), "OPS-2 no authentication"),
+    "/static/{name}": (EVERYONE, frozenset({"GET"}), "§0.1 assets"),
+    "/login": (EVERYONE, frozenset({"GET", "POST"}), "UI-6 public sign-in"),
+    "/logout": (EVERYONE, frozenset({"POST"}), "SESS-8 signing out is never refused"),
+    "/forgot": (EVERYONE, frozenset({"GET", "POST"}), "REC-1 self-service"),
+    "/forgot/sent": (EVERYONE, frozenset({"GET"}), "REC-1 same page for every outcome"),
+    "/reset/{token}": (EVERYONE, frozenset({"GET", "POST"}), "REC-2 the link page"),
+    "/must-change-password": (SIGNED_IN, frozenset({"GET", "POST"}), "LOGIN-7"),
+    "/reauth": (SIGNED_IN, frozenset({"GET", "POST"}), "REAUTH-1"),
+    "/account": (SIGNED_IN, frozenset({"GET"}), "AUTHZ-2 own account"),
+    "/account/sessions": (SIGNED_IN, frozenset({"GET", "POST"}), "SESS-7"),
+    "/account/password": (SIGNED_IN, frozenset({"GET", "POST"}), "REC-4"),
+    "/admin/": (STAFF_UP, frozenset({"GET"}), "AUTHZ-2 staff and up enter the admin"),
+    "/admin/search": (STAFF_UP, frozenset({"GET"}), "LIST-12 inside the admin"),
+    "/admin/audit/": (ADMIN_UP, frozenset({"GET"}), "AUDIT-8 administrators"),
+    "/admin/users/": (ADMIN_UP, frozenset({"GET"}), "AUTHZ-7"),
+    "/admin/users/new": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
+    "/admin/users/{id}/": (ADMIN_UP, frozenset({"GET"}), "AUTHZ-7"),
+    "/admin/users/{id}/edit": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-3/7"),
+    "/admin/users/{id}/delete": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7, REAUTH-1"),
+    "/admin/users/{id}/reset-link": (ADMIN_UP, frozenset({"GET", "POST"}), "REC-5"),
+    "/admin/users/{id}/temporary-password": (ADMIN_UP, frozenset({"GET", "POST"}), "REC-5"),
+    "/admin/users/{id}/lock": (ADMIN_UP, frozenset({"GET", "POST"}), "REC-5"),
+    "/admin/users/{id}/unlock": (ADMIN_UP, frozenset({"GET", "POST"}), "REC-5"),
+    "/admin/users/{id}/sessions/revoke": (ADMIN_UP, frozenset({"GET", "POST"}), "REC-5"),
+    "/admin/groups/": (ADMIN_UP, frozenset({"GET"}), "AUTHZ-7"),
+    "/admin/groups/new": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
+    "/admin/groups/{id}/": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
+    "/admin/groups/{id}/members": (ADMIN_UP, frozenset({"POST"}), "AUTHZ-7"),
+    "/admin/groups/{id}/delete": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
+}
+OUT_OF_SCOPE = ("/admin/{resource}",)  # the resource engineers' own matrices
+
+
+def registered(app: Any) -> dict[str, set[str]]:
+    """canonical path → methods, from the router itself (HEAD is added with every GET)."""
+    routes: dict[str, set[str]] = {}
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if route.method == "HEAD" or path.startswith(OUT_OF_SCOPE):
+            continue
+        routes.setdefault(path, set()).add(route.method)
+    return routes
+
+
+def outcome(resp: ClientResponse) -> bool | None:
+    """True = allowed, False = refused (403, or the login wall), None = neither (a failure)."""
+    location = resp.headers.get("Location", "")
+    if resp.status == 403 or (
+        resp.status in (302, 303) and location.startswith("/login?return_to=")
+    ):
+        return False
+    if 200 <= resp.status < 400:
+        return True
+    return None
+
+
+async def test_every_route_allows_exactly_the_roles_the_spec_allows(
+    client, signed_in, make_user, database_url
+):
+    app = client.server.app
+    routes = registered(app)
+    assert set(routes) == set(EXPECTED), (
+        "routes without an expectation: "
+        f"{sorted(set(routes) - set(EXPECTED))}; expectations without a route: "
+        f"{sorted(set(EXPECTED) - set(routes))}"
+    )
+    for path, methods in routes.items():
+        assert methods == set(EXPECTED[path][1]), (path, methods)
+
+    target, _ = await make_user("user", email="target@example.com")
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        token = await recovery.issue_token(conn, user_id=target.id, ttl_seconds=3600, kind="reset")
+        cur = await conn.execute("SELECT id FROM keel_groups WHERE name = 'viewer'")
+        group_id = (await cur.fetchone())[0]
+    anon_csrf = await login_form(client)
+
+    def concrete(path: str) -> str:
+        if path.startswith("/admin/groups/"):
+            path = path.replace("{id}", str(group_id))
+        return (
+            path.replace("{id}", str(target.id))
+            .replace("{token}", token)
+            .replace("{name}", "keel.css")
+        )
+
+    # POST-only routes get a valid form; /logout goes last, as it ends the session.
+    post_forms = {"/admin/groups/{id}/members": {"op": "remove", "user_id": str(target.id)}}
+    order = sorted(EXPECTED, key=lambda p: p == "/logout")
+    actual: dict[str, set[str]] = {path: set() for path in EXPECTED}
+    problems: list[str] = []
+    for role in ROLES:
+        who = None if role == "anonymous" else await signed_in(role)
+        for path in order:
+            url = concrete(path)
+            if "GET" in EXPECTED[path][1]:
+                resp = await (who.get(url) if who else client.get(url, allow_redirects=False))
+            else:
+                form = post_forms.get(path, {})
+                if who:
+                    resp = await who.post(url, form)
+                else:
+                    data = {"csrf_token": anon_csrf, **form}
+                    resp = await client.post(url, data=data, allow_redirects=False)
+            verdict = outcome(resp)
+            if verdict is None:
+                problems.append(f"{role} {path}: status {resp.status}")
+            elif verdict:
+                actual[path].add(role)
+    assert not problems, problems
+    wrong = {
+        path: {"allowed": sorted(actual[path]), "spec": sorted(EXPECTED[path][0]),
+               "why": EXPECTED[path][2]}
+        for path in EXPECTED
+        if actual[path] != set(EXPECTED[path][0])
+    }  # fmt: skip
+    assert not wrong, wrong
