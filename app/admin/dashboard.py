@@ -1,0 +1,225 @@
+"""The dashboard, global search and the admin sidebar; every widget fails soft (LIST-11, LIST-12)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import psycopg
+from aiohttp import web
+from psycopg import sql
+
+from app import audit
+from app.admin.list_params import parse_query
+from app.admin.list_render import RowRenderer
+from app.admin.list_views import displays, slugs_by_table
+from app.admin.listing import COUNT_CAP, Total, count_rows, fetch_page, fk_labels
+from app.admin.resources import BoundResource
+from app.admin.setup import ADMIN, CURSOR_KEY
+from app.authority.principal import Principal
+from app.errors import KeelError
+from app.web import keys
+from app.web.auth import require
+from app.web.render import render
+
+log = logging.getLogger("keel.admin")
+T = TypeVar("T")
+SEARCH_PER_RESOURCE = 5
+
+
+async def viewable(request: web.Request, who: Principal) -> list[BoundResource]:
+    """Resources the principal may view, in menu order (AUTHZ-2: administrators see all)."""
+    bound = list(request.app[ADMIN].values())
+    if who.bypasses_permissions:
+        return bound
+    from app.authority.permissions import effective_permissions
+
+    async with request.app[keys.POOL].connection() as conn:
+        perms = await effective_permissions(conn, who.user_id)
+    return [b for b in bound if b.permission("view") in perms]
+
+
+async def nav_items(request: web.Request, who: Principal) -> list[dict[str, Any]]:
+    """Sidebar entries for the admin: the dashboard, then every resource the user may view."""
+    if not who.enters_admin:
+        return []
+    path = request.path
+    items: list[dict[str, Any]] = [
+        {
+            "label": "Dashboard",
+            "url": "/admin/",
+            "active": path == "/admin/",
+            "section": "Overview",
+            "icon": "home",
+        }
+    ]
+    for b in await viewable(request, who):
+        url = f"/admin/{b.slug}/"
+        items.append(
+            {
+                "label": b.title,
+                "url": url,
+                "active": path.startswith(url),
+                "section": "Data",
+                "icon": "list",
+            }
+        )
+    return items
+
+
+async def soft(name: str, work: Callable[[], Awaitable[T]], default: T) -> tuple[T, bool]:
+    """Run one widget's query; on any failure log it and show the widget as unavailable."""
+    try:
+        return await work(), True
+    except (psycopg.Error, KeelError, OSError, ValueError):
+        log.exception("dashboard widget %s failed", name)
+        return default, False
+
+
+async def _new_this_week(
+    conn: psycopg.AsyncConnection[Any], b: BoundResource, now: datetime
+) -> Total:
+    """Rows created in the last 7 days, exact up to the cap (an index on created_at keeps it cheap)."""
+    query = sql.SQL(
+        "SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} >= %s LIMIT {}) AS recent"
+    ).format(
+        sql.Identifier(b.table.schema, b.table.name),
+        sql.Identifier("created_at"),
+        sql.Literal(COUNT_CAP + 1),
+    )
+    row = await (await conn.execute(query, (now - timedelta(days=7),))).fetchone()
+    n = int(row[0]) if row else 0
+    return Total(min(n, COUNT_CAP), capped=n > COUNT_CAP)
+
+
+async def _resource_card(request: web.Request, b: BoundResource, now: datetime) -> dict[str, Any]:
+    card: dict[str, Any] = {
+        "label": b.title,
+        "url": f"/admin/{b.slug}/",
+        "value": "—",
+        "hint": None,
+    }
+    pool = request.app[keys.POOL]
+
+    async def total() -> Total:
+        async with pool.connection() as conn:
+            return await count_rows(conn, b, parse_query(b, {}))
+
+    t, ok = await soft(f"{b.slug}.total", total, Total(None))
+    card["value"] = t.text() if ok else "unavailable"
+    if b.created_column is not None:
+
+        async def recent() -> Total:
+            async with pool.connection() as conn:
+                return await _new_this_week(conn, b, now)
+
+        n, ok = await soft(f"{b.slug}.new", recent, Total(None))
+        card["hint"] = f"{n.text()} new this week" if ok else "new this week: unavailable"
+    return card
+
+
+def _event_items(rows: list[audit.AuditRow]) -> list[dict[str, Any]]:
+    tones = {"delete": "danger", "create": "success", "update": "brand", "login_failed": "warning"}
+    return [
+        {
+            "title": r.summary or r.event_type,
+            "text": " · ".join(x for x in (r.actor_email or r.os_actor or "", r.event_type) if x),
+            "when": r.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+            "when_iso": r.at.isoformat(),
+            "tone": tones.get(r.event_type, "info"),
+        }
+        for r in rows
+    ]
+
+
+async def dashboard_view(request: web.Request) -> web.StreamResponse:
+    who = await require(request)
+    now = datetime.now(UTC)
+    resources = await viewable(request, who)
+    cards = [await _resource_card(request, b, now) for b in resources]
+    pool = request.app[keys.POOL]
+
+    async def events() -> list[audit.AuditRow]:
+        async with pool.connection() as conn:
+            if who.bypasses_permissions:
+                return await audit.recent(conn, 10)
+            return await audit.user_activity(conn, who.user_id, limit=10)
+
+    async def activity() -> list[tuple[Any, int]]:
+        async with pool.connection() as conn:
+            return await audit.daily_counts(conn, 7, now=now)
+
+    recent_rows, events_ok = await soft("recent_events", events, [])
+    days, activity_ok = await soft("activity", activity, [])
+    ctx = {
+        "title": "Dashboard",
+        "breadcrumbs": [],
+        "cards": cards,
+        "events": _event_items(recent_rows),
+        "events_ok": events_ok,
+        "events_scope": "everyone" if who.bypasses_permissions else "you",
+        "activity": [n for _d, n in days],
+        "activity_total": sum(n for _d, n in days),
+        "activity_ok": activity_ok,
+        "activity_label": ", ".join(f"{d.isoformat()}: {n}" for d, n in days),
+    }
+    return render(request, "admin/dashboard.html", ctx)
+
+
+async def search_view(request: web.Request) -> web.StreamResponse:
+    """Search every resource the user may view (LIST-12); each section fails soft."""
+    who = await require(request)
+    q = request.query.get("q", "")
+    sections = []
+    if q.strip():
+        for b in await viewable(request, who):
+            if not (b.resource.search_fields or b.resource.tsvector_field):
+                continue
+            lq = parse_query(b, {"q": q, "per_page": str(SEARCH_PER_RESOURCE)})
+            sections.append(await _search_section(request, b, lq))
+    ctx = {
+        "title": "Search",
+        "breadcrumbs": [{"label": "Admin", "url": "/admin/"}, {"label": "Search", "url": None}],
+        "q": q,
+        "search_q": q,
+        "sections": sections,
+        "searched": bool(q.strip()),
+    }
+    return render(request, "admin/search.html", ctx)
+
+
+async def _search_section(request: web.Request, b: BoundResource, lq: Any) -> dict[str, Any]:
+    pool = request.app[keys.POOL]
+
+    async def run() -> tuple[Any, Total]:
+        async with pool.connection() as conn:
+            page = await fetch_page(conn, b, lq, request.app[CURSOR_KEY])
+            await fk_labels(conn, b, page, displays(request.app))
+            return page, await count_rows(conn, b, lq)
+
+    result, ok = await soft(f"search.{b.slug}", run, None)
+    section: dict[str, Any] = {
+        "title": b.title,
+        "ok": ok,
+        "url": f"/admin/{b.slug}/?{urlencode({'q': lq.q})}",
+    }
+    if result is not None:
+        page, total = result
+        renderer = RowRenderer(
+            b,
+            page,
+            lq.words,
+            back=urlencode({"q": lq.q}),
+            slugs_by_table=slugs_by_table(request.app),
+            selectable=False,
+        )
+        section.update(
+            headers=[b.label(c.name) for c in b.list_columns],
+            rows_html=renderer.body(),
+            count=len(page.rows),
+            total=total.text(),
+        )
+    return section

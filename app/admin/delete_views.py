@@ -1,0 +1,261 @@
+"""Deleting one record (EDIT-5) and bulk actions on selected or all matching rows (EDIT-8)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+from aiohttp import web
+from multidict import MultiDict, MultiMapping
+from psycopg import sql
+
+from app.admin import deletion, forms, writes
+from app.admin.edit_views import (
+    back_query,
+    breadcrumbs,
+    check_params,
+    list_url,
+    load_row,
+    path_key,
+    read_form,
+    read_only_reason,
+    singular,
+)
+from app.admin.listing import parse_query, where_clause
+from app.admin.resources import Action, BoundResource
+from app.admin.setup import get_resource
+from app.errors import Conflict, Invalid, NotFound
+from app.web import keys
+from app.web.auth import audit_context, is_elevated, require, require_elevated, session
+from app.web.render import render
+
+OWN_PARAMS = frozenset({"ids", "all", "all_matching", "query", "confirmed", "csrf_token", "back"})
+DELETE = Action("delete", "Delete", None, confirm=True)
+SHOWN_IDS = 50  # the confirmation page names this many ids, then "and N more"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Either explicit ids, or "all matching" the list query carried in `state` (EDIT-8)."""
+
+    ids: tuple[Any, ...]
+    all_matching: bool
+    state: tuple[tuple[str, str], ...]  # the list's filter/search parameters, as sent
+    back: str
+
+    def query(self) -> list[tuple[str, str]]:
+        out = [("all", "1")] if self.all_matching else [("ids", str(i)) for i in self.ids]
+        return out + list(self.state) + ([("back", self.back)] if self.back else [])
+
+
+def find_action(bound: BoundResource, name: str) -> Action:
+    if name == "delete":
+        return DELETE
+    for action in bound.resource.actions:
+        if action.name == name:
+            return action
+    raise NotFound(f"{bound.title} has no action {name[:40]!r}")
+
+
+def permission(bound: BoundResource, action: Action) -> str:
+    return bound.permission("delete" if action is DELETE else action.name)
+
+
+def parse_selection(bound: BoundResource, data: MultiMapping[str]) -> Selection:
+    """SEC-3: ids typed by the key column; the filter checked by the list's own allow-list.
+
+    The list page posts `ids`, `all_matching=1` and its state as one `query` string; links and
+    the confirmation page carry `all=1` and the state as separate parameters. Both are read."""
+    col = bound.column(bound.pk)
+    assert col is not None
+    raw_ids = data.getall("ids", [])
+    if len(raw_ids) > writes.MAX_BULK:
+        raise Invalid(f"At most {writes.MAX_BULK:,} records can be selected at once.")
+    try:
+        ids = tuple(dict.fromkeys(forms.parse_key(col, str(i)) for i in raw_ids))
+    except forms.FieldError as exc:
+        raise Invalid(f"A selected id is not valid: {exc}.") from None
+    all_matching = data.get("all") == "1" or data.get("all_matching") == "1"
+    listed = back_query(str(data.get("query", "")) or None)
+    state = tuple((k, str(v)) for k, v in data.items() if k not in OWN_PARAMS)
+    if state and not all_matching:
+        raise Invalid(f"Unknown parameter {state[0][0][:40]!r}.")
+    if all_matching:
+        state += tuple(parse_qsl(listed, keep_blank_values=True))
+    if not ids and not all_matching:
+        raise Invalid("Select at least one record, or all records matching the filter.")
+    back = back_query(str(data.get("back", "")) or None) or listed
+    return Selection(ids if not all_matching else (), all_matching, state, back)
+
+
+async def matching_ids(conn: Any, bound: BoundResource, selection: Selection) -> list[Any]:
+    """The ids the action will touch, locked; "all matching" reuses the list's SQL (LIST-5/6)."""
+    pk = sql.Identifier(bound.pk)
+    table = sql.Identifier(bound.table.schema, bound.table.name)
+    if selection.all_matching:
+        lq = parse_query(bound, MultiDict(selection.state))
+        where, params = where_clause(bound, lq)
+    else:
+        where, params = sql.SQL("{} = ANY(%s)").format(pk), [list(selection.ids)]
+    query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT {} FOR UPDATE").format(
+        pk, table, where, pk, sql.Literal(writes.MAX_BULK + 1)
+    )
+    cur = await conn.execute(query, params, prepare=False)
+    return [r[0] for r in await cur.fetchall()]
+
+
+async def confirm_page(
+    request: web.Request,
+    bound: BoundResource,
+    action: Action,
+    selection: Selection,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    async with request.app[keys.POOL].connection() as conn, conn.transaction():
+        ids = await matching_ids(conn, bound, selection)
+        plan = (
+            await deletion.plan_delete(conn, bound.table, ids) if action is DELETE and ids else None
+        )
+    too_many = len(ids) > writes.MAX_BULK
+    shown = [str(i) for i in ids[:SHOWN_IDS]]
+    more = len(ids) - len(shown)
+    verb = "delete" if action is DELETE else f"apply “{action.label}” to"
+    count = f"{writes.MAX_BULK:,}+" if too_many else f"{len(ids):,}"
+    ctx = {
+        "bound": bound,
+        "action": action,
+        "page_title": f"{action.label}: {count} {bound.title.lower()}",
+        "breadcrumbs": [
+            {"label": "Admin", "url": "/admin/"},
+            {"label": bound.title, "url": f"/admin/{bound.slug}/"},
+            {"label": action.label},
+        ],
+        "text": f"You are about to {verb} {count} {bound.title.lower()} record(s).",
+        "ids": shown,
+        "more": more,
+        "items": [c.sentence() for c in plan.consequences] if plan else [],
+        "blocked": bool(plan and plan.blocked),
+        "too_many": too_many,
+        "empty": not ids,
+        "hidden": [*selection.query(), ("confirmed", "1")],
+        "action_url": f"/admin/{bound.slug}/bulk/{action.name}",
+        "cancel_url": f"/admin/{bound.slug}/" + (f"?{selection.back}" if selection.back else ""),
+        "danger": action is DELETE,
+        "error": error,
+    }
+    names = [f"admin/{bound.slug}/bulk_confirm.html", "admin/bulk_confirm.html"]
+    return render(request, names, ctx, status=status)
+
+
+async def bulk_page(request: web.Request) -> web.Response:
+    """GET: the confirmation page (delete is behind the re-auth wall, REAUTH-1)."""
+    bound = get_resource(request)
+    action = find_action(bound, request.match_info["action"])
+    await require(request, perm=permission(bound, action))
+    if action is DELETE:
+        await require_elevated(request)
+    selection = parse_selection(bound, request.query)
+    return await confirm_page(request, bound, action, selection)
+
+
+async def bulk_submit(request: web.Request) -> web.StreamResponse:
+    """POST: run the action as one statement in one transaction, or ask to confirm first."""
+    bound = get_resource(request)
+    action = find_action(bound, request.match_info["action"])
+    await require(request, perm=permission(bound, action))
+    data = await read_form(request)
+    selection = parse_selection(bound, data)
+    if action is DELETE and not is_elevated(session(request)):
+        # Re-auth first; the selection travels in the GET address it returns to.
+        raise web.HTTPSeeOther(f"{request.path}?{urlencode(selection.query())}")
+    if (action.confirm or action is DELETE) and data.get("confirmed") != "1":
+        return await confirm_page(request, bound, action, selection)
+    try:
+        done = await run(request, bound, action, selection)
+    except Invalid as exc:
+        return await confirm_page(request, bound, action, selection, error=exc.problem, status=400)
+    except Conflict as exc:
+        return await confirm_page(request, bound, action, selection, error=exc.problem, status=409)
+    del done  # the list shows the result; a flash message needs a store we do not have yet
+    raise web.HTTPSeeOther(
+        f"/admin/{bound.slug}/" + (f"?{selection.back}" if selection.back else "")
+    )
+
+
+async def run(
+    request: web.Request, bound: BoundResource, action: Action, selection: Selection
+) -> list[Any]:
+    ctx = audit_context(request)
+    async with request.app[keys.POOL].connection() as conn, conn.transaction():
+        ids = await matching_ids(conn, bound, selection)
+        if action is DELETE:
+            return await writes.bulk_delete(conn, ctx, bound, ids)
+        return await writes.bulk_set(conn, ctx, bound, action, ids)
+
+
+# ---- delete (EDIT-5) ----------------------------------------------------------------------
+
+
+async def delete_page(request: web.Request) -> web.Response:
+    bound = get_resource(request)
+    await require(request, perm=bound.permission("delete"))
+    check_params(request, {"back"})
+    pk = path_key(bound, request.match_info["pk"])
+    row = await load_row(request, bound, pk)
+    async with request.app[keys.POOL].connection() as conn:
+        plan = await deletion.plan_delete(conn, bound.table, [pk])
+    return render_delete(request, bound, pk, row, plan)
+
+
+def render_delete(
+    request: web.Request,
+    bound: BoundResource,
+    pk: Any,
+    row: Mapping[str, Any],
+    plan: deletion.Plan,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    back = back_query(request.query.get("back"))
+    key = quote(str(pk), safe="")
+    label = writes.label_of(bound, row)
+    ctx = {
+        "bound": bound,
+        "page_title": f"Delete {singular(bound.title).lower()} {label}",
+        "noun": singular(bound.title).lower(),
+        "breadcrumbs": breadcrumbs(
+            bound, back, {"label": label, "url": f"/admin/{bound.slug}/{key}/"}, {"label": "Delete"}
+        ),
+        "label": label,
+        "plan": plan,
+        "items": [c.sentence() for c in plan.consequences],
+        "action_url": f"/admin/{bound.slug}/{key}/delete",
+        "cancel_url": f"/admin/{bound.slug}/{key}/",
+        "read_only_reason": read_only_reason(request, bound),
+        "error": error,
+    }
+    return render(
+        request, [f"admin/{bound.slug}/delete.html", "admin/delete.html"], ctx, status=status
+    )
+
+
+async def delete_submit(request: web.Request) -> web.StreamResponse:
+    bound = get_resource(request)
+    await require(request, perm=bound.permission("delete"))
+    pk = path_key(bound, request.match_info["pk"])
+    await read_form(request)
+    async with request.app[keys.POOL].connection() as conn:
+        try:
+            await writes.delete_row(conn, audit_context(request), bound, pk)
+        except Conflict as exc:
+            row = await writes.fetch_row(conn, bound, pk)
+            plan = await deletion.plan_delete(conn, bound.table, [pk])
+            if row is None:
+                raise
+            return render_delete(request, bound, pk, row, plan, error=exc.problem, status=409)
+    raise web.HTTPSeeOther(list_url(bound))

@@ -1,0 +1,543 @@
+"""Admin write pages: create, edit, history, FK lookup (EDIT-1..4, 7, 9; SEC-3/4); routes for all."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from app import audit
+from app.admin import forms, lookup, writes
+from app.admin.resources import BoundResource, display_column_of
+from app.admin.setup import ADMIN, get_resource
+from app.authority.principal import Principal
+from app.errors import Invalid, NotFound
+from app.web import keys
+from app.web.auth import audit_context, require
+from app.web.readonly import GLOBAL_MESSAGE, resource_is_read_only
+from app.web.render import render
+
+# Reserved slugs belong to the built-in pages, whatever order the routes were added in.
+SLUG = r"{resource:(?!(?:users|groups|audit|search)/)[a-z][a-z0-9_]{0,62}}"
+PK = r"{pk:[^/]{1,200}}"
+_BACK = re.compile(r"^[^\x00-\x1f\x7f#]{0,2000}$")
+SAVE_CHOICES = ("save", "continue", "add")
+
+
+def routes() -> list[web.RouteDef]:
+    from app.admin.delete_views import bulk_page, bulk_submit, delete_page, delete_submit
+
+    base = f"/admin/{SLUG}"
+    return [
+        web.get(f"{base}/new", create_page),
+        web.post(f"{base}/new", create_submit),
+        web.get(f"{base}/lookup", lookup_json),
+        web.get(f"{base}/bulk/{{action}}", bulk_page),
+        web.post(f"{base}/bulk/{{action}}", bulk_submit),
+        web.get(f"{base}/{PK}/", edit_page),
+        web.post(f"{base}/{PK}/", edit_submit),
+        web.get(f"{base}/{PK}/delete", delete_page),
+        web.post(f"{base}/{PK}/delete", delete_submit),
+        web.get(f"{base}/{PK}/history", history_page),
+    ]
+
+
+# ---- input (SEC-3) ----------------------------------------------------------------------
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """The POSTed form: an oversized body is aiohttp's 413, an unreadable one our 400."""
+    try:
+        data = await request.post()
+    except web.HTTPException:
+        raise
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Invalid("The form could not be read.", why=type(exc).__name__) from None
+    if any(not isinstance(v, str) for v in data.values()):
+        raise Invalid("File uploads are not accepted here.")
+    return data
+
+
+def first_values(data: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        out.setdefault(key, str(value))
+    return out
+
+
+def path_key(bound: BoundResource, raw: str) -> Any:
+    col = bound.column(bound.pk)
+    assert col is not None
+    try:
+        return forms.parse_key(col, raw)
+    except forms.FieldError as exc:
+        raise Invalid(f"{bound.title}: {exc}; the address names no record.") from None
+
+
+def back_query(raw: str | None) -> str:
+    """LIST-7: the list's query string carried through the edit page, never a URL."""
+    if raw is None:
+        return ""
+    if not _BACK.match(raw):
+        raise Invalid("back must be a list query string of at most 2000 printable characters.")
+    return raw.lstrip("?")
+
+
+def check_params(request: web.Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise Invalid(f"Unknown query parameter {unknown[0][:40]!r}.", fix="remove it")
+
+
+def list_url(bound: BoundResource, back: str = "") -> str:
+    return f"/admin/{bound.slug}/" + (f"?{back}" if back else "")
+
+
+def with_back(url: str, back: str) -> str:
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}back={quote(back, safe='')}" if back else url
+
+
+# ---- shared page facts -------------------------------------------------------------------
+
+
+def resources(request: web.Request) -> dict[str, BoundResource]:
+    return request.app[ADMIN]
+
+
+def resource_for_table(request: web.Request, table: str) -> BoundResource | None:
+    for b in resources(request).values():
+        if b.table.name == table:
+            return b
+    return None
+
+
+def read_only_reason(request: web.Request, bound: BoundResource) -> str | None:
+    """SEC-4: why writes are off for this resource, shown as a banner; None when writable."""
+    if request.app[keys.CONFIG].read_only:
+        return GLOBAL_MESSAGE
+    if resource_is_read_only(request.app, bound.slug):
+        return f"{bound.title} is read-only: records can be viewed but not changed here."
+    return None
+
+
+async def can(request: web.Request, who: Principal, perm: str) -> bool:
+    if who.bypasses_permissions:
+        return True
+    from app.authority.roles import can as role_can
+
+    async with request.app[keys.POOL].connection() as conn:
+        return bool(await role_can(conn, who, perm))
+
+
+def singular(title: str) -> str:
+    """ "Technicians" → "Technician", "Properties" → "Property": good enough for page titles."""
+    if title.endswith("ies"):
+        return title[:-3] + "y"
+    return title[:-1] if title.endswith("s") and not title.endswith("ss") else title
+
+
+def breadcrumbs(bound: BoundResource, back: str, *tail: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"label": "Admin", "url": "/admin/"},
+        {"label": bound.title, "url": list_url(bound, back)},
+        *tail,
+    ]
+
+
+def field_specs(bound: BoundResource) -> tuple[forms.FieldSpec, ...]:
+    r = bound.resource
+    order = [n for _t, names in r.fieldsets for n in names]
+    return forms.build_fields(
+        bound.table.columns,
+        readonly_fields=r.readonly_fields,
+        labels={c.name: bound.label(c.name) for c in bound.table.columns},
+        help_texts=r.help_texts,
+        widgets=r.widgets,
+        order=order,
+    )
+
+
+def grouped(bound: BoundResource, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Declared fieldsets first; fields no fieldset names follow under "Other"."""
+    by_name = {i["spec"].name: i for i in items}
+    groups: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for title, names in bound.resource.fieldsets:
+        members = [by_name[n] for n in names if n in by_name]
+        used.update(names)
+        if members:
+            groups.append({"title": title, "items": members})
+    rest = [i for i in items if i["spec"].name not in used]
+    if rest:
+        groups.append({"title": "Other" if groups else None, "items": rest})
+    return groups
+
+
+async def fk_facts(
+    request: web.Request, conn: Any, bound: BoundResource, spec: forms.FieldSpec, raw: str
+) -> tuple[str | None, str | None]:
+    """The autocomplete URL (target resource's lookup) and the current value's label."""
+    if spec.fk_table is None:
+        return None, None
+    target = resource_for_table(request, spec.fk_table)
+    table = target.table if target else bound.related.get(spec.fk_table)
+    url = f"/admin/{target.slug}/lookup" if target else None
+    if not raw or table is None:
+        return url, None
+    display = target.display_column if target else display_column_of(table)
+    col = table.column(spec.fk_column or "id")
+    try:
+        key = forms.parse_key(col, raw) if col else raw
+    except forms.FieldError:
+        return url, None
+    found = await lookup.labels(conn, table, display, spec.fk_column or "id", [key])
+    return url, found.get(str(key))
+
+
+async def form_items(
+    request: web.Request,
+    bound: BoundResource,
+    raw: Mapping[str, str],
+    errors: Mapping[str, str],
+    *,
+    creating: bool,
+) -> list[dict[str, Any]]:
+    items = []
+    async with request.app[keys.POOL].connection() as conn:
+        for spec in field_specs(bound):
+            if creating and spec.readonly:
+                continue  # nothing to show yet: the database fills it (EDIT-3)
+            value = raw.get(spec.name, "")
+            url, label = (None, None)
+            if spec.widget == "autocomplete":
+                url, label = await fk_facts(request, conn, bound, spec, value)
+            items.append(
+                {
+                    "spec": spec,
+                    "value": value,
+                    "error": errors.get(spec.name),
+                    "lookup_url": url,
+                    "value_label": label,
+                }
+            )
+    return items
+
+
+def displayed(bound: BoundResource, row: Mapping[str, Any]) -> dict[str, str]:
+    return {s.name: forms.format_value(s, row.get(s.name)) for s in field_specs(bound)}
+
+
+def original_json(row: Mapping[str, Any]) -> str:
+    """What this editor saw, so a conflict can show what someone else changed (EDIT-4)."""
+    return json.dumps({k: audit.jsonable(v) for k, v in row.items()}, separators=(",", ":"))
+
+
+def parse_original(text: str | None) -> dict[str, Any] | None:
+    if not text or len(text) > 500_000:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# ---- create and edit (EDIT-1..4, EDIT-7) -------------------------------------------------
+
+
+async def render_form(
+    request: web.Request,
+    bound: BoundResource,
+    who: Principal,
+    *,
+    pk: Any = None,
+    raw: Mapping[str, str],
+    errors: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    status: int = 200,
+) -> web.Response:
+    creating = pk is None
+    errors = errors or {}
+    perm = "add" if creating else "change"
+    writable = await can(request, who, bound.permission(perm))
+    back = back_query(request.query.get("back") or raw.get("_back"))
+    title = f"New {singular(bound.title).lower()}" if creating else str(raw.get("_label", pk))
+    items = await form_items(request, bound, raw, errors, creating=creating)
+    ctx: dict[str, Any] = {
+        "bound": bound,
+        "page_title": title,
+        "breadcrumbs": breadcrumbs(bound, back, {"label": title}),
+        "groups": grouped(bound, items),
+        "creating": creating,
+        "pk": pk,
+        "back": back,
+        "action_url": f"/admin/{bound.slug}/new"
+        if creating
+        else f"/admin/{bound.slug}/{quote(str(pk), safe='')}/",
+        "writable": writable,
+        "read_only_reason": read_only_reason(request, bound),
+        "can_delete": not creating and await can(request, who, bound.permission("delete")),
+        "version": raw.get("_version", ""),
+        "original": raw.get("_original", ""),
+        "field_errors": errors,
+        "form_errors": [],
+        "inlines": [],
+        **(extra or {}),
+    }
+    names = [f"admin/{bound.slug}/edit.html", "admin/edit.html"]
+    return render(request, names, ctx, status=status)
+
+
+def prefill(request: web.Request, bound: BoundResource) -> dict[str, str]:
+    """`/new?customer_id=42` pre-fills a field (EDIT-7 "add child"); values are type-checked."""
+    specs = {s.name: s for s in field_specs(bound) if not s.readonly}
+    check_params(request, {*specs, "back", "saved"})
+    raw = {k: request.query[k] for k in specs if k in request.query}
+    parsed = forms.parse_form([specs[k] for k in raw], raw, creating=True)  # only the given fields
+    if parsed.errors:
+        name, message = next(iter(parsed.errors.items()))
+        raise Invalid(f"Cannot pre-fill {name}: {message}", fields=parsed.errors)
+    return raw
+
+
+async def create_page(request: web.Request) -> web.Response:
+    bound = get_resource(request)
+    who = await require(request, perm=bound.permission("add"))
+    raw = prefill(request, bound)
+    saved = request.query.get("saved")
+    flashes = (
+        [{"kind": "success", "text": f"Saved {bound.title.lower()} {saved[:40]}."}] if saved else []
+    )
+    return await render_form(request, bound, who, raw=raw, extra={"flashes": flashes})
+
+
+async def create_submit(request: web.Request) -> web.StreamResponse:
+    bound = get_resource(request)
+    who = await require(request, perm=bound.permission("add"))
+    data = first_values(await read_form(request))
+    parsed = forms.parse_form(field_specs(bound), data, creating=True)
+    raw = {**data, **parsed.raw}
+    if parsed.ok:
+        try:
+            async with request.app[keys.POOL].connection() as conn:
+                row = await writes.insert_row(conn, audit_context(request), bound, parsed.values)
+        except Invalid as exc:
+            return await _invalid(request, bound, who, raw, exc)
+        raise redirect_after_save(bound, row[bound.pk], data)
+    return await render_form(
+        request, bound, who, raw=raw, errors=parsed.errors, status=400,
+        extra={"form_errors": ["Please correct the fields marked below."]},
+    )  # fmt: skip
+
+
+async def _invalid(
+    request: web.Request,
+    bound: BoundResource,
+    who: Principal,
+    raw: Mapping[str, str],
+    exc: Invalid,
+    *,
+    pk: Any = None,
+) -> web.Response:
+    problems = [] if exc.fields else [exc.problem]
+    return await render_form(
+        request, bound, who, pk=pk, raw=raw, errors=exc.fields, status=400,
+        extra={"form_errors": problems or ["The record was not saved: see the fields below."]},
+    )  # fmt: skip
+
+
+def redirect_after_save(bound: BoundResource, pk: Any, data: Mapping[str, str]) -> web.HTTPSeeOther:
+    """EDIT-2: save → list; save and continue → this record; save and add another → blank form."""
+    choice = data.get("_save", "save")
+    back = back_query(data.get("_back"))
+    key = quote(str(pk), safe="")
+    if choice == "continue":
+        return web.HTTPSeeOther(with_back(f"/admin/{bound.slug}/{key}/?saved=1", back))
+    if choice == "add":
+        return web.HTTPSeeOther(with_back(f"/admin/{bound.slug}/new?saved={key}", back))
+    return web.HTTPSeeOther(list_url(bound, back))
+
+
+async def load_row(request: web.Request, bound: BoundResource, pk: Any) -> dict[str, Any]:
+    async with request.app[keys.POOL].connection() as conn:
+        row = await writes.fetch_row(conn, bound, pk)
+    if row is None:
+        raise NotFound(
+            f"{bound.title} {str(pk)[:60]} does not exist", fix="it may have been deleted"
+        )
+    return row
+
+
+async def inline_blocks(
+    request: web.Request, who: Principal, bound: BoundResource, pk: Any
+) -> list[dict[str, Any]]:
+    """EDIT-7: children of this row, read-only, with a capped count and an "add" link."""
+    blocks = []
+    for inline in bound.resource.inlines:
+        child = resource_for_table(request, inline.table)
+        if child is None or not await can(request, who, child.permission("view")):
+            continue
+        async with request.app[keys.POOL].connection() as conn:
+            found = await lookup.inline_rows(
+                conn, child.table, inline.fk_column, pk,
+                columns=inline.list_display, limit=inline.limit,
+            )  # fmt: skip
+        add = await can(request, who, child.permission("add"))
+        blocks.append(
+            {
+                "child": child,
+                "data": found,
+                "columns": [(c, child.label(c)) for c in found.columns],
+                "add_url": f"/admin/{child.slug}/new?{urlencode({inline.fk_column: str(pk)})}"
+                if add
+                else None,
+                "list_url": f"/admin/{child.slug}/?{urlencode({inline.fk_column: str(pk)})}",
+            }
+        )
+    return blocks
+
+
+async def edit_page(request: web.Request) -> web.Response:
+    bound = get_resource(request)
+    who = await require(request, perm=bound.permission("view"))
+    check_params(request, {"back", "saved"})
+    pk = path_key(bound, request.match_info["pk"])
+    row = await load_row(request, bound, pk)
+    raw = {
+        **displayed(bound, row),
+        "_version": writes.row_version(bound.table, row),
+        "_original": original_json(row),
+        "_label": writes.label_of(bound, row),
+    }
+    flashes = [{"kind": "success", "text": "Saved."}] if request.query.get("saved") == "1" else []
+    return await render_form(
+        request, bound, who, pk=pk, raw=raw,
+        extra={"flashes": flashes, "inlines": await inline_blocks(request, who, bound, pk)},
+    )  # fmt: skip
+
+
+async def edit_submit(request: web.Request) -> web.StreamResponse:
+    bound = get_resource(request)
+    who = await require(request, perm=bound.permission("change"))
+    pk = path_key(bound, request.match_info["pk"])
+    data = first_values(await read_form(request))
+    version = data.get("_version", "")
+    if not re.fullmatch(r"[th]:[0-9A-Za-z:.\-+TZ]{1,64}", version):
+        raise Invalid("The form has no valid record version.", fix="reload the page and try again")
+    parsed = forms.parse_form(field_specs(bound), data, creating=False)
+    if not parsed.ok:
+        raw = await redisplay(request, bound, pk, data, parsed.raw)
+        return await render_form(
+            request, bound, who, pk=pk, raw=raw, errors=parsed.errors, status=400,
+            extra={"form_errors": ["Please correct the fields marked below."]},
+        )  # fmt: skip
+    try:
+        async with request.app[keys.POOL].connection() as conn:
+            await writes.update_row(
+                conn, audit_context(request), bound, pk, parsed.values,
+                version=version, original=parse_original(data.get("_original")),
+            )  # fmt: skip
+    except Invalid as exc:
+        raw = await redisplay(request, bound, pk, data, parsed.raw)
+        return await _invalid(request, bound, who, raw, exc, pk=pk)
+    except writes.StaleRow as stale:
+        label = writes.label_of(bound, stale.current)
+        raw = {**displayed(bound, stale.current), **data, **parsed.raw, "_label": label}
+        return await conflict_page(request, bound, who, pk, raw=raw, stale=stale)
+    raise redirect_after_save(bound, pk, data)
+
+
+async def redisplay(
+    request: web.Request,
+    bound: BoundResource,
+    pk: Any,
+    data: Mapping[str, str],
+    typed: Mapping[str, str],
+) -> dict[str, str]:
+    """What a re-shown form holds: the stored row, overlaid with what this editor sent, so
+    read-only fields and fields a script left out are not shown (and re-sent) empty."""
+    async with request.app[keys.POOL].connection() as conn:
+        row = await writes.fetch_row(conn, bound, pk)
+    base = displayed(bound, row) if row else {}
+    label = writes.label_of(bound, row) if row else str(pk)
+    return {**base, **data, **typed, "_label": label}
+
+
+async def conflict_page(
+    request: web.Request,
+    bound: BoundResource,
+    who: Principal,
+    pk: Any,
+    *,
+    raw: dict[str, str],
+    stale: writes.StaleRow,
+) -> web.Response:
+    """EDIT-4: refuse, show what changed, keep this editor's input; saving again overwrites."""
+    raw = {**raw, "_version": stale.version, "_original": original_json(stale.current)}
+    changes = [
+        {"field": bound.label(name), "from": change["from"], "to": change["to"]}
+        for name, change in stale.changes.items()
+    ]
+    by = f" ({stale.changed_by})" if stale.changed_by else ""
+    message = f"This record was changed by someone else{by} while you were editing it."
+    return await render_form(
+        request, bound, who, pk=pk, raw=raw, status=409,
+        extra={"form_errors": [message], "conflict": changes},
+    )  # fmt: skip
+
+
+# ---- history (AUDIT-8) and lookup (EDIT-9) -----------------------------------------------
+
+
+async def history_page(request: web.Request) -> web.Response:
+    bound = get_resource(request)
+    await require(request, perm=bound.permission("view"))
+    check_params(request, {"back"})
+    pk = path_key(bound, request.match_info["pk"])
+    async with request.app[keys.POOL].connection() as conn:
+        row = await writes.fetch_row(conn, bound, pk)
+        events = await audit.object_history(conn, bound.slug, pk, limit=100)
+    if row is None and not events:
+        raise NotFound(f"{bound.title} {str(pk)[:60]} has no record and no history")
+    key = quote(str(pk), safe="")
+    label = writes.label_of(bound, row) if row else str(pk)
+    ctx = {
+        "bound": bound,
+        "page_title": f"History of {singular(bound.title).lower()} {label}",
+        "breadcrumbs": breadcrumbs(
+            bound, "", {"label": label, "url": f"/admin/{bound.slug}/{key}/"}, {"label": "History"}
+        ),
+        "events": [
+            {
+                "row": e,
+                "when": e.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                "when_iso": audit.iso(e.at),
+                "changes": [(bound.label(k), v) for k, v in e.changes.items()],
+            }
+            for e in events
+        ],
+        "edit_url": f"/admin/{bound.slug}/{key}/" if row else None,
+    }
+    return render(request, [f"admin/{bound.slug}/history.html", "admin/history.html"], ctx)
+
+
+async def lookup_json(request: web.Request) -> web.Response:
+    """EDIT-9: `{results: [{id, label}]}`; needs `view` on this (the target) resource."""
+    bound = get_resource(request)
+    await require(request, perm=bound.permission("view"))
+    try:
+        check_params(request, {"q", "limit"})
+        q = lookup.check_query(request.query.get("q", ""))
+        limit = lookup.check_limit(request.query.get("limit"))
+    except Invalid as exc:
+        return web.json_response({"error": "Bad request", "message": exc.problem}, status=400)
+    async with request.app[keys.POOL].connection() as conn:
+        results = await lookup.search(conn, bound, q, limit)
+    return web.json_response({"results": results})

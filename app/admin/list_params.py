@@ -1,0 +1,345 @@
+"""List query-string parameters validated against allow-lists into typed values (SEC-3, LIST-2..6)."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from multidict import MultiMapping
+
+from app.admin.resources import BoundResource, filter_kind
+from app.db.catalog import INTEGER_TYPES, TEXT_TYPES, Column
+from app.errors import Invalid
+
+RESERVED = ("q", "o", "cursor", "last", "per_page", "format")
+MAX_VALUE = 200  # characters in any one parameter value
+MAX_PARAMS = 60
+MAX_WORDS = 8
+MAX_ORDER_KEYS = 3
+PER_PAGE_MAX = 500
+DATE_PRESETS = {"today": "today", "past_7_days": "past 7 days", "this_month": "this month"}
+# Casts for typed parameters: applied to the *parameter*, never to the column (LIST-5).
+CAST = {
+    "smallint": "smallint",
+    "integer": "integer",
+    "bigint": "bigint",
+    "numeric": "numeric",
+    "real": "real",
+    "double precision": "double precision",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamptz": "timestamptz",
+    "timestamp": "timestamp",
+    "time": "time",
+    "uuid": "uuid",
+    "text": "text",
+    "varchar": "text",
+    "char": "text",
+}
+_INT_RANGE = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TRUE, _FALSE = ("yes", "true", "1", "on"), ("no", "false", "0", "off")
+UNSORTABLE = ("json", "jsonb", "tsvector")
+
+
+def parse_value(col: Column, text: str, *, strict: bool = True) -> Any:
+    """Text → the Python value for this column's type; ValueError says what was expected.
+
+    `strict` (user input) also refuses control characters and long text; cursors, which are
+    signed, carry whatever the database held."""
+    t = col.type_name
+    if strict and (len(text) > MAX_VALUE or _CONTROL.search(text)):
+        raise ValueError(f"at most {MAX_VALUE} printable characters")
+    s = text.strip()
+    if t in INTEGER_TYPES:
+        if not re.fullmatch(r"[+-]?\d{1,20}", s):
+            raise ValueError("a whole number")
+        n = int(s)
+        if not -_INT_RANGE[t] <= n < _INT_RANGE[t]:
+            raise ValueError("a number in range")
+        return n
+    if t == "numeric":
+        if len(s) > 40:
+            raise ValueError("a number")
+        try:
+            d = Decimal(s)
+        except InvalidOperation:
+            raise ValueError("a number") from None
+        if not d.is_finite() or abs(d) >= Decimal("1e30"):
+            raise ValueError("a finite number")
+        return d
+    if t in ("real", "double precision"):
+        try:
+            f = float(s)
+        except ValueError:
+            raise ValueError("a number") from None
+        if not math.isfinite(f):
+            raise ValueError("a finite number")
+        return f
+    if t == "boolean":
+        if s.lower() in _TRUE:
+            return True
+        if s.lower() in _FALSE:
+            return False
+        raise ValueError("yes or no")
+    if t == "date":
+        return _date(s)
+    if t in ("timestamptz", "timestamp"):
+        return _datetime(s, aware=t == "timestamptz")
+    if t == "time":
+        try:
+            return time.fromisoformat(s)
+        except ValueError:
+            raise ValueError("a time like 14:30") from None
+    if t == "uuid":
+        try:
+            return uuid.UUID(s)
+        except ValueError:
+            raise ValueError("a UUID") from None
+    if t in TEXT_TYPES:
+        return text if not strict else text.strip()
+    raise ValueError(f"a value of type {t}")
+
+
+def _date(s: str) -> date:
+    try:
+        return date.fromisoformat(s)
+    except ValueError:
+        raise ValueError("a date like 2024-05-31") from None
+
+
+def _datetime(s: str, *, aware: bool) -> datetime:
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise ValueError("a date like 2024-05-31 or 2024-05-31T14:30") from None
+    if aware and dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    if not aware and dt.tzinfo is not None:
+        return dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def encode_value(value: Any) -> Any:
+    """A keyset value as JSON (parse_value reads it back with the column's type)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One validated filter predicate: `column op value`, and how to show and remove it."""
+
+    column: str
+    op: str  # in | eq | gte | lt | lte | isnull
+    value: Any
+    label: str
+    param: str
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    conditions: tuple[Condition, ...] = ()
+    q: str = ""
+    words: tuple[str, ...] = ()
+    ordering: tuple[tuple[str, bool], ...] = ()  # (column, descending); the key is last
+    order_param: str = ""
+    cursor: str | None = None
+    last: bool = False
+    per_page: int = 50
+    state: tuple[tuple[str, str], ...] = ()  # filters, q, o and per_page: what links keep
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.conditions or self.words)
+
+    @property
+    def order_signature(self) -> str:
+        return ",".join(("-" if d else "") + n for n, d in self.ordering)
+
+
+def _bad(name: str, message: str) -> Invalid:
+    return Invalid(f"{name}: {message}", fields={name[:60]: message})
+
+
+def _ordering(b: BoundResource, raw: str | None) -> tuple[tuple[tuple[str, bool], ...], str]:
+    """Requested (or declared) ordering; unknown keys are ignored (LIST-2); the key is last."""
+    sortable = {c.name for c in b.list_columns} | {b.pk}
+    sortable |= {o.removeprefix("-") for o in b.resource.ordering}
+    keys: list[tuple[str, bool]] = []
+    for item in (raw or "").split(",")[:MAX_ORDER_KEYS] if raw else ():
+        name = item.strip().removeprefix("-")
+        col = b.resolve_column(name)
+        if col is None or col.name not in sortable or col.type_name in UNSORTABLE:
+            continue
+        if col.name not in (k for k, _d in keys):
+            keys.append((col.name, item.strip().startswith("-")))
+    used = ",".join(("-" if d else "") + n for n, d in keys)
+    if not keys:
+        for item in b.resource.ordering or (f"-{b.pk}",):
+            col = b.resolve_column(item.removeprefix("-"))
+            if col is not None:
+                keys.append((col.name, item.startswith("-")))
+    if b.pk not in (k for k, _d in keys):
+        keys.append((b.pk, keys[0][1] if keys else True))
+    return tuple(keys), used
+
+
+def _filter(b: BoundResource, name: str, values: list[str], now: datetime) -> list[Condition]:
+    base, _, op = name.partition("__")
+    col = b.resolve_column(base)
+    if col is None or base not in _filter_names(b) or op not in ("", "gte", "lte"):
+        allowed = ", ".join(sorted(_filter_names(b))) or "none"
+        raise _bad(name, f"unknown parameter; filters here: {allowed}")
+    kind = filter_kind(col)
+    label = b.label(col.name)
+    try:
+        if op:
+            if kind not in ("date", "number") or len(values) != 1:
+                raise ValueError("a single value; ranges apply to dates and numbers")
+            return [_range(col, op, values[0], label, name)]
+        if kind == "bool":
+            v = values[-1].strip().lower()
+            if v in ("", "any"):
+                return []
+            return [Condition(col.name, "eq", parse_value(col, v), f"{label}: {v}", name)]
+        if kind == "date":
+            return _date_preset(col, values[-1], label, name, now)
+        typed = [parse_value(col, v) for v in values if v.strip()]
+        if kind == "choice" and any(v not in (col.choices or ()) for v in typed):
+            raise ValueError(f"one of {', '.join(col.choices or ())}")
+    except ValueError as exc:
+        raise _bad(name, f"expected {exc}") from None
+    if not typed:
+        return []
+    shown = ", ".join(str(v) for v in typed)
+    return [Condition(col.name, "in", tuple(dict.fromkeys(typed)), f"{label}: {shown}", name)]
+
+
+def _range(col: Column, op: str, raw: str, label: str, name: str) -> Condition:
+    # A plain date on a timestamp column: the range covers whole days.
+    text = raw.strip()
+    if col.type_name in ("timestamptz", "timestamp") and len(text) == 10:
+        day = _date(text)
+        tz = UTC if col.type_name == "timestamptz" else None
+        start = datetime(day.year, day.month, day.day, tzinfo=tz)
+        if op == "lte":
+            return Condition(col.name, "lt", start + timedelta(days=1), f"{label} ≤ {text}", name)
+        return Condition(col.name, "gte", start, f"{label} ≥ {text}", name)
+    value = parse_value(col, raw)
+    sign = "≥" if op == "gte" else "≤"
+    return Condition(col.name, op, value, f"{label} {sign} {raw.strip()}", name)
+
+
+def _date_preset(col: Column, raw: str, label: str, name: str, now: datetime) -> list[Condition]:
+    """today / past 7 days / this month, as half-open ranges in UTC (LIST-5)."""
+    preset = raw.strip().lower()
+    if preset in ("", "any"):
+        return []
+    today = now.astimezone(UTC).date()
+    if preset == "today":
+        lo, hi = today, today + timedelta(days=1)
+    elif preset == "past_7_days":
+        lo, hi = today - timedelta(days=6), today + timedelta(days=1)
+    elif preset == "this_month":
+        lo = today.replace(day=1)
+        hi = (lo + timedelta(days=32)).replace(day=1)
+    else:
+        day = parse_value(col, preset)
+        if isinstance(day, datetime):
+            return [Condition(col.name, "eq", day, f"{label}: {preset}", name)]
+        lo, hi = day, day + timedelta(days=1)
+        preset_label = preset
+        return _day_range(col, lo, hi, f"{label}: {preset_label}", name)
+    return _day_range(col, lo, hi, f"{label}: {DATE_PRESETS[preset]}", name)
+
+
+def _day_range(col: Column, lo: date, hi: date, label: str, name: str) -> list[Condition]:
+    if col.type_name == "date":
+        return [
+            Condition(col.name, "gte", lo, label, name),
+            Condition(col.name, "lt", hi, label, name),
+        ]
+    tz = UTC if col.type_name == "timestamptz" else None
+    start = datetime(lo.year, lo.month, lo.day, tzinfo=tz)
+    end = datetime(hi.year, hi.month, hi.day, tzinfo=tz)
+    return [
+        Condition(col.name, "gte", start, label, name),
+        Condition(col.name, "lt", end, label, name),
+    ]
+
+
+def _filter_names(b: BoundResource) -> set[str]:
+    out = set()
+    for name in b.resource.list_filter:
+        col = b.resolve_column(name)
+        if col is not None:
+            out.add(col.name)
+    return out
+
+
+def _search(raw: str) -> tuple[str, tuple[str, ...]]:
+    if len(raw) > MAX_VALUE or _CONTROL.search(raw):
+        raise _bad("q", f"search for at most {MAX_VALUE} printable characters")
+    words = tuple(dict.fromkeys(raw.split()))
+    if len(words) > MAX_WORDS:
+        raise _bad("q", f"search for at most {MAX_WORDS} words")
+    return " ".join(raw.split()), words
+
+
+def parse_query(
+    b: BoundResource, query: MultiMapping[str] | Mapping[str, str], *, now: datetime | None = None
+) -> ListQuery:
+    """Every parameter checked against the allow-list: unknown names, wrong types, oversized
+    values → Invalid (400); unknown sort keys are ignored (LIST-2, SEC-3)."""
+    items = list(query.items())
+    if len(items) > MAX_PARAMS:
+        raise _bad("query", f"at most {MAX_PARAMS} parameters")
+    grouped: dict[str, list[str]] = {}
+    for name, value in items:
+        if len(value) > MAX_VALUE * 4 or len(name) > 100:
+            raise _bad(name[:60], "value too long")
+        grouped.setdefault(name, []).append(value)
+    conditions: list[Condition] = []
+    state: list[tuple[str, str]] = []
+    now = now or datetime.now(UTC)
+    for name, raw_values in grouped.items():
+        values = [v for v in raw_values if v.strip()]  # an empty form field means "no filter"
+        if name in RESERVED or not values:
+            continue
+        conditions += _filter(b, name, values, now)
+        state += [(name, v) for v in values]
+    q, words = _search(grouped.get("q", [""])[-1])
+    ordering, used = _ordering(b, grouped.get("o", [""])[-1])
+    per_page = b.resource.list_per_page
+    if "per_page" in grouped:
+        raw = grouped["per_page"][-1].strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= PER_PAGE_MAX:
+            raise _bad("per_page", f"a whole number from 1 to {PER_PAGE_MAX}")
+        per_page = int(raw)
+        state.append(("per_page", raw))
+    cursor = grouped.get("cursor", [""])[-1].strip() or None
+    last = grouped.get("last", [""])[-1].strip() in ("1", "yes", "true")
+    if cursor and last:
+        raise _bad("cursor", "give a cursor or last, not both")
+    if cursor is not None and len(cursor) > 2000:
+        raise _bad("cursor", "this page link is invalid")
+    fmt = grouped.get("format", [""])[-1].strip()
+    if fmt not in ("", "html", "json"):
+        raise _bad("format", "html or json")
+    if q:
+        state.append(("q", q))
+    if used:
+        state.append(("o", used))
+    return ListQuery(
+        tuple(conditions), q, words, ordering, used, cursor, last, per_page, tuple(state)
+    )

@@ -1,0 +1,227 @@
+"""List pages: `/admin/<resource>/` as HTML or JSON, saved filters, and the route table (LIST-1..10)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from aiohttp import web
+from multidict import MultiDict
+
+from app.admin import saved_filters
+from app.admin.list_params import DATE_PRESETS, ListQuery, parse_query
+from app.admin.list_render import RowRenderer, json_rows, querystring
+from app.admin.listing import Page, Total, count_rows, fetch_page, fk_labels
+from app.admin.resources import BoundResource, filter_kind
+from app.admin.setup import CURSOR_KEY, DISPLAYS, SLUGS, get_resource
+from app.errors import Invalid
+from app.web import keys
+from app.web.auth import csrf_token, require
+from app.web.render import render
+
+# A resource slug in a path: never one of the built-in pages (users, groups, audit, search).
+SLUG = r"{resource:(?!(?:users|groups|audit|search)$)[a-z_][a-z0-9_]{0,62}}"
+
+
+def displays(app: web.Application) -> dict[str, str]:
+    return app[DISPLAYS]
+
+
+def slugs_by_table(app: web.Application) -> dict[str, str]:
+    return app[SLUGS]
+
+
+def wants_json(request: web.Request) -> bool:
+    if request.query.get("format") == "json":
+        return True
+    accept = request.headers.get("Accept", "")
+    return accept.startswith("application/json")
+
+
+async def load_page(
+    request: web.Request, b: BoundResource, lq: ListQuery, user_id: int | None = None
+) -> tuple[Page, Total, list[saved_filters.SavedFilter]]:
+    """One connection, a few short queries: the page, its FK names, the total (LIST-1, LIST-4)
+    and, for the HTML page, the user's saved filters (LIST-8)."""
+    async with request.app[keys.POOL].connection() as conn:
+        page = await fetch_page(conn, b, lq, request.app[CURSOR_KEY])
+        await fk_labels(conn, b, page, displays(request.app))
+        total = await count_rows(conn, b, lq)
+        saved = [] if user_id is None else await saved_filters.for_user(conn, user_id, b.slug)
+    return page, total, saved
+
+
+async def list_view(request: web.Request) -> web.StreamResponse:
+    b = get_resource(request)
+    who = await require(request, perm=b.permission("view"))
+    lq = parse_query(b, request.query)
+    as_json = wants_json(request)
+    page, total, saved = await load_page(request, b, lq, None if as_json else who.user_id)
+    if as_json:
+        return web.json_response(
+            {
+                "rows": json_rows(b, page),
+                "next_cursor": page.next_cursor,
+                "prev_cursor": page.prev_cursor,
+                "total": total.value,
+                "total_is_estimate": total.estimate,
+                "total_is_capped": total.capped,
+            }
+        )
+    ctx = list_context(request, b, lq, page, total)
+    ctx["saved_filters"] = [
+        {"id": s.id, "name": s.name, "url": f"/admin/{b.slug}/?{s.query}"} for s in saved
+    ]
+    return render(request, [f"admin/{b.slug}/list.html", "admin/list.html"], ctx)
+
+
+def _headers(b: BoundResource, lq: ListQuery) -> list[dict[str, Any]]:
+    """Sortable headers (LIST-2): clicking sorts by that column, again reverses it."""
+    current = dict(lq.ordering[:1]) if lq.order_param or b.resource.ordering else {}
+    out = []
+    for col in b.list_columns:
+        desc = current.get(col.name)
+        key = col.name if desc is None or desc else f"-{col.name}"
+        url = "?" + querystring(lq.state, o=key, cursor=None, last=None)
+        direction = None if desc is None else ("desc" if desc else "asc")
+        numeric = col.type_name in ("integer", "bigint", "smallint", "numeric") and col.fk is None
+        sortable = col.type_name not in ("json", "jsonb", "tsvector")
+        out.append(
+            {
+                "label": b.label(col.name),
+                "url": url if sortable else None,
+                "dir": direction,
+                "numeric": numeric,
+            }
+        )
+    return out
+
+
+def _filters(
+    b: BoundResource, state: Mapping[str, list[str]], slugs: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """The filter form's fields (LIST-5), with the current values filled in."""
+    out = []
+    for name in b.resource.list_filter:
+        col = b.resolve_column(name)
+        if col is None:
+            continue
+        kind = filter_kind(col)
+        item: dict[str, Any] = {"name": col.name, "label": b.label(col.name), "kind": kind}
+        item["values"] = state.get(col.name, [])
+        item["gte"] = (state.get(f"{col.name}__gte") or [""])[-1]
+        item["lte"] = (state.get(f"{col.name}__lte") or [""])[-1]
+        if kind == "choice":
+            item["options"] = [(c, c.replace("_", " ").capitalize()) for c in col.choices or ()]
+        elif kind == "date":
+            item["options"] = [("", "Any time"), *DATE_PRESETS.items()]
+            item["input"] = "date"
+        elif kind == "fk" and col.fk is not None:
+            # The target resource's autocomplete (EDIT-9), which checks view on the target.
+            target = slugs.get(col.fk.target_table)
+            item["lookup"] = f"/admin/{target}/lookup" if target else None
+        out.append(item)
+    return out
+
+
+def list_context(
+    request: web.Request, b: BoundResource, lq: ListQuery, page: Page, total: Total
+) -> dict[str, Any]:
+    state = lq.state
+    grouped: dict[str, list[str]] = {}
+    for k, v in state:
+        grouped.setdefault(k, []).append(v)
+    # The edit page sends the user back to exactly this page (LIST-7).
+    back = querystring(state, cursor=lq.cursor, last="1" if lq.last else None)
+    renderer = RowRenderer(
+        b, page, lq.words, back=back, slugs_by_table=slugs_by_table(request.app), selectable=True
+    )
+    base = f"/admin/{b.slug}/"
+    plain = querystring(state)
+    chips = [
+        {
+            "label": c.label,
+            "remove_url": base + "?" + urlencode([(k, v) for k, v in state if k != c.param]),
+        }
+        for c in dict((c.param, c) for c in lq.conditions).values()
+    ]
+    if lq.q:
+        chips.append(
+            {"label": f"Search: {lq.q}", "remove_url": base + "?" + querystring(state, q=None)}
+        )
+    first = len(page.rows)
+    summary = f"{first:,} shown · {total.text()} {'matching' if lq.filtered else 'in total'}"
+    return {
+        "resource": b,
+        "slug": b.slug,
+        "title": b.title,
+        "breadcrumbs": [{"label": "Admin", "url": "/admin/"}, {"label": b.title, "url": None}],
+        "headers": _headers(b, lq),
+        "rows_html": renderer.body(),
+        "row_count": len(page.rows),
+        "filters": _filters(b, grouped, slugs_by_table(request.app)),
+        "chips": chips,
+        "clear_url": base if state else None,
+        "q": lq.q,
+        "search_enabled": bool(b.resource.search_fields or b.resource.tsvector_field),
+        "total_text": total.text(),
+        "summary": summary,
+        "first_url": f"{base}?{plain}" if not page.at_start else None,
+        "prev_url": f"{base}?{querystring(state, cursor=page.prev_cursor)}"
+        if page.prev_cursor
+        else None,
+        "next_url": f"{base}?{querystring(state, cursor=page.next_cursor)}"
+        if page.next_cursor
+        else None,
+        "last_url": f"{base}?{querystring(state, last='1')}" if page.next_cursor else None,
+        "export_csv": f"{base}export.csv?{plain}",
+        "export_jsonl": f"{base}export.jsonl?{plain}",
+        "state_query": plain,
+        "actions": [
+            {"name": a.name, "label": a.label, "confirm": a.confirm} for a in b.resource.actions
+        ],
+        "csrf_token": csrf_token(request),
+        "filtered": lq.filtered,
+    }
+
+
+async def save_filter(request: web.Request) -> web.StreamResponse:
+    """POST name + query: keep the current list query under a private name (LIST-8)."""
+    b = get_resource(request)
+    who = await require(request, perm=b.permission("view"))
+    form = await request.post()
+    name, query = str(form.get("name", "")), str(form.get("query", ""))
+    if len(query) > saved_filters.MAX_QUERY:
+        raise Invalid("that list query is too long to save", fields={"query": "too long"})
+    # The query is validated now (and again whenever it is opened): only real filters are kept.
+    lq = parse_query(b, MultiDict(parse_qsl(query, keep_blank_values=False)))
+    normalised = querystring(lq.state)
+    async with request.app[keys.POOL].connection() as conn:
+        await saved_filters.save(conn, who.user_id, b.slug, name, normalised)
+    raise web.HTTPSeeOther(f"/admin/{b.slug}/?{normalised}")
+
+
+async def delete_filter(request: web.Request) -> web.StreamResponse:
+    b = get_resource(request)
+    who = await require(request, perm=b.permission("view"))
+    raw = request.match_info.get("filter_id", "")
+    if not raw.isdigit() or len(raw) > 18:
+        raise Invalid("no such saved filter", fields={"filter_id": "a number"})
+    async with request.app[keys.POOL].connection() as conn:
+        await saved_filters.delete(conn, who.user_id, int(raw))
+    raise web.HTTPSeeOther(f"/admin/{b.slug}/")
+
+
+def routes() -> list[web.RouteDef]:
+    from app.admin import dashboard, export
+
+    return [
+        web.get("/admin/", dashboard.dashboard_view),
+        web.get("/admin/search", dashboard.search_view),
+        web.get(f"/admin/{SLUG}/", list_view),
+        web.get(f"/admin/{SLUG}/export.csv", export.export_csv),
+        web.get(f"/admin/{SLUG}/export.jsonl", export.export_jsonl),
+        web.post(f"/admin/{SLUG}/saved-filters", save_filter),
+        web.post(f"/admin/{SLUG}/saved-filters/{{filter_id}}/delete", delete_filter),
+    ]

@@ -1,0 +1,458 @@
+"""List queries: allow-listed parameters → sargable SQL, keyset pages, capped counts (LIST-2..6, SEC-3)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from app.admin.list_params import (
+    CAST,
+    Condition,
+    ListQuery,
+    encode_value,
+    parse_query,
+    parse_value,
+)
+from app.admin.resources import BoundResource, search_kind
+from app.db.catalog import Column
+from app.errors import Invalid
+
+__all__ = [
+    "COUNT_CAP",
+    "Condition",
+    "ListQuery",
+    "Page",
+    "Total",
+    "count_rows",
+    "cursor_key",
+    "fetch_page",
+    "fk_labels",
+    "page_query",
+    "parse_query",
+    "where_clause",
+]
+
+COUNT_CAP = 10_000  # filtered totals are exact up to here (LIST-4)
+COUNT_TIMEOUT_MS = 500  # …and never cost more than this
+SURE_ABOVE_CAP = 5 * COUNT_CAP  # a planner estimate this high means "10,000+" without counting
+
+
+def cursor_key(secret_key: str) -> bytes:
+    """A key of its own for page cursors, derived so the raw secret is never used twice."""
+    return hmac.new(secret_key.encode(), b"keel-list-cursor-v1", hashlib.sha256).digest()
+
+
+# ---- SQL pieces --------------------------------------------------------------------------
+
+
+def _col(b: BoundResource, name: str) -> sql.Composable:
+    return sql.Identifier(b.table.name, name)
+
+
+def _param(col: Column, array: bool = False) -> sql.Composable:
+    """A placeholder cast to the column's type, so the predicate stays sargable (LIST-5)."""
+    cast = CAST.get(col.type_name)
+    if cast is None:
+        return sql.Placeholder()
+    return sql.SQL("{}::{}").format(sql.Placeholder(), sql.SQL(cast + ("[]" if array else "")))
+
+
+def _condition_sql(b: BoundResource, c: Condition, params: list[Any]) -> sql.Composable:
+    col = b.table.column(c.column)
+    assert col is not None  # parse_query only builds conditions on catalog columns
+    ident = _col(b, c.column)
+    if c.op == "in":
+        params.append(list(c.value))
+        return sql.SQL("{} = ANY({})").format(ident, _param(col, array=True))
+    if c.op == "isnull":
+        return sql.SQL("{} IS NULL").format(ident)
+    ops = {"eq": "=", "gte": ">=", "lt": "<", "lte": "<="}
+    params.append(c.value)
+    return sql.SQL("{} {} {}").format(ident, sql.SQL(ops[c.op]), _param(col))
+
+
+def _like_pattern(word: str) -> str:
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _word_sql(b: BoundResource, word: str, params: list[Any]) -> sql.Composable:
+    """One search word matches any search field (own, related, or the tsvector) (LIST-6)."""
+    options: list[sql.Composable] = []
+    for name in b.resource.search_fields:
+        if "." in name:
+            found = b.resolve_related(name)
+            if found is None:
+                continue
+            fk_col, target, col = found
+            match = _match(sql.Identifier(target.name, col.name), col, word, params)
+            if match is not None:
+                # `= ANY(ARRAY(subquery))` rather than `IN (subquery)`: inside an OR, IN becomes a
+                # hashed filter over every row, while ANY(array) can drive a bitmap index scan.
+                options.append(
+                    sql.SQL("{} = ANY(ARRAY(SELECT {} FROM {} WHERE {}))").format(
+                        _col(b, fk_col.name),
+                        sql.Identifier(target.name, fk_col.fk.target_column),  # type: ignore[union-attr]
+                        sql.Identifier(target.schema, target.name),
+                        match,
+                    )
+                )
+        else:
+            col = b.resolve_column(name)
+            match = _match(_col(b, col.name), col, word, params) if col else None
+            if match is not None:
+                options.append(match)
+    if b.resource.tsvector_field:
+        params.append(word)
+        options.append(
+            sql.SQL("{} @@ plainto_tsquery('simple', %s)").format(
+                _col(b, b.resource.tsvector_field)
+            )
+        )
+    if not options:
+        return sql.SQL("FALSE")
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(options))
+
+
+def _match(
+    ident: sql.Composable, col: Column, word: str, params: list[Any]
+) -> sql.Composable | None:
+    kind = search_kind(col)
+    if kind == "text":
+        params.append(_like_pattern(word))
+        return sql.SQL("{} ILIKE %s").format(ident)
+    if kind in ("int", "uuid"):
+        try:
+            value = parse_value(col, word)
+        except ValueError:
+            return None  # "abc" cannot equal an integer key: this field just does not match
+        params.append(value)
+        return sql.SQL("{} = {}").format(ident, _param(col))
+    return None
+
+
+def where_clause(b: BoundResource, lq: ListQuery) -> tuple[sql.Composable, list[Any]]:
+    """Filters and search as one parameterised predicate (`TRUE` when none).
+
+    The editing views use this too, for bulk actions on "all N matching" (EDIT-8)."""
+    params: list[Any] = []
+    parts = [_condition_sql(b, c, params) for c in lq.conditions]
+    parts += [_word_sql(b, w, params) for w in lq.words]
+    if not parts:
+        return sql.SQL("TRUE"), params
+    return sql.SQL(" AND ").join(parts), params
+
+
+# ---- keyset ------------------------------------------------------------------------------
+
+
+def _after(
+    ident: sql.Composable, col: Column, desc: bool, value: Any, params: list[Any], *, strict: bool
+) -> sql.Composable:
+    """`ident` comes after (strict) or at/after `value` in this direction.
+
+    Postgres sorts NULL as the largest value (ASC … NULLS LAST, DESC … NULLS FIRST), and the
+    queries below never override that, so backward index scans stay possible."""
+    if value is None:
+        if desc:
+            return sql.SQL("{} IS NOT NULL").format(ident) if strict else sql.SQL("TRUE")
+        return sql.SQL("FALSE") if strict else sql.SQL("{} IS NULL").format(ident)
+    params.append(value)
+    op = ("<" if strict else "<=") if desc else (">" if strict else ">=")
+    cond = sql.SQL("{} {} {}").format(ident, sql.SQL(op), _param(col))
+    if not desc and col.nullable:
+        cond = sql.SQL("({} OR {} IS NULL)").format(cond, ident)
+    return cond
+
+
+def _equal(ident: sql.Composable, col: Column, value: Any, params: list[Any]) -> sql.Composable:
+    if value is None:
+        return sql.SQL("{} IS NULL").format(ident)
+    params.append(value)
+    return sql.SQL("{} = {}").format(ident, _param(col))
+
+
+def keyset_clause(
+    b: BoundResource, ordering: Sequence[tuple[str, bool]], values: Sequence[Any], params: list[Any]
+) -> sql.Composable:
+    """Rows strictly after `values` in `ordering` (LIST-3): a lexicographic OR-chain, plus a
+    redundant bound on the first key so an index on it is used (seek, not scan)."""
+    cols = [b.table.column(name) for name, _d in ordering]
+    first_name, first_desc = ordering[0]
+    bound = _after(_col(b, first_name), cols[0], first_desc, values[0], params, strict=False)  # type: ignore[arg-type]
+    chain: list[sql.Composable] = []
+    for i, (name, desc) in enumerate(ordering):
+        eqs = [
+            _equal(_col(b, n), cols[j], values[j], params) for j, (n, _d) in enumerate(ordering[:i])
+        ]  # type: ignore[arg-type]
+        step = _after(_col(b, name), cols[i], desc, values[i], params, strict=True)  # type: ignore[arg-type]
+        chain.append(sql.SQL("({})").format(sql.SQL(" AND ").join([*eqs, step])))
+    return sql.SQL("{} AND ({})").format(bound, sql.SQL(" OR ").join(chain))
+
+
+def order_by(
+    b: BoundResource, ordering: Sequence[tuple[str, bool]], reverse: bool = False
+) -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.SQL("{} {}").format(_col(b, name), sql.SQL("DESC" if desc != reverse else "ASC"))
+        for name, desc in ordering
+    )
+
+
+# ---- pages -------------------------------------------------------------------------------
+
+
+@dataclass
+class Page:
+    """One page of rows (tuples in `columns` order) and the cursors around it."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+    at_start: bool = True
+    labels: dict[str, dict[Any, str]] = field(default_factory=dict)  # FK column → id → name
+
+
+def selected_columns(b: BoundResource, lq: ListQuery) -> list[str]:
+    names = [b.pk] + [c.name for c in b.list_columns]
+    names += [n for n, _d in lq.ordering]
+    return list(dict.fromkeys(names))
+
+
+def encode_cursor(
+    key: bytes, b: BoundResource, lq: ListQuery, direction: str, row: Mapping[str, Any]
+) -> str:
+    """An opaque, tamper-evident page link (LIST-3): the keyset values, signed with HMAC."""
+    values = [encode_value(row[name]) for name, _d in lq.ordering]
+    payload = json.dumps([1, b.slug, lq.order_signature, direction, values], separators=(",", ":"))
+    raw = payload.encode()
+    mac = hmac.new(key, raw, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(raw + mac).decode().rstrip("=")
+
+
+def decode_cursor(key: bytes, b: BoundResource, lq: ListQuery, token: str) -> tuple[str, list[Any]]:
+    """(direction, typed values) from a cursor; anything forged, corrupted or stale → 400."""
+    bad = Invalid(
+        "this page link is invalid or out of date",
+        fields={"cursor": "start again from the first page"},
+    )
+    try:
+        blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise bad from None
+    raw, mac = blob[:-16], blob[-16:]
+    if len(blob) <= 16 or not hmac.compare_digest(
+        mac, hmac.new(key, raw, hashlib.sha256).digest()[:16]
+    ):
+        raise bad
+    try:
+        version, slug, signature, direction, values = json.loads(raw)
+    except (ValueError, TypeError):
+        raise bad from None
+    if (
+        version != 1
+        or slug != b.slug
+        or signature != lq.order_signature
+        or direction not in ("n", "p")
+    ):
+        raise bad
+    if not isinstance(values, list) or len(values) != len(lq.ordering):
+        raise bad
+    typed = []
+    for (name, _d), value in zip(lq.ordering, values, strict=True):
+        col = b.table.column(name)
+        try:
+            typed.append(None if value is None else parse_value(col, str(value), strict=False))  # type: ignore[arg-type]
+        except ValueError:
+            raise bad from None
+    return direction, typed
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """The SQL of one page and how to read its result (backwards scans come back reversed)."""
+
+    query: sql.Composable
+    params: list[Any]
+    columns: list[str]
+    direction: str
+    from_cursor: bool
+    backwards: bool
+    prepare: bool | None
+
+
+def page_query(b: BoundResource, lq: ListQuery, key: bytes) -> PageQuery:
+    where, params = where_clause(b, lq)
+    direction, values = ("n", None)
+    if lq.cursor:
+        direction, values = decode_cursor(key, b, lq, lq.cursor)
+    backwards = direction == "p" or lq.last
+    scan = [(n, d != backwards) for n, d in lq.ordering]
+    conds = [where]
+    if values is not None:
+        conds.append(keyset_clause(b, scan, values, params))
+    names = selected_columns(b, lq)
+    query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT {}").format(
+        sql.SQL(", ").join(_col(b, n) for n in names),
+        sql.Identifier(b.table.schema, b.table.name),
+        sql.SQL(" AND ").join(conds),
+        order_by(b, lq.ordering, reverse=backwards),
+        sql.Literal(lq.per_page + 1),
+    )
+    # Trigram searches must not become generic prepared plans: they lose the index (BASELINE).
+    prepare = False if lq.words else None
+    return PageQuery(query, params, names, direction, values is not None, backwards, prepare)
+
+
+async def fetch_page(
+    conn: psycopg.AsyncConnection[Any], b: BoundResource, lq: ListQuery, key: bytes
+) -> Page:
+    """The page the query asks for: first, after/before a cursor, or last (LIST-3)."""
+    pq = page_query(b, lq, key)
+    cur = await conn.execute(pq.query, pq.params, prepare=pq.prepare)
+    rows = await cur.fetchall()
+    more = len(rows) > lq.per_page
+    rows = rows[: lq.per_page]
+    if pq.backwards:
+        rows.reverse()
+    names = pq.columns
+    page = Page(names, rows)
+    if not rows:
+        return page
+    first, last = dict(zip(names, rows[0], strict=True)), dict(zip(names, rows[-1], strict=True))
+    has_prev = more if pq.backwards else pq.from_cursor
+    has_next = (pq.direction == "p") if pq.backwards else more
+    if lq.last:
+        has_next = False
+    page.at_start = not has_prev
+    page.prev_cursor = encode_cursor(key, b, lq, "p", first) if has_prev else None
+    page.next_cursor = encode_cursor(key, b, lq, "n", last) if has_next else None
+    return page
+
+
+async def fk_labels(
+    conn: psycopg.AsyncConnection[Any],
+    b: BoundResource,
+    page: Page,
+    display: Mapping[str, str],
+) -> None:
+    """Names of the rows foreign keys point to: one query per FK column per page (LIST-1).
+
+    `display` maps a target table name to its display column."""
+    for col in b.list_columns:
+        if col.fk is None or col.name not in page.columns:
+            continue
+        i = page.columns.index(col.name)
+        ids = list({row[i] for row in page.rows if row[i] is not None})
+        target = b.related.get(col.fk.target_table)
+        if not ids or target is None:
+            continue
+        tcol = target.column(col.fk.target_column)
+        shown = display.get(target.name) or col.fk.target_column
+        query = sql.SQL("SELECT {}, {}::text FROM {} WHERE {} = ANY({})").format(
+            sql.Identifier(col.fk.target_column),
+            sql.Identifier(shown),
+            sql.Identifier(target.schema, target.name),
+            sql.Identifier(col.fk.target_column),
+            _param(tcol, array=True) if tcol else sql.Placeholder(),
+        )
+        cur = await conn.execute(query, [ids])
+        page.labels[col.name] = {k: v for k, v in await cur.fetchall()}
+
+
+# ---- totals ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Total:
+    """How many rows match: an estimate, an exact number, a capped number, or unknown."""
+
+    value: int | None
+    estimate: bool = False
+    capped: bool = False
+
+    def text(self) -> str:
+        if self.value is None:
+            return "many"
+        if self.estimate:
+            return f"≈ {self.value:,}"
+        return f"{self.value:,}+" if self.capped else f"{self.value:,}"
+
+
+def _exact_capped_query(b: BoundResource, where: sql.Composable) -> sql.Composable:
+    return sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT {}) AS capped").format(
+        sql.Identifier(b.table.schema, b.table.name), where, sql.Literal(COUNT_CAP + 1)
+    )
+
+
+async def _exact_capped(
+    conn: psycopg.AsyncConnection[Any],
+    b: BoundResource,
+    where: sql.Composable,
+    params: list[Any],
+    words: bool,
+) -> Total:
+    query = _exact_capped_query(b, where)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(COUNT_TIMEOUT_MS))
+            )
+            row = await (
+                await conn.execute(query, params, prepare=False if words else None)
+            ).fetchone()
+    except psycopg.errors.QueryCanceled:
+        return Total(None)
+    n = int(row[0]) if row else 0
+    return Total(min(n, COUNT_CAP), capped=n > COUNT_CAP)
+
+
+async def planner_rows(
+    conn: psycopg.AsyncConnection[Any], b: BoundResource, where: sql.Composable, params: list[Any]
+) -> int:
+    """The planner's row estimate for a filter: planning only, nothing is read."""
+    query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}").format(
+        sql.Identifier(b.table.schema, b.table.name), where
+    )
+    row = await (await conn.execute(query, params)).fetchone()
+    plan = row[0] if row else None
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    try:
+        return int(plan[0]["Plan"]["Plan Rows"])  # type: ignore[index]
+    except (TypeError, KeyError, IndexError, ValueError):
+        return 0
+
+
+async def count_rows(conn: psycopg.AsyncConnection[Any], b: BoundResource, lq: ListQuery) -> Total:
+    """LIST-4: never scan a big table. Unfiltered → the planner's estimate (exact when small);
+    filtered → exact up to COUNT_CAP under a short statement timeout.
+
+    When the planner expects far more than the cap for plain column filters (whose estimates
+    come from column statistics and are reliable), the answer is "10,000+" without counting
+    10,001 rows on every page view. Search words are always counted: trigram estimates are not
+    trustworthy enough to print."""
+    where, params = where_clause(b, lq)
+    if not lq.filtered:
+        cur = await conn.execute(
+            "SELECT c.reltuples::bigint FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (b.table.schema, b.table.name),
+        )
+        row = await cur.fetchone()
+        estimate = int(row[0]) if row else -1
+        if estimate >= COUNT_CAP:
+            return Total(estimate, estimate=True)
+    elif not lq.words and await planner_rows(conn, b, where, params) >= SURE_ABOVE_CAP:
+        return Total(COUNT_CAP, capped=True)
+    return await _exact_capped(conn, b, where, params, bool(lq.words))

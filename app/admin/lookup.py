@@ -1,0 +1,140 @@
+"""Related-row lookups: FK autocomplete search, FK labels, inline child rows (EDIT-1, EDIT-7, EDIT-9)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from app.admin.deletion import CAP
+from app.admin.resources import BoundResource, search_kind
+from app.db.catalog import INTEGER_TYPES, Table
+from app.errors import Invalid
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 50
+MAX_QUERY = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_query(q: str) -> str:
+    """SEC-3: the autocomplete text is bounded and printable; 400 otherwise."""
+    if len(q) > MAX_QUERY:
+        raise Invalid(f"The search text is too long (at most {MAX_QUERY} characters).")
+    if _CONTROL.search(q):
+        raise Invalid("The search text contains control characters.")
+    return q.strip()
+
+
+def check_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise Invalid(f"limit must be a whole number from 1 to {MAX_LIMIT}.")
+    return int(raw)
+
+
+def _like(word: str) -> str:
+    return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def search(
+    conn: psycopg.AsyncConnection[Any], bound: BoundResource, q: str, limit: int
+) -> list[dict[str, str]]:
+    """EDIT-9: `[{id, label}]` for rows whose key equals q or whose name columns contain it.
+
+    Never the whole table: always a LIMIT, and an empty query gives the first rows by key."""
+    table = bound.table
+    pk = table.column(bound.pk)
+    display = bound.display_column
+    local = [
+        n for n in (display, *bound.resource.search_fields) if "." not in n and table.column(n)
+    ]
+    texts = [n for n in dict.fromkeys(local) if (c := table.column(n)) and search_kind(c) == "text"]
+    params: list[Any] = []
+    parts: list[sql.Composable] = []
+    if q:
+        if pk is not None and pk.type_name in INTEGER_TYPES and q.isdigit() and len(q) < 19:
+            parts.append(sql.SQL("{} = %s").format(sql.Identifier(bound.pk)))
+            params.append(int(q))
+        for name in texts:
+            parts.append(sql.SQL("{} ILIKE %s").format(sql.Identifier(name)))
+            params.append(_like(q))
+        if not parts:
+            return []
+    where = sql.SQL(" OR ").join(parts) if parts else sql.SQL("TRUE")
+    query = sql.SQL("SELECT {}::text, {}::text FROM {} WHERE {} ORDER BY {} LIMIT %s").format(
+        sql.Identifier(bound.pk),
+        sql.Identifier(display),
+        sql.Identifier(table.schema, table.name),
+        where,
+        sql.Identifier(display) if display in texts else sql.Identifier(bound.pk),
+    )
+    cur = await conn.execute(query, [*params, limit])
+    return [{"id": k, "label": label or k} for k, label in await cur.fetchall()]
+
+
+async def labels(
+    conn: psycopg.AsyncConnection[Any], table: Table, display: str, key: str, ids: Sequence[Any]
+) -> dict[str, str]:
+    """Display names of the rows `ids` in `table`: one query for all of them (LIST-1 style)."""
+    wanted = [i for i in ids if i is not None]
+    if not wanted or table.column(display) is None or table.column(key) is None:
+        return {}
+    col = table.column(key)
+    cast = col.type_name if col and col.type_name in (*INTEGER_TYPES, "uuid") else "text"
+    query = sql.SQL("SELECT {}::text, {}::text FROM {} WHERE {} = ANY(%s::{}[])").format(
+        sql.Identifier(key),
+        sql.Identifier(display),
+        sql.Identifier(table.schema, table.name),
+        sql.Identifier(key),
+        sql.SQL(cast),
+    )
+    cur = await conn.execute(query, [[str(i) if cast == "text" else i for i in wanted]])
+    return {k: v for k, v in await cur.fetchall()}
+
+
+@dataclass(frozen=True)
+class InlineRows:
+    """EDIT-7: up to `limit` children of one parent, and how many there are (capped)."""
+
+    table: Table
+    fk_column: str
+    columns: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...]
+    count: int
+
+    @property
+    def shown_count(self) -> str:
+        return f"{CAP:,}+" if self.count > CAP else f"{self.count:,}"
+
+
+async def inline_rows(
+    conn: psycopg.AsyncConnection[Any],
+    child: Table,
+    fk_column: str,
+    parent_key: Any,
+    *,
+    columns: Sequence[str],
+    limit: int,
+) -> InlineRows:
+    pk = child.primary_key[0]
+    shown = tuple(dict.fromkeys([pk, *(c for c in columns if child.column(c))]))
+    ident = sql.Identifier(child.schema, child.name)
+    fk = sql.Identifier(fk_column)
+    query = sql.SQL("SELECT {} FROM {} WHERE {} = %s ORDER BY {} DESC LIMIT %s").format(
+        sql.SQL(", ").join(map(sql.Identifier, shown)), ident, fk, sql.Identifier(pk)
+    )
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, (parent_key, max(1, min(limit, 100))))
+        rows = tuple(await cur.fetchall())
+    count_query = sql.SQL(
+        "SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} = %s LIMIT {}) s"
+    ).format(ident, fk, sql.Literal(CAP + 1))
+    count = (await (await conn.execute(count_query, (parent_key,))).fetchone() or (0,))[0]
+    return InlineRows(child, fk_column, shown, rows, int(count))

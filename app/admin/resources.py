@@ -1,0 +1,410 @@
+"""Resource declarations: presentation and policy over catalog tables, checked at start (RES-1, RES-2)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from app.db.catalog import INTEGER_TYPES, NUMBER_TYPES, TEXT_TYPES, TIME_TYPES, Column, Table
+from app.errors import KeelError
+
+RESERVED_SLUGS = frozenset({"users", "groups", "audit", "search"})
+CRUD_ACTIONS = ("view", "add", "change", "delete")
+FILTERABLE = NUMBER_TYPES | TIME_TYPES | {"boolean"}
+DISPLAY_CANDIDATES = ("name", "title", "label", "email", "code")
+LIST_PARAMETERS = frozenset({"q", "o", "cursor", "last", "per_page", "format"})  # list_params
+
+
+@dataclass(frozen=True)
+class Action:
+    """A declared bulk action: `set_values` are written to every selected row (EDIT-8)."""
+
+    name: str
+    label: str
+    set_values: Mapping[str, object] | None = None
+    confirm: bool = False
+
+
+@dataclass(frozen=True)
+class Inline:
+    """Child rows shown on the parent's edit page (EDIT-7)."""
+
+    table: str
+    fk_column: str
+    list_display: tuple[str, ...] = ()
+    limit: int = 20
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One table in the admin. Names refer to catalog columns; see docs/admin.md for each option.
+
+    Related names are `<relation>.<column>`, where the relation is a foreign-key column with
+    its `_id` suffix dropped (`customer.email` follows `customer_id`)."""
+
+    table: str
+    slug: str | None = None
+    title: str | None = None
+    list_display: tuple[str, ...] = ()
+    list_filter: tuple[str, ...] = ()
+    search_fields: tuple[str, ...] = ()
+    ordering: tuple[str, ...] = ()
+    list_per_page: int = 50
+    readonly_fields: tuple[str, ...] = ()
+    fieldsets: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    help_texts: Mapping[str, str] = field(default_factory=dict)
+    widgets: Mapping[str, str] = field(default_factory=dict)
+    inlines: tuple[Inline, ...] = ()
+    actions: tuple[Action, ...] = ()
+    display_field: str | None = None
+    permissions: Mapping[str, str] = field(default_factory=dict)
+    read_only: bool = False
+    tsvector_field: str | None = None
+
+    def __post_init__(self) -> None:
+        # Declarations are written by hand: accept lists and a bare string where a tuple is meant.
+        for name in ("list_display", "list_filter", "search_fields", "ordering", "readonly_fields"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        object.__setattr__(self, "inlines", tuple(self.inlines))
+        object.__setattr__(self, "actions", tuple(self.actions))
+        object.__setattr__(self, "fieldsets", tuple((t, tuple(f)) for t, f in self.fieldsets))
+        bare = self.table.rpartition(".")[2]
+        if self.slug is None:
+            object.__setattr__(self, "slug", bare)
+        if self.title is None:
+            object.__setattr__(self, "title", bare.replace("_", " ").capitalize())
+
+    @property
+    def key(self) -> str:
+        """The slug, typed as a str (it is always set after construction)."""
+        return self.slug or self.table
+
+    def permission(self, action: str) -> str:
+        """The permission an action needs: the declared override, else `<slug>.<action>` (AUTHZ-4)."""
+        return self.permissions.get(action) or f"{self.key}.{action}"
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The site's resources, in menu order. Built once by `register(...)`; never mutated."""
+
+    resources: tuple[Resource, ...] = ()
+
+    def __iter__(self) -> Iterator[Resource]:
+        return iter(self.resources)
+
+    def __len__(self) -> int:
+        return len(self.resources)
+
+    def get(self, slug: str) -> Resource | None:
+        for r in self.resources:
+            if r.slug == slug:
+                return r
+        return None
+
+    def tables(self) -> list[str]:
+        return [r.table for r in self.resources]
+
+
+def register(*resources: Resource) -> Registry:
+    """The site package's one call: `REGISTRY = register(Resource(...), ...)` (RES-1)."""
+    seen: set[str] = set()
+    for r in resources:
+        if not isinstance(r, Resource):
+            raise KeelError(
+                f"register() got {type(r).__name__}, not a Resource",
+                fix="pass Resource(...) declarations",
+            )
+        if r.key in RESERVED_SLUGS:
+            raise KeelError(
+                f"resource slug '{r.key}' is reserved for a built-in page",
+                fix="declare it with another slug=",
+            )
+        if r.key in seen:
+            raise KeelError(f"two resources share the slug '{r.key}'", fix="give one a slug=")
+        seen.add(r.key)
+    return Registry(tuple(resources))
+
+
+@dataclass(frozen=True)
+class BoundResource:
+    """A declaration joined to its catalog table; what every admin view works with."""
+
+    resource: Resource
+    table: Table
+    related: Mapping[str, Table] = field(default_factory=dict)  # FK target tables by table name
+
+    @property
+    def slug(self) -> str:
+        return self.resource.key
+
+    @property
+    def title(self) -> str:
+        return self.resource.title or self.slug
+
+    @property
+    def pk(self) -> str:
+        """The primary-key column (the admin needs a single-column key)."""
+        return self.table.primary_key[0]
+
+    def column(self, name: str) -> Column | None:
+        return self.table.column(name)
+
+    def resolve_column(self, name: str) -> Column | None:
+        """A column by name, or an FK column by its relation name (`customer` → `customer_id`)."""
+        col = self.table.column(name)
+        if col is None:
+            col = self.table.column(f"{name}_id")
+            if col is not None and col.fk is None:
+                col = None
+        return col
+
+    def resolve_related(self, dotted: str) -> tuple[Column, Table, Column] | None:
+        """`customer.email` → (bookings.customer_id, customers table, customers.email)."""
+        rel, _, target_col = dotted.partition(".")
+        fk_col = self.resolve_column(rel)
+        if fk_col is None or fk_col.fk is None:
+            return None
+        target = self.related.get(fk_col.fk.target_table)
+        col = target.column(target_col) if target else None
+        return (fk_col, target, col) if target is not None and col is not None else None
+
+    def label(self, name: str) -> str:
+        if name in self.resource.labels:
+            return self.resource.labels[name]
+        text = name.replace("_", " ").replace(".", " ")
+        if text.endswith(" id") and len(text) > 3:
+            text = text[:-3]
+        return text[:1].upper() + text[1:]
+
+    @property
+    def list_columns(self) -> tuple[Column, ...]:
+        """`list_display` resolved; by default the key, the display field and a few more."""
+        names = self.resource.list_display or self._default_list()
+        return tuple(c for c in (self.resolve_column(n) for n in names) if c is not None)
+
+    def _default_list(self) -> tuple[str, ...]:
+        shown = [
+            c.name for c in self.table.columns if c.type_name not in ("tsvector", "jsonb", "json")
+        ]
+        return tuple(shown[:6])
+
+    @property
+    def display_column(self) -> str:
+        """How a row is named (`display_field`), else a name-like text column, else the key."""
+        if self.resource.display_field:
+            return self.resource.display_field
+        return display_column_of(self.table)
+
+    def permission(self, action: str) -> str:
+        return self.resource.permission(action)
+
+    @property
+    def created_column(self) -> Column | None:
+        col = self.table.column("created_at")
+        return col if col is not None and col.type_name in TIME_TYPES else None
+
+
+def display_column_of(table: Table) -> str:
+    for name in DISPLAY_CANDIDATES:
+        col = table.column(name)
+        if col is not None and col.type_name in TEXT_TYPES:
+            return name
+    return table.primary_key[0] if table.primary_key else table.columns[0].name
+
+
+def filter_kind(col: Column) -> str | None:
+    """The filter a column gets (LIST-5), or None when its type cannot be filtered."""
+    if col.fk is not None:
+        return "fk"
+    if col.choices:
+        return "choice"
+    if col.type_name == "boolean":
+        return "bool"
+    if col.type_name in TIME_TYPES:
+        return "date"
+    if col.type_name in NUMBER_TYPES:
+        return "number"
+    return None
+
+
+def search_kind(col: Column) -> str | None:
+    """How a search word matches a column (LIST-6): substring on text, equality on integers."""
+    if col.type_name in TEXT_TYPES:
+        return "text"
+    if col.type_name in INTEGER_TYPES:
+        return "int"
+    if col.type_name == "uuid":
+        return "uuid"
+    return None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of RES-2: which resource, which option, which name, and what is wrong."""
+
+    level: str  # "error" | "warning"
+    resource: str
+    option: str
+    name: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.resource}: {self.option} {self.name!r}: {self.message}"
+
+
+class _Checker:
+    """Walks one declaration against the catalog, collecting problems."""
+
+    def __init__(self, resource: Resource, catalog: Mapping[str, Table]) -> None:
+        self.r = resource
+        self.catalog = catalog
+        self.problems: list[Problem] = []
+
+    def add(self, option: str, name: str, message: str, level: str = "error") -> None:
+        self.problems.append(Problem(level, self.r.key, option, str(name), message))
+
+    def bound(self, table: Table) -> BoundResource:
+        related = {
+            fk.target_table: self.catalog[fk.target_table]
+            for fk in table.foreign_keys
+            if fk.target_table in self.catalog
+        }
+        return BoundResource(self.r, table, related)
+
+    def column(self, b: BoundResource, option: str, name: object) -> Column | None:
+        col = b.resolve_column(name) if isinstance(name, str) else None
+        if col is None:
+            self.add(option, str(name), f"no such column in table {b.table.name}")
+        return col
+
+    def run(self) -> list[Problem]:
+        table = self.catalog.get(self.r.table)
+        if table is None:
+            self.add("table", self.r.table, "no such table (run `keel migrate`?)")
+            return self.problems
+        if len(table.primary_key) != 1:
+            self.add("table", self.r.table, "needs a single-column primary key")
+            return self.problems
+        b = self.bound(table)
+        for name in self.r.list_display:
+            self.column(b, "list_display", name)
+        for name in self.r.list_filter:
+            col = self.column(b, "list_filter", name)
+            if col is not None and filter_kind(col) is None:
+                self.add("list_filter", name, f"cannot filter on type {col.type_name}")
+            elif col is not None and col.name in LIST_PARAMETERS:
+                self.add("list_filter", name, "clashes with a list parameter; rename the column")
+        for name in self.r.search_fields:
+            self.search_field(b, name)
+        for name in self.r.ordering:
+            col = self.column(b, "ordering", str(name).removeprefix("-"))
+            if col is not None and table.leading_index(col.name) is None and col.name != b.pk:
+                self.add("ordering", name, "no index starts with this column", "warning")
+        self.names(b)
+        self.inlines(b)
+        self.actions(b)
+        if not 1 <= self.r.list_per_page <= 500:
+            self.add("list_per_page", str(self.r.list_per_page), "must be from 1 to 500")
+        return self.problems
+
+    def search_field(self, b: BoundResource, name: str) -> None:
+        if "." in name:
+            found = b.resolve_related(name)
+            if found is None:
+                self.add("search_fields", name, "no such related column")
+                return
+            fk_col, target, col = found
+            if b.table.leading_index(fk_col.name) is None:
+                self.add("search_fields", name, f"{fk_col.name} has no index", "warning")
+        else:
+            maybe = self.column(b, "search_fields", name)
+            if maybe is None:
+                return
+            col, target = maybe, b.table
+        kind = search_kind(col)
+        if kind is None:
+            self.add("search_fields", name, f"cannot search type {col.type_name}")
+        elif kind == "text" and target.trigram_index(col.name) is None:
+            self.add(
+                "search_fields",
+                name,
+                "no trigram index: searching scans the table (CREATE INDEX … USING gin "
+                f"({col.name} gin_trgm_ops))",
+                "warning",
+            )
+        elif kind != "text" and target.leading_index(col.name) is None:
+            self.add("search_fields", name, "no index: searching scans the table", "warning")
+
+    def names(self, b: BoundResource) -> None:
+        for option, names in (
+            ("readonly_fields", self.r.readonly_fields),
+            ("labels", tuple(self.r.labels)),
+            ("help_texts", tuple(self.r.help_texts)),
+            ("widgets", tuple(self.r.widgets)),
+            ("fieldsets", tuple(n for _t, fs in self.r.fieldsets for n in fs)),
+        ):
+            for name in names:
+                self.column(b, option, name)
+        if self.r.display_field is not None:
+            self.column(b, "display_field", self.r.display_field)
+        if self.r.tsvector_field is not None:
+            col = self.column(b, "tsvector_field", self.r.tsvector_field)
+            if col is not None and col.type_name != "tsvector":
+                self.add("tsvector_field", col.name, f"is {col.type_name}, not tsvector")
+        known = set(CRUD_ACTIONS) | {a.name for a in self.r.actions}
+        for action, perm in self.r.permissions.items():
+            if action not in known:
+                self.add("permissions", action, "is neither view/add/change/delete nor an action")
+            if not isinstance(perm, str) or perm.count(".") != 1:
+                self.add("permissions", action, "must name a permission like 'bookings.change'")
+
+    def inlines(self, b: BoundResource) -> None:
+        for inline in self.r.inlines:
+            child = self.catalog.get(inline.table)
+            if child is None:
+                self.add("inlines", inline.table, "no such table")
+                continue
+            col = child.column(inline.fk_column)
+            if col is None or col.fk is None or col.fk.target_table != b.table.name:
+                self.add("inlines", inline.fk_column, f"is not a foreign key to {b.table.name}")
+            for name in inline.list_display:
+                if child.column(name) is None:
+                    self.add("inlines", name, f"no such column in table {child.name}")
+
+    def actions(self, b: BoundResource) -> None:
+        for action in self.r.actions:
+            if not action.name.isidentifier() or action.name in CRUD_ACTIONS:
+                self.add(
+                    "actions",
+                    action.name,
+                    "needs a name of letters, digits and _ that is not view/add/change/delete",
+                )
+            for name, value in (action.set_values or {}).items():
+                col = self.column(b, "actions", name)
+                if col is None:
+                    continue
+                if not col.writable:
+                    self.add("actions", name, "is generated or an identity column")
+                elif col.choices and value not in col.choices:
+                    self.add("actions", name, f"{value!r} is not one of {', '.join(col.choices)}")
+
+
+def validate(registry: Registry, catalog: Mapping[str, Table]) -> list[Problem]:
+    """Every name in every declaration checked against the catalog (RES-2)."""
+    problems: list[Problem] = []
+    for resource in registry:
+        problems.extend(_Checker(resource, catalog).run())
+    return problems
+
+
+def bind(registry: Registry, catalog: Mapping[str, Table]) -> dict[str, BoundResource]:
+    """Slug → BoundResource for every declaration whose table exists (after `validate`)."""
+    out: dict[str, BoundResource] = {}
+    for resource in registry:
+        table = catalog.get(resource.table)
+        if table is not None and table.primary_key:
+            out[resource.key] = _Checker(resource, catalog).bound(table)
+    return out

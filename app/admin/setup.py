@@ -1,0 +1,121 @@
+"""Admin wiring: load the catalog once the pool is open, validate declarations, add routes (RES-2)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+from aiohttp import web
+
+from app.admin.listing import cursor_key
+from app.admin.registry import site_registry
+from app.admin.resources import (
+    BoundResource,
+    Problem,
+    Registry,
+    bind,
+    display_column_of,
+    validate,
+)
+from app.db.catalog import Table, load_catalog
+from app.errors import KeelError, NotFound
+from app.web import keys
+
+log = logging.getLogger("keel.admin")
+
+ADMIN = web.AppKey("admin", dict[str, BoundResource])  # slug → bound resource, in menu order
+REGISTRY = web.AppKey("admin_registry", Registry)  # tests may set it before start-up
+WARNINGS = web.AppKey("admin_warnings", list[Problem])
+CURSOR_KEY = web.AppKey("admin_cursor_key", bytes)  # HMAC key of list page cursors (LIST-3)
+DISPLAYS = web.AppKey("admin_displays", dict[str, str])  # table → column naming its rows
+SLUGS = web.AppKey("admin_slugs", dict[str, str])  # table → resource slug, for FK links
+# Route modules of the two admin engineers; each has routes() -> list[web.RouteDef].
+ROUTE_MODULES = ("app.admin.list_views", "app.admin.edit_views")
+
+
+async def load_tables(conn: psycopg.AsyncConnection[Any], registry: Registry) -> dict[str, Table]:
+    """The declared tables, their inline tables, and every table their foreign keys point to."""
+    names = registry.tables() + [i.table for r in registry for i in r.inlines]
+    catalog = await load_catalog(conn, list(dict.fromkeys(names)))
+    targets = {fk.target_table for t in catalog.values() for fk in t.foreign_keys}
+    missing = [t for t in sorted(targets) if t not in catalog]
+    catalog.update(await load_catalog(conn, missing))
+    return catalog
+
+
+async def check_declarations(
+    conn: psycopg.AsyncConnection[Any], registry: Registry | None = None
+) -> tuple[dict[str, BoundResource], list[Problem]]:
+    """Bound resources and every RES-2 problem; `keel doctor` calls this too (OPS-5)."""
+    registry = site_registry() if registry is None else registry
+    catalog = await load_tables(conn, registry)
+    return bind(registry, catalog), validate(registry, catalog)
+
+
+def refuse_errors(problems: list[Problem]) -> None:
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        listed = "; ".join(str(p) for p in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise KeelError(
+            f"resource declarations do not match the database: {listed}{more}",
+            why="every name in a declaration must exist in the catalog (RES-2)",
+            fix="correct app/site/resources.py, or run `keel migrate` if a migration is pending",
+            retry="keel doctor",
+        )
+
+
+async def _admin(app: web.Application) -> AsyncIterator[None]:
+    if REGISTRY not in app:
+        app[REGISTRY] = site_registry()
+    async with app[keys.POOL].connection() as conn:
+        bound, problems = await check_declarations(conn, app[REGISTRY])
+    refuse_errors(problems)
+    for p in problems:
+        log.warning("declaration: %s", p)
+    app[ADMIN] = bound
+    app[WARNINGS] = problems
+    app[CURSOR_KEY] = cursor_key(app[keys.CONFIG].secret_key)
+    app[DISPLAYS] = displays_of(bound)
+    app[SLUGS] = {b.table.name: b.slug for b in bound.values()}
+    yield
+
+
+def displays_of(bound: dict[str, BoundResource]) -> dict[str, str]:
+    """Table name → the column that names its rows (declared, else a name-like column)."""
+    out: dict[str, str] = {}
+    for b in bound.values():
+        out[b.table.name] = b.display_column
+    for b in bound.values():
+        for target in b.related.values():
+            out.setdefault(target.name, display_column_of(target))
+    return out
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(_admin)
+    from app.admin.dashboard import nav_items
+    from app.web.auth import add_nav_provider
+
+    add_nav_provider(app, nav_items)
+    for name in ROUTE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real import error inside the module: surface it
+                raise
+            log.debug("admin routes %s not present", name)
+            continue
+        app.router.add_routes(module.routes())
+
+
+def get_resource(request: web.Request, slug: str | None = None) -> BoundResource:
+    """The bound resource named in the path (`{resource}`), or 404."""
+    name = slug if slug is not None else request.match_info.get("resource", "")
+    bound = request.app[ADMIN].get(name)
+    if bound is None:
+        raise NotFound(f"there is no resource called {name[:60]!r}")
+    return bound

@@ -1,0 +1,322 @@
+"""Insert, update, delete and bulk writes with psycopg.sql, audited in the same transaction (EDIT-4..8)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Json, Jsonb
+
+from app import audit, audit_events
+from app.admin.resources import Action, BoundResource
+from app.db.catalog import TIME_TYPES, Table
+from app.errors import Conflict, Invalid, NotFound
+
+# Keel keeps these timestamps when the schema leaves them without a default (docs/editing.md).
+MANAGED_CREATED = "created_at"
+MANAGED_UPDATED = "updated_at"
+MAX_BULK = 10_000  # one audit event lists every id (EDIT-8): keep it readable and bounded
+
+
+class StaleRow(Exception):
+    """EDIT-4: the row changed since the form was loaded; `changes` is what someone else did."""
+
+    def __init__(
+        self,
+        current: dict[str, Any],
+        version: str,
+        changes: dict[str, dict[str, Any]],
+        changed_by: str | None = None,
+    ) -> None:
+        super().__init__(str(self))
+        self.current, self.version, self.changes = current, version, changes
+        self.changed_by = changed_by
+
+    def __str__(self) -> str:
+        return "This record was changed by someone else while you were editing it."
+
+
+def _managed(table: Table, name: str) -> bool:
+    col = table.column(name)
+    return col is not None and col.type_name in TIME_TYPES and not col.is_generated
+
+
+def row_version(table: Table, row: Mapping[str, Any]) -> str:
+    """`updated_at` when the table has one, else a hash of every loaded value (EDIT-4)."""
+    if _managed(table, MANAGED_UPDATED) and isinstance(row.get(MANAGED_UPDATED), datetime):
+        return "t:" + audit.iso(row[MANAGED_UPDATED])
+    data = json.dumps(
+        {k: audit.jsonable(v) for k, v in row.items()}, sort_keys=True, separators=(",", ":")
+    )
+    return "h:" + hashlib.sha256(data.encode()).hexdigest()[:32]
+
+
+def adapt(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON columns need a wrapper so psycopg sends a JSON value, not a Python repr."""
+    out = {}
+    for name, value in values.items():
+        col = table.column(name)
+        if col is not None and col.type_name in ("json", "jsonb") and value is not None:
+            out[name] = Jsonb(value) if col.type_name == "jsonb" else Json(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _ident(bound: BoundResource) -> sql.Composed:
+    t = bound.table
+    return sql.SQL("{}.{}").format(sql.Identifier(t.schema), sql.Identifier(t.name))
+
+
+def audited_values(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row as the audit event keeps it: derived search vectors and bytes left out."""
+    skip = {c.name for c in table.columns if c.type_name in ("tsvector", "bytea")}
+    return audit.redact({k: v for k, v in row.items() if k not in skip})
+
+
+def label_of(bound: BoundResource, row: Mapping[str, Any]) -> str:
+    value = row.get(bound.display_column)
+    return str(value if value not in (None, "") else row.get(bound.pk))[:120]
+
+
+def translate(exc: psycopg.Error, table: Table) -> Invalid:
+    """A constraint violation → a form error on the field the constraint names (EDIT-1)."""
+    diag = exc.diag
+    fields = table.constraint_columns(diag.constraint_name or "")
+    if not fields and diag.column_name:
+        fields = (diag.column_name,)
+    field = fields[0] if fields else ""
+    if isinstance(exc, pgerrors.UniqueViolation):
+        what = ", ".join(fields) or "these values"
+        message = f"Another {table.name} record already has this {what}."
+    elif isinstance(exc, pgerrors.ForeignKeyViolation):
+        if diag.table_name and diag.table_name != table.name:
+            message = f"Still used by {diag.table_name} records; remove or reassign them first."
+        else:
+            message = "No such related record: choose an existing one."
+    elif isinstance(exc, pgerrors.CheckViolation):
+        check = next((c for c in table.checks if c.name == diag.constraint_name), None)
+        rule = check.definition if check else diag.constraint_name
+        message = f"This value is not allowed (rule: {rule})."
+    elif isinstance(exc, pgerrors.NotNullViolation):
+        message = "This field is required."
+    elif isinstance(exc, pgerrors.DataError):
+        message = f"This value does not fit the column: {(diag.message_primary or '')[:160]}"
+    else:
+        message = "The database refused the change."
+    problem = "The record was not saved." if field else message
+    return Invalid(problem, fields={field: message} if field else {})
+
+
+async def fetch_row(
+    conn: psycopg.AsyncConnection[Any], bound: BoundResource, pk: Any, *, lock: bool = False
+) -> dict[str, Any] | None:
+    query = sql.SQL("SELECT * FROM {} WHERE {} = %s{}").format(
+        _ident(bound), sql.Identifier(bound.pk), sql.SQL(" FOR UPDATE" if lock else "")
+    )
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, (pk,))
+        return await cur.fetchone()
+
+
+async def _last_actor(conn: psycopg.AsyncConnection[Any], slug: str, pk: Any) -> str | None:
+    rows = await audit.object_history(conn, slug, pk, limit=1)
+    return (rows[0].actor_email or rows[0].os_actor) if rows else None
+
+
+async def insert_row(
+    conn: psycopg.AsyncConnection[Any],
+    ctx: audit.Context,
+    bound: BoundResource,
+    values: Mapping[str, Any],
+) -> dict[str, Any]:
+    """INSERT the parsed values and record `create` in the same transaction (EDIT-6)."""
+    table = bound.table
+    names = list(values)
+    exprs: list[sql.Composable] = [sql.Placeholder(n) for n in names]
+    for managed in (MANAGED_CREATED, MANAGED_UPDATED):
+        col = table.column(managed)
+        if _managed(table, managed) and col and not col.has_default and managed not in values:
+            names.append(managed)
+            exprs.append(sql.SQL("clock_timestamp()"))
+    if names:
+        query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING *").format(
+            _ident(bound), sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(exprs)
+        )
+    else:
+        query = sql.SQL("INSERT INTO {} DEFAULT VALUES RETURNING *").format(_ident(bound))
+    try:
+        async with conn.transaction():
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(query, adapt(table, values))
+                row = await cur.fetchone()
+            assert row is not None
+            event = audit_events.create(
+                bound.slug, row[bound.pk], label_of(bound, row), audited_values(bound.table, row)
+            )
+            await audit.record(conn, ctx, event)
+    except (pgerrors.IntegrityError, pgerrors.DataError) as exc:
+        raise translate(exc, table) from None
+    return row
+
+
+async def update_row(
+    conn: psycopg.AsyncConnection[Any],
+    ctx: audit.Context,
+    bound: BoundResource,
+    pk: Any,
+    values: Mapping[str, Any],
+    *,
+    version: str,
+    original: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """UPDATE only if the row is still at `version`; changed fields only; `update` audited."""
+    table = bound.table
+    try:
+        async with conn.transaction():
+            before = await fetch_row(conn, bound, pk, lock=True)
+            if before is None:
+                raise NotFound(f"{bound.title} {pk} no longer exists", fix="it was deleted")
+            if row_version(table, before) != version:
+                current = {k: audit.jsonable(v) for k, v in before.items()}
+                seen = dict(original) if original is not None else {}
+                changes = audit.diff(seen, current, [k for k in seen if k in current])
+                raise StaleRow(
+                    before,
+                    row_version(table, before),
+                    changes,
+                    await _last_actor(conn, bound.slug, pk),
+                )
+            changed = {k: v for k, v in values.items() if before.get(k) != v}
+            if not changed:
+                return before
+            sets = [
+                sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in changed
+            ]
+            if _managed(table, MANAGED_UPDATED) and MANAGED_UPDATED not in changed:
+                sets.append(
+                    sql.SQL("{} = clock_timestamp()").format(sql.Identifier(MANAGED_UPDATED))
+                )
+            query = sql.SQL("UPDATE {} SET {} WHERE {} = %(__pk)s RETURNING *").format(
+                _ident(bound), sql.SQL(", ").join(sets), sql.Identifier(bound.pk)
+            )
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(query, {**adapt(table, changed), "__pk": pk})
+                after = await cur.fetchone()
+            assert after is not None
+            diff = audit.diff(before, after, list(changed))
+            event = audit_events.update(bound.slug, pk, label_of(bound, after), diff)
+            await audit.record(conn, ctx, event)
+    except (pgerrors.IntegrityError, pgerrors.DataError) as exc:
+        raise translate(exc, table) from None
+    return after
+
+
+async def delete_row(
+    conn: psycopg.AsyncConnection[Any], ctx: audit.Context, bound: BoundResource, pk: Any
+) -> dict[str, Any]:
+    """DELETE one row (FK cascades are the database's) and record `delete` (EDIT-5, EDIT-6)."""
+    query = sql.SQL("DELETE FROM {} WHERE {} = %s RETURNING *").format(
+        _ident(bound), sql.Identifier(bound.pk)
+    )
+    try:
+        async with conn.transaction():
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(query, (pk,))
+                row = await cur.fetchone()
+            if row is None:
+                raise NotFound(
+                    f"{bound.title} {pk} does not exist", fix="it may be deleted already"
+                )
+            event = audit_events.delete(
+                bound.slug, pk, label_of(bound, row), audited_values(bound.table, row)
+            )
+            await audit.record(conn, ctx, event)
+    except pgerrors.IntegrityError as exc:
+        raise Conflict(
+            f"{bound.title} {pk} cannot be deleted: {translate(exc, bound.table).problem}",
+            why=(exc.diag.message_detail or "")[:200],
+            fix="remove or reassign the records that use it first",
+        ) from None
+    return row
+
+
+def _check_bulk(ids: Sequence[Any]) -> None:
+    if not ids:
+        raise Invalid("Select at least one record.")
+    if len(ids) > MAX_BULK:
+        raise Invalid(
+            f"{len(ids):,} records are too many for one bulk action (at most {MAX_BULK:,}).",
+            fix="narrow the filter and run the action in parts",
+        )
+
+
+async def bulk_delete(
+    conn: psycopg.AsyncConnection[Any], ctx: audit.Context, bound: BoundResource, ids: Sequence[Any]
+) -> list[Any]:
+    """One set-based DELETE, one `bulk_action` event listing the ids; all or nothing (EDIT-8)."""
+    _check_bulk(ids)
+    query = sql.SQL("DELETE FROM {} WHERE {} = ANY(%s) RETURNING {}").format(
+        _ident(bound), sql.Identifier(bound.pk), sql.Identifier(bound.pk)
+    )
+    return await _bulk(conn, ctx, bound, "delete", query=query, params=(list(ids),))
+
+
+async def bulk_set(
+    conn: psycopg.AsyncConnection[Any],
+    ctx: audit.Context,
+    bound: BoundResource,
+    action: Action,
+    ids: Sequence[Any],
+) -> list[Any]:
+    """A declared action: one UPDATE … SET the declared values WHERE pk = ANY(ids) (EDIT-8)."""
+    _check_bulk(ids)
+    values = dict(action.set_values or {})
+    table = bound.table
+    sets = [sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in values]
+    if _managed(table, MANAGED_UPDATED) and MANAGED_UPDATED not in values:
+        sets.append(sql.SQL("{} = clock_timestamp()").format(sql.Identifier(MANAGED_UPDATED)))
+    if not sets:
+        raise Invalid(f"Action {action.label!r} declares nothing to set.")
+    query = sql.SQL("UPDATE {} SET {} WHERE {} = ANY(%(__ids)s) RETURNING {}").format(
+        _ident(bound), sql.SQL(", ").join(sets), sql.Identifier(bound.pk), sql.Identifier(bound.pk)
+    )
+    params = {**adapt(table, values), "__ids": list(ids)}
+    return await _bulk(conn, ctx, bound, action.name, query=query, params=params, set_values=values)
+
+
+async def _bulk(
+    conn: psycopg.AsyncConnection[Any],
+    ctx: audit.Context,
+    bound: BoundResource,
+    name: str,
+    *,
+    query: sql.Composed,
+    params: Any,
+    set_values: Mapping[str, Any] | None = None,
+) -> list[Any]:
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(query, params)
+            done = sorted(r[0] for r in await cur.fetchall())
+            details = {"set": audit.jsonable(set_values)} if set_values else None
+            await audit.record(
+                conn, ctx, audit_events.bulk_action(bound.slug, name, done, details=details)
+            )
+    except (pgerrors.IntegrityError, pgerrors.DataError) as exc:
+        # Partial failure rolls the whole statement back (EDIT-8) and says why.
+        invalid = translate(exc, bound.table)
+        reason = next(iter(invalid.fields.values()), invalid.problem)
+        raise Conflict(
+            f"Nothing was changed: {reason}",
+            why=(exc.diag.message_detail or exc.diag.message_primary or "")[:200],
+            fix="deselect the records named above or fix them first",
+        ) from None
+    return done

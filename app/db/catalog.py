@@ -1,0 +1,363 @@
+"""The Postgres catalog as frozen dataclasses: the database is the source of truth (RES-1)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg.rows import namedtuple_row
+
+# pg_type.typname → the names the admin works with (forms, filters, validation).
+_TYPE_NAMES = {
+    "int2": "smallint",
+    "int4": "integer",
+    "int8": "bigint",
+    "bool": "boolean",
+    "float4": "real",
+    "float8": "double precision",
+    "bpchar": "char",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamptz",
+}
+INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
+NUMBER_TYPES = INTEGER_TYPES | {"numeric", "real", "double precision"}
+TEXT_TYPES = frozenset({"text", "varchar", "char", "citext", "name"})
+TIME_TYPES = frozenset({"date", "timestamp", "timestamptz"})
+
+# `CHECK ((col = ANY (ARRAY['a'::text, 'b'::text])))` is how Postgres stores `col IN ('a', 'b')`.
+_CHOICE_CHECK = re.compile(
+    r"^CHECK \(+\(?\"?(?P<col>[^\"()\s]+)\"?\)?(?:::[\w ]+)? = ANY \(+ARRAY\[(?P<items>.*)\]\)?(?:::[\w ]+\[\])?\)+$",
+    re.DOTALL,
+)
+_TABLE_NAME = re.compile(r"^(?:[a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*$")
+_LITERAL = re.compile(r"'((?:[^']|'')*)'")
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """`table(columns) → target_table(target_columns)`; `column`/`target_column` for the usual one."""
+
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    target_table: str
+    target_columns: tuple[str, ...]
+    on_delete: str  # "no action" | "restrict" | "cascade" | "set null" | "set default"
+    target_schema: str = "public"
+    schema: str = "public"
+
+    @property
+    def column(self) -> str:
+        return self.columns[0]
+
+    @property
+    def target_column(self) -> str:
+        return self.target_columns[0]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type_name: str
+    max_length: int | None = None
+    numeric_precision: int | None = None
+    numeric_scale: int | None = None
+    nullable: bool = True
+    has_default: bool = False
+    is_identity: bool = False
+    is_generated: bool = False
+    choices: tuple[str, ...] | None = None
+    fk: ForeignKey | None = None
+    is_array: bool = False
+
+    @property
+    def writable(self) -> bool:
+        """Generated columns can never be written; identity columns are left to the database."""
+        return not (self.is_generated or self.is_identity)
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    columns: tuple[str | None, ...]  # None for an expression key
+    method: str  # btree | gin | gist | hash | brin …
+    opclasses: tuple[str, ...]
+    unique: bool = False
+    primary: bool = False
+    partial: bool = False
+
+
+@dataclass(frozen=True)
+class Unique:
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    columns: tuple[str, ...]
+    definition: str
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    uniques: tuple[Unique, ...] = ()
+    indexes: tuple[Index, ...] = ()
+    checks: tuple[Check, ...] = ()
+    referenced_by: tuple[ForeignKey, ...] = ()  # foreign keys in other tables pointing here
+
+    def column(self, name: str) -> Column | None:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        return None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def constraint_columns(self, name: str) -> tuple[str, ...]:
+        """Columns of a named constraint or index: maps a violation back to form fields (EDIT-1)."""
+        for group in (self.uniques, self.checks, self.foreign_keys):
+            for item in group:
+                if item.name == name:
+                    return item.columns
+        for ix in self.indexes:
+            if ix.name == name:
+                return tuple(c for c in ix.columns if c)
+        return ()
+
+    def leading_index(self, column: str, methods: tuple[str, ...] = ("btree",)) -> Index | None:
+        """An index whose first key is `column` (usable for =, ranges and ordering)."""
+        for ix in self.indexes:
+            if ix.method in methods and ix.columns and ix.columns[0] == column and not ix.partial:
+                return ix
+        return None
+
+    def trigram_index(self, column: str) -> Index | None:
+        """A pg_trgm index on `column`, which `ILIKE '%word%'` can use (LIST-6)."""
+        for ix in self.indexes:
+            if (
+                ix.method in ("gin", "gist")
+                and column in ix.columns
+                and any(o.endswith("_trgm_ops") for o in ix.opclasses)
+            ):
+                return ix
+        return None
+
+
+def _type_name(typname: str, typtype: str, base: str | None) -> str:
+    if typtype == "d" and base:  # a domain: work with its base type
+        typname = base
+    return _TYPE_NAMES.get(typname, typname)
+
+
+def _typmod_facts(type_name: str, typmod: int) -> tuple[int | None, int | None, int | None]:
+    """max_length for varchar/char, precision and scale for numeric, from atttypmod."""
+    if typmod < 0:
+        return None, None, None
+    if type_name in ("varchar", "char"):
+        return typmod - 4, None, None
+    if type_name == "numeric":
+        mod = typmod - 4
+        return None, (mod >> 16) & 0xFFFF, mod & 0xFFFF
+    return None, None, None
+
+
+def parse_choices(definition: str) -> tuple[str, tuple[str, ...]] | None:
+    """`CHECK (col IN ('a','b'))` as stored by Postgres → ("col", ("a", "b")); else None."""
+    m = _CHOICE_CHECK.match(definition.strip())
+    if not m:
+        return None
+    items = tuple(v.replace("''", "'") for v in _LITERAL.findall(m.group("items")))
+    return (m.group("col"), items) if items else None
+
+
+_COLUMNS_SQL = """
+SELECT a.attname, t.typname, t.typtype, bt.typname AS base, a.atttypmod,
+       NOT a.attnotnull AS nullable, a.atthasdef, a.attidentity <> '' AS is_identity,
+       a.attgenerated <> '' AS is_generated, t.typcategory = 'A' AS is_array, et.typname AS elem,
+       (SELECT array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e
+         WHERE e.enumtypid = t.oid) AS enum
+  FROM pg_attribute a
+  JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd'
+  LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+ WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attnum
+"""
+
+_CONSTRAINTS_SQL = """
+SELECT c.conname, c.contype,
+       ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i)
+         AS cols,
+       pg_get_constraintdef(c.oid) AS definition, tn.nspname AS target_schema,
+       t.relname AS target_table,
+       ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i)
+         AS target_cols,
+       c.confdeltype, cn.nspname AS src_schema, cr.relname AS src_table
+  FROM pg_constraint c
+  JOIN pg_class cr ON cr.oid = c.conrelid
+  JOIN pg_namespace cn ON cn.oid = cr.relnamespace
+  LEFT JOIN pg_class t ON t.oid = c.confrelid
+  LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
+ WHERE c.conrelid = %s OR (c.contype = 'f' AND c.confrelid = %s)
+ ORDER BY c.conname
+"""
+
+_INDEXES_SQL = """
+SELECT ic.relname, am.amname, i.indisunique, i.indisprimary, i.indpred IS NOT NULL AS partial,
+       ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+             LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+             ORDER BY k.o) AS cols,
+       ARRAY(SELECT oc.opcname FROM unnest(i.indclass::oid[]) WITH ORDINALITY k(c, o)
+             JOIN pg_opclass oc ON oc.oid = k.c ORDER BY k.o) AS opclasses
+  FROM pg_index i
+  JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_am am ON am.oid = ic.relam
+ WHERE i.indrelid = %s AND i.indisvalid
+ ORDER BY ic.relname
+"""
+
+_DELETE_RULES = {
+    "a": "no action",
+    "r": "restrict",
+    "c": "cascade",
+    "n": "set null",
+    "d": "set default",
+}
+
+
+async def _relation(conn: psycopg.AsyncConnection, name: str) -> tuple[int, str, str] | None:
+    cur = await conn.execute(
+        "SELECT c.oid::int8, n.nspname, c.relname FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'v', 'm')",
+        (name,),
+    )
+    row = await cur.fetchone()
+    return (int(row[0]), row[1], row[2]) if row else None
+
+
+@dataclass
+class _Constraints:
+    primary_key: tuple[str, ...] = ()
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+    referenced_by: list[ForeignKey] = field(default_factory=list)
+    uniques: list[Unique] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+async def _constraints(
+    conn: psycopg.AsyncConnection, oid: int, schema: str, relname: str
+) -> _Constraints:
+    out = _Constraints()
+    cur = conn.cursor(row_factory=namedtuple_row)
+    for c in await (await cur.execute(_CONSTRAINTS_SQL, (oid, oid))).fetchall():
+        if c.contype == "f":
+            fk = ForeignKey(
+                name=c.conname,
+                table=c.src_table,
+                columns=tuple(c.cols),
+                target_table=c.target_table,
+                target_columns=tuple(c.target_cols),
+                on_delete=_DELETE_RULES.get(c.confdeltype, "no action"),
+                target_schema=c.target_schema,
+                schema=c.src_schema,
+            )
+            if (c.src_schema, c.src_table) == (schema, relname):
+                out.foreign_keys.append(fk)
+            if (c.target_schema, c.target_table) == (schema, relname):
+                out.referenced_by.append(fk)
+        elif c.contype == "p":
+            out.primary_key = tuple(c.cols)
+        elif c.contype == "u":
+            out.uniques.append(Unique(c.conname, tuple(c.cols)))
+        elif c.contype == "c":
+            out.checks.append(Check(c.conname, tuple(c.cols), c.definition))
+            parsed = parse_choices(c.definition) if len(c.cols) == 1 else None
+            if parsed and parsed[0] == c.cols[0]:
+                out.choices[c.cols[0]] = parsed[1]
+    return out
+
+
+async def _columns(conn: psycopg.AsyncConnection, oid: int, cons: _Constraints) -> list[Column]:
+    single_fk = {fk.column: fk for fk in cons.foreign_keys if len(fk.columns) == 1}
+    columns = []
+    cur = conn.cursor(row_factory=namedtuple_row)
+    for a in await (await cur.execute(_COLUMNS_SQL, (oid,))).fetchall():
+        tname = _type_name(a.elem if a.is_array else a.typname, a.typtype, a.base)
+        max_len, prec, scale = _typmod_facts(tname, a.atttypmod)
+        columns.append(
+            Column(
+                name=a.attname,
+                type_name=f"{tname}[]" if a.is_array else tname,
+                max_length=max_len,
+                numeric_precision=prec,
+                numeric_scale=scale,
+                nullable=bool(a.nullable),
+                has_default=bool(a.atthasdef),
+                is_identity=bool(a.is_identity),
+                is_generated=bool(a.is_generated),
+                choices=cons.choices.get(a.attname) or (tuple(a.enum) if a.enum else None),
+                fk=single_fk.get(a.attname),
+                is_array=bool(a.is_array),
+            )
+        )
+    return columns
+
+
+async def load_table(conn: psycopg.AsyncConnection, name: str) -> Table | None:
+    """One table (or view) by name, `schema.table` or resolved on the search_path; None if absent."""
+    if not _TABLE_NAME.match(name):
+        return None
+    rel = await _relation(conn, name)
+    if rel is None:
+        return None
+    oid, schema, relname = rel
+    cons = await _constraints(conn, oid, schema, relname)
+    columns = await _columns(conn, oid, cons)
+    cur = conn.cursor(row_factory=namedtuple_row)
+    indexes = [
+        Index(
+            i.relname,
+            tuple(i.cols),
+            i.amname,
+            tuple(i.opclasses),
+            i.indisunique,
+            i.indisprimary,
+            i.partial,
+        )
+        for i in await (await cur.execute(_INDEXES_SQL, (oid,))).fetchall()
+    ]
+    return Table(
+        schema=schema,
+        name=relname,
+        columns=tuple(columns),
+        primary_key=cons.primary_key,
+        foreign_keys=tuple(cons.foreign_keys),
+        uniques=tuple(cons.uniques),
+        indexes=tuple(indexes),
+        checks=tuple(cons.checks),
+        referenced_by=tuple(cons.referenced_by),
+    )
+
+
+async def load_catalog(conn: psycopg.AsyncConnection, tables: list[str]) -> dict[str, Table]:
+    """The named tables, keyed by the name as given; tables that do not exist are left out."""
+    out: dict[str, Table] = {}
+    for name in tables:
+        table = await load_table(conn, name)
+        if table is not None:
+            out[name] = table
+    return out

@@ -1,0 +1,203 @@
+"""EDIT-8: bulk actions on selected ids or all matching rows; delete behind re-auth (REAUTH-1)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from tests.admin.test_edit_support import execute, one, sign_in
+
+BASE = "/admin/bookings/bulk"
+
+
+@pytest.fixture
+async def bookings(database_url: str) -> None:
+    await execute(
+        database_url,
+        "INSERT INTO customers (id, name, email, city, created_at) VALUES"
+        " (1, 'A', 'a@x.test', 'Oslo', now()), (2, 'B', 'b@x.test', 'Rome', now())",
+    )
+    await execute(
+        database_url,
+        "INSERT INTO bookings (id, customer_id, status, amount, scheduled_at, created_at)"
+        " SELECT i, 1 + i % 2, CASE WHEN i <= 6 THEN 'pending' ELSE 'cancelled' END, 10,"
+        " now(), now() FROM generate_series(1, 10) i",
+    )
+
+
+async def statuses(database_url: str) -> dict[int, str]:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute("SELECT id, status FROM bookings ORDER BY id")
+        return dict(await cur.fetchall())
+
+
+async def test_declared_action_on_selected_ids_is_one_change_and_one_event(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    b = await sign_in(client, database_url, secret_key)
+    resp = await b.post(f"{BASE}/confirm", [("ids", "1"), ("ids", "2"), ("ids", "3")])
+    assert resp.status == 303 and resp.headers["Location"] == "/admin/bookings/"
+    s = await statuses(database_url)
+    assert [i for i, v in s.items() if v == "confirmed"] == [1, 2, 3]
+    events = await one(
+        database_url,
+        "SELECT array_agg(metadata->'ids') FROM keel_audit WHERE event_type = 'bulk_action'",
+    )
+    assert events == [["1", "2", "3"]]
+
+
+async def test_action_marked_confirm_asks_first(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    """Action `cancel` is declared confirm=True: the first POST shows a confirmation page."""
+    b = await sign_in(client, database_url, secret_key)
+    resp = await b.post(f"{BASE}/cancel", [("ids", "1"), ("ids", "2")])
+    assert resp.status == 200
+    page = await resp.text()
+    assert "2 bookings record(s)" in page and 'name="confirmed" value="1"' in page
+    assert (await statuses(database_url))[1] == "pending"
+    resp = await b.post(f"{BASE}/cancel", [("ids", "1"), ("ids", "2"), ("confirmed", "1")])
+    assert resp.status == 303
+    assert (await statuses(database_url))[1] == "cancelled"
+
+
+async def test_all_matching_the_filter_uses_the_list_query(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    b = await sign_in(client, database_url, secret_key)
+    resp = await b.post(f"{BASE}/confirm", {"all": "1", "status": "pending", "customer": "1"})
+    # `customer` is not a filter name the list knows: the list's allow-list refuses it (SEC-3).
+    assert resp.status == 400
+    resp = await b.post(f"{BASE}/confirm", {"all": "1", "status": "pending", "customer_id": "2"})
+    assert resp.status == 303
+    s = await statuses(database_url)
+    assert [i for i, v in s.items() if v == "confirmed"] == [1, 3, 5]  # pending and customer 2
+
+
+async def test_the_list_pages_form_shape_is_understood(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    """The list posts `query` (its state) and `all_matching=1`; after the action it comes back."""
+    b = await sign_in(client, database_url, secret_key)
+    resp = await b.post(
+        f"{BASE}/confirm", {"all_matching": "1", "query": "status=pending&customer_id=1&o=-amount"}
+    )
+    assert resp.status == 303
+    assert resp.headers["Location"] == "/admin/bookings/?status=pending&customer_id=1&o=-amount"
+    s = await statuses(database_url)
+    assert [i for i, v in s.items() if v == "confirmed"] == [2, 4, 6]
+    resp = await b.post(f"{BASE}/confirm", [("ids", "7"), ("query", "status=cancelled")])
+    assert resp.headers["Location"] == "/admin/bookings/?status=cancelled"
+    assert (await statuses(database_url))[7] == "confirmed"  # only the ticked row
+
+
+async def test_bulk_delete_is_behind_the_reauth_wall(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    b = await sign_in(client, database_url, secret_key)
+    resp = await b.post(f"{BASE}/delete", [("ids", "1"), ("ids", "2")])
+    assert resp.status == 303
+    back = resp.headers["Location"]
+    assert urlsplit(back).path == f"{BASE}/delete" and parse_qsl(urlsplit(back).query) == [
+        ("ids", "1"), ("ids", "2")
+    ]  # fmt: skip
+    resp = await b.get(back)
+    assert resp.status == 303 and resp.headers["Location"].startswith("/reauth?return_to=")
+    assert await one(database_url, "SELECT count(*) FROM bookings") == 10
+
+
+async def test_elevated_bulk_delete_confirms_then_deletes(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    b = await sign_in(client, database_url, secret_key, elevated=True)
+    resp = await b.get(f"{BASE}/delete", params=[("ids", "1"), ("ids", "2")])
+    assert resp.status == 200
+    page = await resp.text()
+    assert "delete 2 bookings" in page and "Ids: 1, 2" in page
+    resp = await b.post(f"{BASE}/delete", [("ids", "1"), ("ids", "2"), ("confirmed", "1")])
+    assert resp.status == 303
+    assert await one(database_url, "SELECT count(*) FROM bookings") == 8
+    meta = await one(
+        database_url, "SELECT metadata FROM keel_audit WHERE event_type = 'bulk_action'"
+    )
+    assert meta["action"] == "delete" and meta["ids"] == ["1", "2"]
+
+
+async def test_partial_failure_rolls_back_and_says_why(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    """Deleting customers where one still has bookings: nothing is deleted, the page says why."""
+    await execute(
+        database_url,
+        "INSERT INTO customers (id, name, email, city, created_at)"
+        " VALUES (3, 'C', 'c@x.test', 'Oslo', now())",
+    )
+    b = await sign_in(client, database_url, secret_key, elevated=True)
+    page = await (
+        await b.get("/admin/customers/bulk/delete", params=[("ids", "1"), ("ids", "3")])
+    ).text()
+    assert "cannot run on this selection" in page and "bookings" in page  # shown before trying
+    resp = await b.post(
+        "/admin/customers/bulk/delete", [("ids", "1"), ("ids", "3"), ("confirmed", "1")]
+    )
+    assert resp.status == 409 and "Nothing was changed" in await resp.text()
+    assert await one(database_url, "SELECT count(*) FROM customers") == 3
+    assert (
+        await one(database_url, "SELECT count(*) FROM keel_audit WHERE event_type = 'bulk_action'")
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "text"),
+    [
+        ([], 400, "Select at least one"),
+        ([("ids", "abc")], 400, "not valid"),
+        ([("ids", "1; DELETE FROM bookings")], 400, "not valid"),
+        ([("ids", "99999999999999999999")], 400, "not valid"),
+        ([("ids", "1"), ("status", "pending")], 400, "Unknown parameter"),
+        ([("all", "1"), ("status", "<script>")], 400, "status"),
+        ([("all", "1"), ("q", "x" * 5000)], 400, "q"),
+    ],
+)
+async def test_bad_selections_answer_400(
+    client: Any,
+    database_url: str,
+    secret_key: str,
+    bookings: None,
+    data: list[tuple[str, str]],
+    status: int,
+    text: str,
+) -> None:
+    b = await sign_in(client, database_url, secret_key)
+    resp = await b.post(f"{BASE}/confirm", data)
+    assert resp.status == status
+    assert text in await resp.text()
+    assert (await statuses(database_url))[1] == "pending"
+
+
+async def test_unknown_action_is_404(client: Any, database_url: str, secret_key: str) -> None:
+    b = await sign_in(client, database_url, secret_key)
+    resp = await b.post(f"{BASE}/drop_table", [("ids", "1")])
+    assert resp.status == 404
+
+
+async def test_oversized_selections_are_refused(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    """More ids than a form may carry → 413; more matching rows than one action may touch → 400."""
+    b = await sign_in(client, database_url, secret_key)
+    resp = await b.post(f"{BASE}/confirm", [("ids", str(i)) for i in range(1, 1_002)])
+    assert resp.status == 413 and "form fields" in await resp.text()
+    await execute(
+        database_url,
+        "INSERT INTO bookings (id, customer_id, status, amount, scheduled_at, created_at)"
+        " SELECT i, 1, 'pending', 1, now(), now() FROM generate_series(11, 10010) i",
+    )
+    resp = await b.post(f"{BASE}/confirm", {"all": "1", "status": "pending"})
+    assert resp.status == 400 and "too many for one bulk action" in await resp.text()
+    assert await one(database_url, "SELECT count(*) FROM bookings WHERE status = 'confirmed'") == 0
