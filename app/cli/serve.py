@@ -19,6 +19,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--listen", metavar="ADDR", help="HOST:PORT or unix:/path (overrides `listen`)")
     p.add_argument("--database-url", metavar="URL", help="override database_url")
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help="development: restart on source changes, re-validate declarations, one ✓/✗ line "
+        "per reload (RES-4)",
+    )
+    p.add_argument(
+        "--watch", action="append", default=[], metavar="PATH", help="with --dev: also watch PATH"
+    )
     p.set_defaults(run=run)
 
 
@@ -35,6 +44,12 @@ def require_secret_key(config: Config) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from(args, listen=args.listen, database_url=args.database_url)
     require_secret_key(config)
+    if args.dev:
+        import sys
+
+        from app.web.devserver import run_dev
+
+        return run_dev(sys.argv[1:], config.listen, args.watch)
     from app.ops.logging import setup_logging
     from app.web.server import serve
 

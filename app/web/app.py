@@ -43,7 +43,15 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 # Feature modules, each with setup(app) adding its routes, middleware hooks and contexts.
 # Order matters only for middleware hooks; routes do not overlap.
-FEATURES: tuple[str, ...] = ()
+FEATURES: tuple[str, ...] = (
+    "app.authority.setup",
+    "app.mail",
+    "app.admin.setup",
+    "app.web.account",
+    "app.web.admin_users",
+    "app.web.admin_groups",
+    "app.web.audit_views",  # after users and groups: one "Administration" sidebar section
+)
 
 
 def build_app(config: Config) -> web.Application:

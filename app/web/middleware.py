@@ -13,6 +13,9 @@ from psycopg_pool import PoolTimeout
 from app.errors import KeelError, PermissionDenied
 from app.ops.logging import request_id_var
 from app.web import keys
+from app.web.auth_middleware import login_required, session_actor
+from app.web.csrf import csrf_guard
+from app.web.readonly import read_only
 from app.web.render import render
 from app.web.requestinfo import client_ip_and_scheme, request_id_from
 
@@ -168,4 +171,12 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         )
 
 
-MIDDLEWARES = [request_log, security_headers, error_pages]
+MIDDLEWARES = [
+    request_log,
+    security_headers,
+    error_pages,
+    csrf_guard,  # SEC-1
+    session_actor,  # SESS-3, AUTHZ-5
+    login_required,  # deny by default, LOGIN-7, AUTHZ-2
+    read_only,
+]
