@@ -11,7 +11,20 @@ from app import __version__
 from app.errors import ConfigError, KeelError, UsageError
 
 # Every subcommand module has register(subparsers) and sets `run` (args -> exit code).
-COMMANDS = ("serve", "migrate", "doctor", "demo", "docs", "version", "startapp", "audit", "mail", "user", "group", "perm")
+COMMANDS = (
+    "serve",
+    "migrate",
+    "doctor",
+    "demo",
+    "docs",
+    "version",
+    "startapp",
+    "audit",
+    "mail",
+    "user",
+    "group",
+    "perm",
+)
 
 
 class Parser(argparse.ArgumentParser):
