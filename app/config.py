@@ -146,6 +146,16 @@ def _range(lo: int, hi: int) -> Callable[[str, object], int]:
     return lambda key, raw: _parse_int(key, raw, lo, hi)
 
 
+def _duration_between(lo: float, hi: float, shown: str) -> Callable[[str, object], float]:
+    def parse(key: str, raw: object) -> float:
+        seconds = parse_duration(key, raw)
+        if not lo <= seconds <= hi:
+            raise ConfigError(key, f"{seconds:g}s is out of range", f"use a duration in {shown}")
+        return seconds
+
+    return parse
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -243,6 +253,33 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("password_min_length", _range(8, 128), 12, "Minimum password length."),
     Setting(
+        "login_lock_failures",
+        _range(3, 100),
+        5,
+        "Wrong passwords for one account within login_lock_window that lock it (LOGIN-2).",
+    ),
+    Setting(
+        "login_lock_window",
+        # The sweeper keeps rate events an hour (ratelimit.LONGEST_WINDOW).
+        _duration_between(60, 3600, "1m to 1h"),
+        600.0,
+        "The sliding window in which login_lock_failures count.",
+        example="10m",
+    ),
+    Setting(
+        "login_lock_duration",
+        _duration_between(60, 86400, "1m to 24h"),
+        900.0,
+        "How long the automatic lock lasts.",
+        example="15m",
+    ),
+    Setting(
+        "login_ip_limit",
+        _range(5, 1_000_000),
+        30,
+        "Sign-in attempts per minute from one client address, across accounts, before 429 (LOGIN-3).",
+    ),
+    Setting(
         "mfa_policy",
         _text(200),
         "optional",
@@ -320,6 +357,10 @@ class Config:
     session_absolute: float = 43200.0
     reauth_window: float = 900.0
     password_min_length: int = 12
+    login_lock_failures: int = 5
+    login_lock_window: float = 600.0
+    login_lock_duration: float = 900.0
+    login_ip_limit: int = 30
     mfa_policy: str = "optional"
     read_only: bool = False
     log_format: str = "auto"

@@ -111,6 +111,12 @@ def test_redaction_never_shows_secrets() -> None:
         ("site_name", "bad\x07name", "control characters"),
         ("smtp_port", "70000", "out of range"),
         ("max_body_size", "12", "out of range"),
+        ("login_lock_failures", "1", "out of range"),
+        ("login_lock_failures", "five", "not a whole number"),
+        ("login_lock_window", "2h", "out of range"),
+        ("login_lock_window", "soon", "not a duration"),
+        ("login_lock_duration", "10s", "out of range"),
+        ("login_ip_limit", "0", "out of range"),
     ],
 )
 def test_bad_values_name_the_key_problem_and_fix(key: str, value: str, needle: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from aiohttp import web
@@ -20,9 +20,13 @@ from app.admin.resources import (
     display_column_of,
     validate,
 )
+from app.config import Config
 from app.db.catalog import Table, load_catalog
 from app.errors import KeelError, NotFound
 from app.web import keys
+
+if TYPE_CHECKING:
+    from app.ops.doctor import Check
 
 log = logging.getLogger("keel.admin")
 
@@ -119,3 +123,24 @@ def get_resource(request: web.Request, slug: str | None = None) -> BoundResource
     if bound is None:
         raise NotFound(f"there is no resource called {name[:60]!r}")
     return bound
+
+
+async def doctor_checks(config: Config) -> list[Check]:
+    """OPS-5 / RES-2: every declared name exists in this database's catalog."""
+    from app.db.pool import connect
+    from app.ops.doctor import FAIL, OK, WARN, Check
+
+    try:
+        registry = site_registry()
+        async with connect(config) as conn:
+            bound, problems = await check_declarations(conn, registry)
+    except (KeelError, psycopg.Error) as exc:
+        return [Check("declarations", WARN, f"not checked: {str(exc).splitlines()[0][:200]}")]
+    errors = [p for p in problems if p.level == "error"]
+    checks = [Check("declarations", WARN, f"{p}") for p in problems if p.level != "error"]
+    if errors:
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        checks.insert(0, Check("declarations", FAIL, "; ".join(str(p) for p in errors[:3]) + more))
+    else:
+        checks.insert(0, Check("declarations", OK, f"{len(bound)} resources match the catalog"))
+    return checks

@@ -15,6 +15,7 @@ from app import audit, mail
 from app import audit_events as events
 from app.authority import ratelimit, sessions, users
 from app.authority.passwords import Hasher
+from app.config import Config
 from app.errors import KeelError
 
 log = logging.getLogger("keel.login")
@@ -42,6 +43,15 @@ class Throttle:
     lock_for: float = 900.0
     ip_limit: int = 30
     ip_window: float = 60.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> Throttle:
+        return cls(
+            failures=config.login_lock_failures,
+            window=config.login_lock_window,
+            lock_for=config.login_lock_duration,
+            ip_limit=config.login_ip_limit,
+        )
 
     @property
     def fail_limit(self) -> ratelimit.Limit:

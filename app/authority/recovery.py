@@ -176,6 +176,7 @@ async def consume(
     new_password: object,
     policy: Policy,
     now: datetime | None = None,
+    throttle: login.Throttle | None = None,
 ) -> int:
     """Set a new password with a link: the policy is checked first, then the token is consumed
     atomically, every session of the user ends, and nobody is signed in (REC-2). Returns the
@@ -207,13 +208,17 @@ async def consume(
             (at, user_id),
         )
         await users.write_password(conn, user_id, password_hash, must_change=False)
-        # A reset also lifts an automatic lock: the owner has just proved control of the mail.
+        # A reset lifts the throttle's own lock (the owner has just proved control of the
+        # mail) but never an administrator's lock: that one is recognisable because only the
+        # throttle sets locked_until to exactly last failure + lock length.
+        throttle = throttle or login.Throttle()
         await conn.execute(
-            "UPDATE keel_users SET failed_login_count = 0, locked_until = NULL"
-            " WHERE id = %s AND locked_until IS NOT NULL AND locked_until <> 'infinity'",
-            (user_id,),
+            "UPDATE keel_users SET failed_login_count = 0, locked_until = CASE"
+            " WHEN locked_until = last_failed_login_at + make_interval(secs => %s)"
+            " THEN NULL ELSE locked_until END WHERE id = %s",
+            (throttle.lock_for, user_id),
         )
-        await ratelimit.clear(conn, login.Throttle().fail_limit, user_id)
+        await ratelimit.clear(conn, throttle.fail_limit, user_id)
         actor_ctx = replace(ctx, actor_id=user_id, actor_email=pending.email)
         reason = "emergency_recovery" if kind == "emergency" else "password_reset"
         revoked = await sessions.revoke(conn, actor_ctx, reason=reason, user_id=user_id, now=at)
@@ -247,6 +252,7 @@ async def change_password(
     policy: Policy,
     forced: bool = False,
     now: datetime | None = None,
+    throttle: login.Throttle | None = None,
 ) -> None:
     """Signed-in change (REC-4) or the forced change (LOGIN-7); the other sessions end.
 
@@ -269,8 +275,9 @@ async def change_password(
     else:
         old = old_password if isinstance(old_password, str) else ""
         ok = await login.check_password(
-            conn, ctx, hasher, user_id=user_id, password=old, now=now, during="password_change"
-        )
+            conn, ctx, hasher, user_id=user_id, password=old, now=now, during="password_change",
+            throttle=throttle or login.Throttle(),
+        )  # fmt: skip
         if not ok:
             msg = "The current password is not right."
             raise Invalid(msg, fields={"old_password": msg})

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
+import psycopg
 from aiohttp import web
 
 from app import audit
 from app.authority.groups import ensure_default_groups
 from app.authority.passwords import Hasher, Policy
+from app.config import Config
 from app.db.migrate import os_actor
+from app.errors import KeelError
 from app.web import keys
+
+if TYPE_CHECKING:
+    from app.ops.doctor import Check
 
 log = logging.getLogger("keel.authority")
 
@@ -40,3 +47,30 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     app[POLICY] = Policy.from_config(app[keys.CONFIG])
     app.cleanup_ctx.append(_authority)
+
+
+async def doctor_checks(config: Config) -> list[Check]:
+    """OPS-5: somebody must be able to administer the installation (AUTHZ-3's orphan guard
+    keeps the last one, but a fresh database starts with none)."""
+    from app.authority.users import count_active
+    from app.db.pool import connect
+    from app.ops.doctor import FAIL, OK, WARN, Check
+
+    try:
+        async with connect(config) as conn:
+            admins = await count_active(conn, "administrator")
+            developers = await count_active(conn, "developer")
+    except (KeelError, psycopg.Error) as exc:
+        return [Check("administrators", WARN, f"not checked: {str(exc).splitlines()[0][:200]}")]
+    if admins + developers == 0:
+        return [
+            Check(
+                "administrators",
+                FAIL,
+                "no active administrator: nobody can manage users;"
+                " run keel user create --email E --role administrator",
+            )
+        ]
+    return [
+        Check("administrators", OK, f"{admins} active administrator(s), {developers} developer(s)")
+    ]

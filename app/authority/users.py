@@ -580,11 +580,14 @@ DEMO_ADMIN_EMAIL = "admin@example.com"
 
 
 async def ensure_demo_admin(
-    conn: psycopg.AsyncConnection[Any], ctx: audit.Context
+    conn: psycopg.AsyncConnection[Any], ctx: audit.Context, *, fresh_password: bool = False
 ) -> tuple[str, str] | None:
-    """When no active administrator exists: create one with a one-time password that must be
-    changed at first sign-in, and return (email, password) for printing once. Else None."""
-    if await count_active(conn, "administrator") or await count_active(conn, "developer"):
+    """When no active administrator exists (or `fresh_password`, for `keel demo --reset-admin`):
+    create or restore the demo administrator with a one-time password that must be changed at
+    first sign-in, and return (email, password) for printing once. Else None."""
+    if not fresh_password and (
+        await count_active(conn, "administrator") or await count_active(conn, "developer")
+    ):
         return None
     from app.authority.passwords import Hasher, generate
 

@@ -25,6 +25,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--no-serve", action="store_true", help="prepare the database, print its URL and stop"
     )
+    p.add_argument(
+        "--size",
+        choices=("small", "large"),
+        default="small",
+        help="demo data on first run: small (a few thousand rows, seconds) or large "
+        "(the benchmark's 1.1 million rows, about a minute)",
+    )
+    p.add_argument(
+        "--reset-admin",
+        action="store_true",
+        help="print a new one-time password for the demo administrator",
+    )
     p.set_defaults(run=run)
 
 

@@ -10,13 +10,17 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from app import audit
+from app.authority.users import DEMO_ADMIN_EMAIL, ensure_demo_admin
 from app.cli.common import out_from, run_async
 from app.cli.output import Out
 from app.config import Config, load_config
 from app.db import migrate
+from app.db.migrate import os_actor
 from app.db.pool import connect
 from app.devdb import LocalPostgres
 from app.ops.logging import setup_logging
+from app.site.demo_data import console_progress, seed_demo
 from app.web.server import serve
 
 DEMO_DB = "keel"
@@ -31,7 +35,9 @@ def _secret_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-async def _prepare(pg: LocalPostgres, config: Config, out: Out) -> None:
+async def _prepare(
+    pg: LocalPostgres, config: Config, out: Out, *, size: str, reset_admin: bool
+) -> None:
     conn = await psycopg.AsyncConnection.connect(pg.url(), autocommit=True)
     async with conn:
         exists = await (
@@ -44,6 +50,23 @@ async def _prepare(pg: LocalPostgres, config: Config, out: Out) -> None:
         out.ok(
             f"database ready ({len(applied)} migration(s) applied, schema {await migrate.schema_version(db)})"
         )
+        loaded = await seed_demo(db, size=size, progress=console_progress(out.stream))
+        if any(loaded.values()):
+            out.ok("demo data loaded: " + ", ".join(f"{n:,} {t}" for t, n in loaded.items()))
+        else:
+            out.ok("demo data already present (kept)")
+        ctx = audit.Context(
+            audit_key=audit.derive_key(config.secret_key), os_actor=f"{os_actor()} (keel demo)"
+        )
+        created = await ensure_demo_admin(db, ctx, fresh_password=reset_admin)
+        if created:
+            email, password = created
+            out.result(f"✓ administrator {email}, one-time password: {password}")
+            out.line("  (shown once; you choose your own password at first sign-in)")
+        else:
+            out.line(
+                f"  sign in as {DEMO_ADMIN_EMAIL}; forgot the password? keel demo --reset-admin"
+            )
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -68,7 +91,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 "secret_key": _secret_key(data_dir),
             },
         ).with_values(demo=True)
-        run_async(_prepare(pg, config, out))
+        run_async(_prepare(pg, config, out, size=args.size, reset_admin=args.reset_admin))
         if args.no_serve:
             out.result(pg.url(DEMO_DB))
             return 0

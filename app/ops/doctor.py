@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,27 @@ def check_extraction_dir() -> Check:
     return Check("extraction directory", OK, f"{root} is writable")
 
 
+# Sessions, locks, tokens and the audit log compare this host's time with the database's.
+CLOCK_SKEW_WARN = 2.0
+CLOCK_SKEW_FAIL = 60.0
+
+
+async def check_clock(conn: psycopg.AsyncConnection) -> Check:
+    before = time.time()
+    cur = await conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
+    row = await cur.fetchone()
+    after = time.time()
+    skew = float(row[0]) - (before + after) / 2 if row else 0.0
+    shown = f"this host is {abs(skew):.1f} s {'behind' if skew > 0 else 'ahead of'} the database"
+    if abs(skew) >= CLOCK_SKEW_FAIL:
+        return Check(
+            "clock", FAIL, f"{shown}; sessions and locks expire at the wrong time: fix NTP"
+        )
+    if abs(skew) >= CLOCK_SKEW_WARN:
+        return Check("clock", WARN, f"{shown}; check NTP (timedatectl)")
+    return Check("clock", OK, f"agrees with the database (skew {abs(skew) * 1000:.0f} ms)")
+
+
 async def check_database(config: Config) -> list[Check]:
     try:
         async with connect(config) as conn:
@@ -72,6 +94,7 @@ async def check_database(config: Config) -> list[Check]:
                 )
             ]
             states = await migrate.status(conn)
+            checks.append(await check_clock(conn))
     except KeelError as exc:
         return [Check("database", FAIL, f"{exc.problem}: {exc.why}")]
     except psycopg.Error as exc:
@@ -100,6 +123,26 @@ async def check_database(config: Config) -> list[Check]:
     return checks
 
 
+# Checks owned by the subsystems that own the tables; imported only when doctor runs, so
+# `keel --help` stays fast. They need a reachable database with current migrations.
+SUBSYSTEM_CHECKS = (
+    "app.authority.setup:doctor_checks",
+    "app.admin.setup:doctor_checks",
+    "app.audit:doctor_check",
+    "app.mail:doctor_checks",
+)
+
+
+def _subsystem_checks() -> list[Callable[[Config], Awaitable[list[Check]]]]:
+    import importlib
+
+    found = []
+    for spec in SUBSYSTEM_CHECKS:
+        module, name = spec.split(":")
+        found.append(getattr(importlib.import_module(module), name))
+    return found
+
+
 async def run_checks(
     config: Config, extra: list[Callable[[Config], Awaitable[list[Check]]]] | None = None
 ) -> list[Check]:
@@ -108,9 +151,17 @@ async def run_checks(
         check_secret_key(config),
         check_public_url(config),
     ]
-    checks.extend(await check_database(config))
-    for more in extra or []:
-        checks.extend(await more(config))
+    database = await check_database(config)
+    checks.extend(database)
+    if all(c.status != FAIL for c in database):
+        for more in _subsystem_checks() if extra is None else extra:
+            checks.extend(await more(config))
+    else:
+        checks.append(
+            Check(
+                "administrators, declarations, audit, mail", WARN, "not checked: database not ready"
+            )
+        )
     checks.append(check_extraction_dir())
     return checks
 

@@ -100,6 +100,10 @@ def _hasher(request: web.Request) -> Any:
     return request.app[HASHER]
 
 
+def _throttle(request: web.Request) -> login.Throttle:
+    return login.Throttle.from_config(request.app[keys.CONFIG])
+
+
 def _when(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC") if at else "—"
 
@@ -155,7 +159,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             request.app[keys.POOL].connection, auth.audit_context(request), _hasher(request),
             email=email, password=password, now=now(request.app),
             absolute=config.session_absolute, current=(info.id, info.user_id) if info else None,
-            site_name=config.site_name,
+            site_name=config.site_name, throttle=_throttle(request),
         )  # fmt: skip
     except login.RateLimited as exc:
         wait = int(exc.retry_after)
@@ -252,6 +256,7 @@ async def reset_submit(request: web.Request) -> web.StreamResponse:
             await recovery.consume(
                 conn, auth.audit_context(request), _hasher(request), token=token,
                 new_password=password, policy=request.app[POLICY], now=now(request.app),
+                throttle=_throttle(request),
             )  # fmt: skip
         except recovery.LinkInvalid:
             return _invalid_link(request)
@@ -284,6 +289,7 @@ async def _change(request: web.Request, *, forced: bool) -> Invalid | None:
                 conn, auth.audit_context(request), _hasher(request), user_id=who.user_id,
                 session_id=who.session_id, old_password=old, new_password=new, confirm=confirm,
                 policy=request.app[POLICY], forced=forced, now=now(request.app),
+                throttle=_throttle(request),
             )  # fmt: skip
     except Invalid as exc:
         return exc
@@ -344,6 +350,7 @@ async def reauth_submit(request: web.Request) -> web.StreamResponse:
                 result = await reauth.elevate(
                     conn, auth.audit_context(request), _hasher(request), current=current,
                     password=password, window=config.reauth_window, now=now(request.app),
+                    throttle=_throttle(request),
                 )  # fmt: skip
     if result is None:
         ctx = {"return_to": return_to, "error": "That password is not right."}

@@ -72,8 +72,9 @@ async def session_actor(request: web.Request, handler: Handler) -> web.StreamRes
                 sess.id, sess.user_id, sess.trust, sess.elevated_until, sess.created_at,
                 sess.expires_at,
             )  # fmt: skip
-            if request.method in ("GET", "HEAD"):
-                request[NAV] = await _nav(request)
+            # Every method: a form re-shown after a failed POST, and a 403 or 404 page, keep
+            # the sidebar like any other page.
+            request[NAV] = await _nav(request)
     response = await handler(request)
     if not response.prepared:
         if stale and session_cookie(request) not in response.cookies:

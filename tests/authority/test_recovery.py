@@ -226,3 +226,53 @@ async def test_forced_change_refuses_to_keep_the_temporary_password(conn, ctx, h
         "SELECT count(*) FROM keel_audit WHERE event_type = 'forced_password_change_completed'"
     )
     assert (await cur.fetchone())[0] == 1
+
+
+async def test_a_reset_lifts_the_throttle_lock_but_never_an_administrators(
+    conn, web_ctx, hasher, admin
+) -> None:
+    """REC-2 with LOGIN-2/REC-5: proving control of the mailbox ends the automatic 15-minute
+    lock, but a lock an administrator set (here: until unlocked) outlives a self-service reset."""
+    from app.authority import login, users
+
+    async def sign_in(email: str, password: str, at: datetime) -> login.LoginResult:
+        return await login.login(
+            login.using(conn),
+            web_ctx,
+            hasher,
+            email=email,
+            password=password,
+            now=at,
+            absolute=43200,
+        )
+
+    async def reset(email: str, at: datetime) -> None:
+        await conn.execute("DELETE FROM keel_outbox")
+        await _ask(conn, web_ctx, email, at)
+        [(_, body)] = [m for m in await _outbox(conn) if m[0] == email]
+        await recovery.consume(
+            conn,
+            web_ctx,
+            hasher,
+            token=_token_from(body),
+            new_password=NEW,
+            policy=POLICY,
+            now=at,
+        )
+
+    await make_user(conn, email="gus@example.com")
+    for i in range(5):
+        await sign_in("gus@example.com", "wrong guess", T0 + timedelta(minutes=i))
+    assert (
+        await sign_in("gus@example.com", "wrong guess", T0 + timedelta(minutes=5))
+    ).reason == "locked"
+    await reset("gus@example.com", T0 + timedelta(minutes=6))
+    assert (await sign_in("gus@example.com", NEW, T0 + timedelta(minutes=7))).ok
+
+    uid, _ = await make_user(conn, email="hal@example.com")
+    await users.lock(conn, web_ctx, admin, uid, until=None, reason="laptop reported stolen")
+    await reset("hal@example.com", T0 + timedelta(minutes=8))
+    refused = await sign_in("hal@example.com", NEW, T0 + timedelta(minutes=9))
+    assert not refused.ok and refused.reason == "locked"
+    cur = await conn.execute("SELECT locked_until FROM keel_users WHERE id = %s", (uid,))
+    assert (await cur.fetchone())[0] == users.LOCKED_INDEFINITELY

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import psycopg
+
 from tests.helpers import assert_no_traceback, free_port, keel, keel_env
 
 
@@ -14,9 +16,17 @@ def test_doctor_healthy_installation(database_url: str, secret_key: str, tmp_pat
         KEEL_PUBLIC_URL="https://ops.example.com",
         SHIV_ROOT=str(tmp_path),
     )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO keel_users (email, role) VALUES ('root@example.com', 'administrator')"
+        )
     proc = keel("doctor", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "✓ database: reachable, PostgreSQL" in proc.stdout
+    assert "✓ clock: agrees with the database" in proc.stdout
+    assert "✓ administrators: 1 active administrator(s)" in proc.stdout
+    assert "✓ declarations:" in proc.stdout and "resources match the catalog" in proc.stdout
+    assert "✓ audit chain:" in proc.stdout
     assert "✓ migrations:" in proc.stdout and "✓ secret key" in proc.stdout
     assert "✗" not in proc.stdout
     data = json.loads(keel("doctor", "--json", env=env).stdout)
@@ -28,6 +38,11 @@ def test_doctor_healthy_installation(database_url: str, secret_key: str, tmp_pat
         "migrations",
         "public url",
         "extraction directory",
+        "clock",
+        "administrators",
+        "declarations",
+        "audit chain",
+        "mail queue",
     }
 
 
@@ -69,3 +84,22 @@ def test_doctor_settings_are_shown_redacted_with_sources(
     assert "secret_key = '***'  (env KEEL_SECRET_KEY)" in proc.stdout
     assert "postgres:***@" in proc.stdout
     assert secret_key not in proc.stdout and "pw123" not in proc.stdout
+
+
+def test_doctor_names_a_missing_administrator_and_a_broken_declaration(
+    database_url: str, secret_key: str, tmp_path: object
+) -> None:
+    """OPS-5: no active administrator and a declared column missing from the catalog are ✗,
+    each with the fix; a deactivated administrator does not count."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO keel_users (email, role, is_active) VALUES ('gone@example.com', 'administrator', false)"
+        )
+        conn.execute("ALTER TABLE bookings DROP COLUMN notes")
+    env = keel_env(DATABASE_URL=database_url, KEEL_SECRET_KEY=secret_key, SHIV_ROOT=str(tmp_path))
+    proc = keel("doctor", env=env)
+    assert proc.returncode == 1
+    assert "✗ administrators: no active administrator" in proc.stdout
+    assert "keel user create --email E --role administrator" in proc.stdout
+    assert "✗ declarations: bookings:" in proc.stdout and "'notes'" in proc.stdout
+    assert_no_traceback(proc)

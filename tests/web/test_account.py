@@ -103,6 +103,9 @@ async def test_user_role_may_use_only_its_own_account_pages(signed_in) -> None:
     assert resp.status == 403
     body = await resp.text()
     assert "staff" in body and "Your account may use only its own account pages" in body
+    assert 'class="k-sidebar"' in body and 'href="/account/sessions"' in body
+    refused = await s.post("/admin/users/new", {"email": "x@example.com"})
+    assert refused.status == 403 and 'class="k-sidebar"' in await refused.text()
     for path in ("/account", "/account/sessions", "/account/password"):
         assert (await s.get(path)).status == 200, path
 
@@ -246,6 +249,7 @@ async def test_password_change_page_needs_the_old_password(signed_in, client) ->
         "/account/password", {"old_password": "nope", "new_password": new, "confirm": new}
     )
     assert wrong.status == 400 and "current password is not right" in await wrong.text()
+    assert 'class="k-sidebar"' in await wrong.text(), "a re-shown form keeps the page chrome"
     short = await s.post(
         "/account/password", {"old_password": s.password, "new_password": "tiny", "confirm": "tiny"}
     )
