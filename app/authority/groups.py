@@ -173,6 +173,49 @@ def _description(raw: object) -> str:
     return value
 
 
+async def update(
+    conn: psycopg.AsyncConnection[Any],
+    ctx: audit.Context,
+    actor: Principal | None,
+    group: int | str,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+) -> Group:
+    """Rename a group or change its description; one `group_updated` event with from → to."""
+    ensure_role(actor, MANAGER_ROLE)
+    new_name = validate_name(name) if name is not None else None
+    new_description = _description(description) if description is not None else None
+    try:
+        async with conn.transaction():
+            found = await get(conn, group, for_update=True)
+            changes: dict[str, dict[str, str]] = {}
+            if new_name is not None and new_name != found.name:
+                changes["name"] = {"from": found.name, "to": new_name}
+            if new_description is not None and new_description != found.description:
+                changes["description"] = {"from": found.description, "to": new_description}
+            if not changes:
+                return found
+            await conn.execute(
+                "UPDATE keel_groups SET name = %s, description = %s, updated_at = now()"
+                " WHERE id = %s",
+                (
+                    changes.get("name", {}).get("to", found.name),
+                    changes.get("description", {}).get("to", found.description),
+                    found.id,
+                ),
+            )
+            shown = changes.get("name", {}).get("to", found.name)
+            await audit.record(conn, ctx, events.group_updated(found.id, shown, changes))
+    except pgerrors.UniqueViolation:
+        raise Conflict(
+            f"a group named {new_name!r} already exists",
+            why="group names are unique, ignoring case",
+            fix="choose another name",
+        ) from None
+    return await get(conn, found.id)
+
+
 async def delete(
     conn: psycopg.AsyncConnection[Any],
     ctx: audit.Context,

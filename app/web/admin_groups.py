@@ -42,12 +42,6 @@ def setup(app: web.Application) -> None:
     )
 
 
-def _renamable() -> bool:
-    """Whether the groups service can rename (its `update`); until then name/description show
-    read-only instead of pretending to save."""
-    return callable(getattr(groups, "update", None))
-
-
 async def list_page(request: web.Request) -> web.Response:
     await manager(request)
     async with request.app[keys.POOL].connection() as conn:
@@ -105,7 +99,6 @@ async def _page_context(
         "group": group,
         "grid": permission_grid(permissions.all_permissions(), held),
         "members": await groups.members(conn, group.id),
-        "renamable": _renamable(),
         "breadcrumbs": crumbs(("Groups", "/admin/groups/"), (group.name, None)),
     }
 
@@ -143,17 +136,16 @@ async def save(request: web.Request) -> web.Response:
     try:
         chosen = f.many(form, "perms", "Permissions", ctx["grid"].names)
         rename: dict[str, str] = {}
-        if ctx["renamable"]:
-            name = f.text(form, "name", "The name", max_len=NAME_MAX, required=True)
-            description = f.text(form, "description", "The description", max_len=DESCRIPTION_MAX)
-            if name != group.name:
-                rename["name"] = name
-            if description != group.description:
-                rename["description"] = description
+        name = f.text(form, "name", "The name", max_len=NAME_MAX, required=True)
+        description = f.text(form, "description", "The description", max_len=DESCRIPTION_MAX)
+        if name != group.name:
+            rename["name"] = name
+        if description != group.description:
+            rename["description"] = description
         audit_ctx = audit_context(request)
         async with pool.connection() as conn, conn.transaction():
             if rename:
-                await groups.update(conn, audit_ctx, actor, group_id, **rename)  # type: ignore[attr-defined]
+                await groups.update(conn, audit_ctx, actor, group_id, **rename)
             grant = sorted(set(chosen) - set(held))
             revoke = sorted(set(held) - set(chosen))
             if grant:

@@ -203,20 +203,32 @@ async def test_unknown_or_malformed_group_ids_are_404(signed_in):
     assert (await s.post("/admin/groups/999999/delete")).status == 404
 
 
-async def test_name_and_description_are_editable_only_with_the_rename_service(
-    signed_in, database_url
-):
-    from app.web.admin_groups import _renamable
-
+async def test_name_and_description_are_editable(signed_in, database_url):
     s = await signed_in("administrator")
     gid = await group_id(database_url, "editor")
     page = await (await s.get(f"/admin/groups/{gid}/")).text()
     name_input = re.search(r'<input[^>]*name="name"[^>]*>', page).group(0)
-    if not _renamable():  # the groups service has no `update` yet: say so, save nothing
-        assert "readonly" in name_input
-        return
     assert "readonly" not in name_input
     resp = await s.post(f"/admin/groups/{gid}/", {"name": "writers", "description": "Copy"})
     assert resp.status == 303
     assert await group_id(database_url, "writers") == gid
     assert await events(database_url, "group_updated")
+
+
+async def test_rename_records_from_and_to_and_refuses_taken_or_bad_names(signed_in, database_url):
+    """AUTHZ-4/INV-3: one group_updated event with the diff; a taken name (any case) is a 409
+    form error, a hostile one a 400, and neither changes anything."""
+    s = await signed_in("administrator")
+    gid = await group_id(database_url, "editor")
+    resp = await s.post(f"/admin/groups/{gid}/", {"name": "Editors", "description": "Edits data"})
+    assert resp.status == 303
+    [(_, meta)] = await events(database_url, "group_updated")
+    assert meta["changes"]["name"] == {"from": "editor", "to": "Editors"}
+    assert meta["changes"]["description"]["to"] == "Edits data"
+    taken = await s.post(f"/admin/groups/{gid}/", {"name": "VIEWER", "description": ""})
+    assert taken.status == 409 and "already exists" in await taken.text()
+    for bad in ("<script>x</script>", "a\x00b", "x" * 81):
+        resp = await s.post(f"/admin/groups/{gid}/", {"name": bad, "description": ""})
+        assert resp.status == 400, bad
+    assert await group_id(database_url, "Editors") == gid
+    assert len(await events(database_url, "group_updated")) == 1
