@@ -72,10 +72,20 @@ def cli_reference() -> str:
         parser.format_help().rstrip(),
         "```",
     ]
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, p in sub.choices.items():
-        lines += ["", f"## keel {name}", "", "```", p.format_help().rstrip(), "```"]
+    _walk(parser, "keel", 2, lines)
     return "\n".join(lines) + "\n"
+
+
+def _walk(parser: argparse.ArgumentParser, prefix: str, depth: int, lines: list[str]) -> None:
+    """Every command and every subcommand below it (`keel user create`, …), depth first."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for sub in subs:
+        for name, p in sub.choices.items():
+            if p.prog != f"{prefix} {name}":  # an alias (`keel new`) shares its parser
+                continue
+            heading = "#" * min(depth, 6)
+            lines += ["", f"{heading} {prefix} {name}", "", "```", p.format_help().rstrip(), "```"]
+            _walk(p, f"{prefix} {name}", depth + 1, lines)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -94,3 +94,8 @@ def test_cli_reference_file_is_generated_from_the_parser() -> None:
     assert (Path(REPO) / "docs" / "cli.md").read_text() == generated, (
         "regenerate: COLUMNS=100 python -m app docs --cli-reference > docs/cli.md"
     )
+    # Every subcommand has its own section with its options, not just a line in its parent's list.
+    for heading in ("### keel user create", "### keel group grant", "### keel audit verify"):
+        assert heading in generated
+    create = generated.split("### keel user create", 1)[1].split("###", 1)[0]
+    assert "--password-stdin" in create and "--role" in create
