@@ -103,14 +103,20 @@ def _error_page(
     request: web.Request, status: int, title: str, message: str, **extra: object
 ) -> web.Response:
     template = {403: "403.html", 404: "404.html"}.get(status, "error.html")
-    if request.headers.get("Accept", "").startswith("application/json") or request.path in (
-        "/healthz",
-        "/readyz",
-    ):
-        return web.json_response(
-            {"error": title, "message": message, "request_id": request.get(keys.REQUEST_ID, "")},
-            status=status,
-        )
+    wants_json = (
+        request.headers.get("Accept", "").startswith("application/json")
+        or request.query.get("format") in ("json", "jsonl")
+        or request.path in ("/healthz", "/readyz")
+    )
+    if wants_json:
+        body: dict[str, object] = {
+            "error": title,
+            "message": message,
+            "request_id": request.get(keys.REQUEST_ID, ""),
+        }
+        if extra.get("missing"):  # AUTHZ-8: say what is missing, to scripts too
+            body["missing"] = extra["missing"]
+        return web.json_response(body, status=status)
     ctx = {"status": status, "title": title, "message": message, **extra}
     try:
         return render(request, [template, "error.html"], ctx, status=status)
