@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
@@ -263,7 +264,8 @@ async def _constraints(
 ) -> _Constraints:
     out = _Constraints()
     cur = conn.cursor(row_factory=namedtuple_row)
-    for c in await (await cur.execute(_CONSTRAINTS_SQL, (oid, oid))).fetchall():
+    found: list[Any] = await (await cur.execute(_CONSTRAINTS_SQL, (oid, oid))).fetchall()
+    for c in found:
         if c.contype == "f":
             fk = ForeignKey(
                 name=c.conname,
@@ -295,7 +297,8 @@ async def _columns(conn: psycopg.AsyncConnection, oid: int, cons: _Constraints) 
     single_fk = {fk.column: fk for fk in cons.foreign_keys if len(fk.columns) == 1}
     columns = []
     cur = conn.cursor(row_factory=namedtuple_row)
-    for a in await (await cur.execute(_COLUMNS_SQL, (oid,))).fetchall():
+    attributes: list[Any] = await (await cur.execute(_COLUMNS_SQL, (oid,))).fetchall()
+    for a in attributes:
         tname = _type_name(a.elem if a.is_array else a.typname, a.typtype, a.base)
         max_len, prec, scale = _typmod_facts(tname, a.atttypmod)
         columns.append(
@@ -328,6 +331,7 @@ async def load_table(conn: psycopg.AsyncConnection, name: str) -> Table | None:
     cons = await _constraints(conn, oid, schema, relname)
     columns = await _columns(conn, oid, cons)
     cur = conn.cursor(row_factory=namedtuple_row)
+    index_rows: list[Any] = await (await cur.execute(_INDEXES_SQL, (oid,))).fetchall()
     indexes = [
         Index(
             i.relname,
@@ -338,7 +342,7 @@ async def load_table(conn: psycopg.AsyncConnection, name: str) -> Table | None:
             i.indisprimary,
             i.partial,
         )
-        for i in await (await cur.execute(_INDEXES_SQL, (oid,))).fetchall()
+        for i in index_rows
     ]
     return Table(
         schema=schema,

@@ -231,12 +231,12 @@ SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
 """
 
 
-async def _drop_bookings_constraints(conn: psycopg.AsyncConnection) -> list[sql.Composable]:
+async def _drop_bookings_constraints(conn: psycopg.AsyncConnection) -> list[sql.Composed]:
     """seed.sql adds the FK and CHECK after loading: one validating scan instead of a trigger
     per row. Same transaction, so no other session sees the table without them."""
     cur = await conn.execute(_BOOKINGS_CONSTRAINTS)
     found = await cur.fetchall()
-    restore: list[sql.Composable] = []
+    restore: list[sql.Composed] = []
     for name, definition in found:
         await conn.execute(
             sql.SQL("ALTER TABLE bookings DROP CONSTRAINT {}").format(sql.Identifier(name))
