@@ -6,13 +6,21 @@ CPU; building each row once here and emitting the table body as one Markup keeps
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from markupsafe import Markup, escape
+
+try:  # markupsafe's C escaper without the Markup wrapping: same text, a tenth of the cost
+    from markupsafe import _escape_inner as _escape_str
+except ImportError:  # pragma: no cover - other markupsafe builds
+
+    def _escape_str(s: str, /) -> str:
+        return str(escape(s))
+
 
 from app.admin.listing import Page
 from app.admin.resources import BoundResource
@@ -62,8 +70,70 @@ def highlight(text: str, pattern: re.Pattern[str] | None) -> str:
     return "".join(out)
 
 
+Text = Callable[[Any], str]  # a value → its escaped cell text
+
+
+def _generic(value: Any) -> str:
+    return str(escape(format_value(value)))
+
+
+def _int_text(value: Any) -> str:
+    # Digits and a sign need no escaping; anything else takes the general path.
+    return str(value) if type(value) is int else _generic(value)
+
+
+def _decimal_text(value: Any) -> str:
+    return f"{value:,}" if type(value) is Decimal else _generic(value)
+
+
+def _datetime_text(value: Any) -> str:
+    """`format_value` for datetimes, without strftime: the same text, a few times faster."""
+    if type(value) is not datetime or value.year < 1000:  # strftime does not pad small years
+        return _generic(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "minutes")[:16]
+
+
+def _text_cell(value: Any) -> str:
+    if type(value) is not str:
+        return _generic(value)
+    if len(value) > MAX_CELL:
+        value = value[: MAX_CELL - 1] + "…"
+    return _escape_str(value)
+
+
+def value_formatter(col: Column) -> Text:
+    """Escaped cell text for one column, chosen once per column rather than once per cell.
+
+    Every formatter gives exactly `escape(format_value(value))`; the typed ones only skip work
+    that cannot change the result (escaping digits, re-dispatching on the type)."""
+    t = col.type_name
+    if t in ("smallint", "integer", "bigint"):
+        return _int_text
+    if t == "numeric":
+        return _decimal_text
+    if t in ("timestamptz", "timestamp"):
+        return _datetime_text
+    if t in ("text", "varchar", "char", "citext", "name"):
+        if col.choices:
+            known = {c: _text_cell(c) for c in col.choices}
+            return lambda v: known.get(v) or _text_cell(v)
+        return _text_cell
+    return _generic
+
+
+def _key_text(value: Any) -> str:
+    """A primary or foreign key as it appears in a URL path segment."""
+    return str(value) if type(value) is int else quote(str(value), safe="")
+
+
 class RowRenderer:
-    """Turns a page of rows into `<tr>` HTML, with links, FK names and highlighted matches."""
+    """Turns a page of rows into `<tr>` HTML, with links, FK names and highlighted matches.
+
+    Each column's cell is one small function chosen up front (by type, FK and highlight), so a
+    row costs a call per cell and one escape per text cell (BASELINE: per-cell work dominates
+    a list page)."""
 
     def __init__(
         self,
@@ -82,53 +152,81 @@ class RowRenderer:
         self.columns = b.list_columns
         self.index = [page.columns.index(c.name) for c in self.columns]
         self.pk_index = page.columns.index(b.pk)
-        self.highlight = [c.name in searched for c in self.columns]
-        self.numeric = [c.type_name in NUMBER_TYPES and c.fk is None for c in self.columns]
-        self.fk_urls = [
-            f"/admin/{slugs_by_table[c.fk.target_table]}/"
-            if c.fk is not None and c.fk.target_table in slugs_by_table
-            else None
-            for c in self.columns
-        ]
-        self.back = f"?{urlencode({'back': back})}" if back else ""
-        self.base = f"/admin/{b.slug}/"
+        # The first column links to the edit page and carries the list state back (LIST-7);
+        # escaping is per character, so the fixed parts of the link are escaped once.
+        self.href_start = str(escape(f"/admin/{b.slug}/"))
+        self.href_end = str(escape("/" + (f"?{urlencode({'back': back})}" if back else "")))
         self.selectable = selectable
+        texts = [
+            self._text_for(c, searched, slugs_by_table, i == 0) for i, c in enumerate(self.columns)
+        ]
+        self.first = texts[0] if texts else None
+        self.first_start = self._start(self.columns[0]) if self.columns else ""
+        self.rest = [
+            (self._cell(c, t), j)
+            for c, t, j in zip(self.columns[1:], texts[1:], self.index[1:], strict=True)
+        ]
 
-    def _cell(self, i: int, col: Column, value: Any, href: str | None) -> str:
-        """One `<td>`; `href` makes it the row's link to the edit page."""
-        if value is None:
-            return NULL
-        cls = "num" if self.numeric[i] else "trunc"
+    @staticmethod
+    def _start(col: Column) -> str:
+        numeric = col.type_name in NUMBER_TYPES and col.fk is None
+        return f'<td class="{"num" if numeric else "trunc"}">'
+
+    def _cell(self, col: Column, text: Text) -> Text:
+        start = self._start(col)
+
+        def cell(value: Any) -> str:
+            return NULL if value is None else f"{start}{text(value)}</td>"
+
+        return cell
+
+    def _text_for(
+        self, col: Column, searched: set[str], slugs: Mapping[str, str], first: bool
+    ) -> Text:
         if col.fk is not None:
-            label = self.page.labels.get(col.name, {}).get(value)
-            inner = str(escape(label if label is not None else value))
-            url = self.fk_urls[i]
-            if url and href is None:
-                inner = f'<a href="{url}{quote(str(value), safe="")}/">{inner}</a>'
-        else:
-            text = format_value(value)
-            inner = highlight(text, self.pattern) if self.highlight[i] else str(escape(text))
-        if href is not None:
-            inner = f'<a class="k-row-link" href="{href}">{inner}</a>'
-        return f'<td class="{cls}">{inner}</td>'
+            labels = self.page.labels.get(col.name, {})
+            names = {
+                k: _escape_str(v) if type(v) is str else str(escape(v)) for k, v in labels.items()
+            }
+
+            def name(value: Any) -> str:
+                label = names.get(value)
+                return label if label is not None else str(escape(value))
+
+            target = slugs.get(col.fk.target_table)
+            if target is None or first:  # the first column links to this row instead
+                return name
+            url = f"/admin/{target}/"
+            return lambda v: f'<a href="{url}{_key_text(v)}/">{name(v)}</a>'
+        if col.name in searched and self.pattern is not None:
+            pattern = self.pattern
+            return lambda v: highlight(format_value(v), pattern)
+        return value_formatter(col)
 
     def row(self, values: tuple[Any, ...]) -> str:
         pk = values[self.pk_index]
-        # The first column links to the edit page and carries the list state back (LIST-7).
-        href = str(escape(f"{self.base}{quote(str(pk), safe='')}/{self.back}"))
-        cells: list[str] = []
+        parts = []
         if self.selectable:
-            v = escape(str(pk))
-            cells.append(
+            v = str(pk) if type(pk) is int else str(escape(str(pk)))
+            parts.append(
                 f'<td class="k-col-select"><input type="checkbox" class="k-row-select" '
                 f'name="ids" value="{v}" aria-label="Select row {v}"></td>'
             )
-        for i, (col, j) in enumerate(zip(self.columns, self.index, strict=True)):
-            cells.append(self._cell(i, col, values[j], href if i == 0 else None))
-        return "<tr>" + "".join(cells) + "</tr>"
+        if self.first is not None:
+            value = values[self.index[0]]
+            if value is None:
+                parts.append(NULL)
+            else:
+                key = str(pk) if type(pk) is int else str(escape(_key_text(pk)))
+                parts.append(
+                    f'{self.first_start}<a class="k-row-link" href="{self.href_start}{key}'
+                    f'{self.href_end}">{self.first(value)}</a></td>'
+                )
+        parts += [cell(values[j]) for cell, j in self.rest]
+        return "<tr>" + "".join(parts) + "</tr>"
 
     def body(self) -> Markup:
-        return Markup("\n".join(self.row(r) for r in self.page.rows))  # noqa: S704 - escaped above
+        return Markup("\n".join([self.row(r) for r in self.page.rows]))  # noqa: S704 - escaped above
 
 
 def json_rows(b: BoundResource, page: Page) -> list[dict[str, Any]]:
