@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import jinja2
@@ -31,8 +32,28 @@ class Renderer:
             version=__version__,
             static_url=static_url,
             read_only=config.read_only,
+            icon=self.icon,
         )
         self.context_hooks: list[Callable[[web.Request], dict[str, Any]]] = []
+        # Templates are loaded once (auto_reload=False), so which name of a list exists is
+        # decided once too: no TemplateNotFound raised and caught on every request.
+        self._chosen: dict[tuple[str, ...], jinja2.Template] = {}
+        self._icon = lru_cache(maxsize=256)(self._render_icon)
+
+    def _render_icon(self, name: str, label: str | None, size: str | None) -> Any:
+        return self.env.get_template("_macros.html").module.icon(name, label, size)  # type: ignore[attr-defined]
+
+    def icon(self, name: str, label: str | None = None, size: str | None = None) -> Any:
+        """`_macros.html`'s `icon` macro, memoised: its output depends only on its arguments,
+        and a page draws a dozen or more of them (the chrome, the sidebar)."""
+        return self._icon(name, label, size)
+
+    def template(self, names: str | list[str]) -> jinja2.Template:
+        key = (names,) if isinstance(names, str) else tuple(names)
+        found = self._chosen.get(key)
+        if found is None:
+            found = self._chosen[key] = self.env.select_template(list(key))
+        return found
 
     def page_context(self, request: web.Request) -> dict[str, Any]:
         ctx: dict[str, Any] = {
@@ -49,9 +70,7 @@ class Renderer:
         return ctx
 
     def render_text(self, names: str | list[str], context: dict[str, Any]) -> str:
-        return self.env.select_template([names] if isinstance(names, str) else names).render(
-            context
-        )
+        return self.template(names).render(context)
 
     def response(
         self,
