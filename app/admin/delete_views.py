@@ -27,7 +27,7 @@ from app.admin.listing import parse_query, where_clause
 from app.admin.resources import Action, BoundResource
 from app.admin.setup import get_resource
 from app.errors import Conflict, Invalid, NotFound
-from app.web import keys
+from app.web import flash, keys
 from app.web.auth import audit_context, is_elevated, require, require_elevated, session
 from app.web.render import render
 
@@ -180,9 +180,12 @@ async def bulk_submit(request: web.Request) -> web.StreamResponse:
         return await confirm_page(request, bound, action, selection, error=exc.problem, status=400)
     except Conflict as exc:
         return await confirm_page(request, bound, action, selection, error=exc.problem, status=409)
-    del done  # the list shows the result; a flash message needs a store we do not have yet
-    raise web.HTTPSeeOther(
-        f"/admin/{bound.slug}/" + (f"?{selection.back}" if selection.back else "")
+    noun = bound.title.lower() if len(done) != 1 else singular(bound.title).lower()
+    verb = "Deleted" if action is DELETE else f"{action.label}:"
+    raise flash.see_other(
+        request,
+        f"/admin/{bound.slug}/" + (f"?{selection.back}" if selection.back else ""),
+        f"{verb} {len(done):,} {noun}.",
     )
 
 
@@ -258,4 +261,6 @@ async def delete_submit(request: web.Request) -> web.StreamResponse:
             if row is None:
                 raise
             return render_delete(request, bound, pk, row, plan, error=exc.problem, status=409)
-    raise web.HTTPSeeOther(list_url(bound))
+    raise flash.see_other(
+        request, list_url(bound), f"Deleted {singular(bound.title).lower()} {pk}."
+    )

@@ -18,7 +18,7 @@ from app.admin.resources import BoundResource, display_column_of
 from app.admin.setup import ADMIN, get_resource
 from app.authority.principal import Principal
 from app.errors import Invalid, NotFound
-from app.web import keys
+from app.web import flash, keys
 from app.web.auth import audit_context, require
 from app.web.readonly import GLOBAL_MESSAGE, resource_is_read_only
 from app.web.render import render
@@ -330,7 +330,9 @@ async def create_submit(request: web.Request) -> web.StreamResponse:
                 row = await writes.insert_row(conn, audit_context(request), bound, parsed.values)
         except Invalid as exc:
             return await _invalid(request, bound, who, raw, exc)
-        raise redirect_after_save(bound, row[bound.pk], data)
+        raise redirect_after_save(
+            request, bound, row[bound.pk], data, f"Added {writes.label_of(bound, row)}."
+        )
     return await render_form(
         request, bound, who, raw=raw, errors=parsed.errors, status=400,
         extra={"form_errors": ["Please correct the fields marked below."]},
@@ -353,8 +355,15 @@ async def _invalid(
     )  # fmt: skip
 
 
-def redirect_after_save(bound: BoundResource, pk: Any, data: Mapping[str, str]) -> web.HTTPSeeOther:
-    """EDIT-2: save → list; save and continue → this record; save and add another → blank form."""
+def _noun(bound: BoundResource) -> str:
+    return singular(bound.title).lower()
+
+
+def redirect_after_save(
+    request: web.Request, bound: BoundResource, pk: Any, data: Mapping[str, str], message: str
+) -> web.HTTPSeeOther:
+    """EDIT-2: save → list; save and continue → this record; save and add another → blank form.
+    The page it lands on says what was saved."""
     choice = data.get("_save", "save")
     back = back_query(data.get("_back"))
     key = quote(str(pk), safe="")
@@ -362,7 +371,7 @@ def redirect_after_save(bound: BoundResource, pk: Any, data: Mapping[str, str]) 
         return web.HTTPSeeOther(with_back(f"/admin/{bound.slug}/{key}/?saved=1", back))
     if choice == "add":
         return web.HTTPSeeOther(with_back(f"/admin/{bound.slug}/new?saved={key}", back))
-    return web.HTTPSeeOther(list_url(bound, back))
+    return flash.see_other(request, list_url(bound, back), message)
 
 
 async def load_row(request: web.Request, bound: BoundResource, pk: Any) -> dict[str, Any]:
@@ -451,7 +460,7 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
         label = writes.label_of(bound, stale.current)
         raw = {**displayed(bound, stale.current), **data, **parsed.raw, "_label": label}
         return await conflict_page(request, bound, who, pk, raw=raw, stale=stale)
-    raise redirect_after_save(bound, pk, data)
+    raise redirect_after_save(request, bound, pk, data, f"Saved {_noun(bound)} {pk}.")
 
 
 async def redisplay(

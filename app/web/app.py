@@ -47,6 +47,7 @@ FEATURES: tuple[str, ...] = (
     "app.authority.setup",
     "app.mail",
     "app.admin.setup",
+    "app.web.flash",
     "app.web.account",
     "app.web.admin_users",
     "app.web.admin_groups",

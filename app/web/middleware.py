@@ -15,6 +15,7 @@ from app.ops.logging import request_id_var
 from app.web import keys
 from app.web.auth_middleware import login_required, session_actor
 from app.web.csrf import csrf_guard
+from app.web.flash import clear_shown
 from app.web.readonly import read_only
 from app.web.render import render
 from app.web.requestinfo import client_ip_and_scheme, request_id_from
@@ -180,6 +181,7 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
 MIDDLEWARES = [
     request_log,
     security_headers,
+    clear_shown,  # after error pages rendered, so a 403 page that showed a message clears it
     error_pages,
     csrf_guard,  # SEC-1
     session_actor,  # SESS-3, AUTHZ-5

@@ -48,6 +48,8 @@ async def test_declared_action_on_selected_ids_is_one_change_and_one_event(
         "SELECT array_agg(metadata->'ids') FROM keel_audit WHERE event_type = 'bulk_action'",
     )
     assert events == [["1", "2", "3"]]
+    listed = await (await b.get("/admin/bookings/")).text()
+    assert "3 bookings." in listed, "the list says how many rows the action changed"
 
 
 async def test_action_marked_confirm_asks_first(

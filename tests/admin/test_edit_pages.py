@@ -60,6 +60,9 @@ async def test_save_and_add_another_and_continue(admin: Browser, database_url: s
     base = {"name": "Ada", "hourly_rate": "31.50", "is_active": "on", "profile": '{"van": "V1"}'}
     resp = await admin.post(f"{TECH}/new", {**base, "email": "a1@x.test", "_save": "save"})
     assert resp.status == 303 and resp.headers["Location"] == f"{TECH}/"
+    listed = await (await admin.get(f"{TECH}/")).text()
+    assert "Added Ada." in listed, "the list says what was saved"
+    assert "Added Ada." not in await (await admin.get(f"{TECH}/")).text(), "once"
     resp = await admin.post(f"{TECH}/new", {**base, "email": "a2@x.test", "_save": "add"})
     assert resp.status == 303 and resp.headers["Location"].startswith(f"{TECH}/new?saved=")
     assert "Saved" in await (await admin.get(resp.headers["Location"])).text()
@@ -338,3 +341,14 @@ async def test_undecodable_bytes_never_make_a_500(admin: Browser, database_url: 
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert resp.status in (303, 400), await resp.text()
+
+
+async def test_a_forged_message_cookie_is_ignored(admin: Browser) -> None:
+    """The one-shot message cookie is signed: words set by anyone else never reach the page."""
+    import base64
+    import json
+
+    payload = base64.urlsafe_b64encode(json.dumps({"k": "danger", "t": "Call 555-SCAM"}).encode())
+    forged = f"keel_session={admin.token}; keel_flash={payload.decode()}.{'0' * 32}"
+    resp = await admin.get(f"{TECH}/", headers={"Cookie": forged})
+    assert resp.status == 200 and "555-SCAM" not in await resp.text()

@@ -1,0 +1,96 @@
+"""One-shot messages across a redirect ("Saved booking 42."): a signed cookie read once.
+
+After a POST the handler redirects (POST/redirect/GET); the next HTML page shows the message
+and clears the cookie. The cookie is HMAC-signed with a key derived from `secret_key`, so a
+cookie set by anyone else (a sibling subdomain, a browser extension) is ignored instead of
+putting their words on our page. The text is still escaped by Jinja like any other value.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from aiohttp import web
+
+from app.web import keys
+from app.web.csrf import clear_cookie, set_cookie
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Kind = Literal["success", "info", "warning", "danger"]
+COOKIE = "keel_flash"
+MAX_TEXT = 300
+FLASH_KEY = web.AppKey("keel_flash_key", bytes)
+_SHOWN = web.RequestKey("keel_flash_shown", bool)
+
+
+def _key(app: web.Application) -> bytes:
+    return app[FLASH_KEY]
+
+
+def _sign(key: bytes, payload: bytes) -> str:
+    return hmac.new(key, payload, hashlib.sha256).hexdigest()[:32]
+
+
+def flash(
+    response: web.StreamResponse, request: web.Request, text: str, kind: Kind = "success"
+) -> None:
+    """Show `text` on the next page this browser loads."""
+    clean = "".join(c for c in text if c.isprintable())[:MAX_TEXT]
+    payload = base64.urlsafe_b64encode(json.dumps({"k": kind, "t": clean}).encode())
+    set_cookie(response, request, COOKIE, f"{payload.decode()}.{_sign(_key(request.app), payload)}")
+
+
+def read(request: web.Request) -> list[dict[str, str]]:
+    """The pending message, if any, verified; marks it shown so the response clears it."""
+    raw = request.cookies.get(COOKIE)
+    if not raw:
+        return []
+    request[_SHOWN] = True
+    payload, _, mac = raw.rpartition(".")
+    if not payload or not hmac.compare_digest(_sign(_key(request.app), payload.encode()), mac):
+        return []
+    try:
+        data = json.loads(base64.urlsafe_b64decode(payload.encode()))
+        kind, text = str(data["k"]), str(data["t"])[:MAX_TEXT]
+    except (ValueError, KeyError, TypeError):
+        return []
+    if kind not in ("success", "info", "warning", "danger"):
+        return []
+    return [{"kind": kind, "text": text}]
+
+
+def template_context(request: web.Request) -> dict[str, Any]:
+    """`Renderer.context_hooks` entry: only full pages reach here, so only they consume it."""
+    return {"flash_messages": read(request)}
+
+
+@web.middleware
+async def clear_shown(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Clear the cookie once a page showed it (and not on redirects, which show nothing)."""
+    response = await handler(request)
+    if request.get(_SHOWN) and not response.prepared and COOKIE not in response.cookies:
+        clear_cookie(response, request, COOKIE)
+    return response
+
+
+def setup(app: web.Application) -> None:
+    secret = app[keys.CONFIG].secret_key.encode()
+    app[FLASH_KEY] = hmac.new(secret, b"keel flash v1", hashlib.sha256).digest()
+    app[keys.RENDERER].context_hooks.append(template_context)
+
+
+def see_other(
+    request: web.Request, location: str, text: str, kind: Kind = "success"
+) -> web.HTTPSeeOther:
+    """A 303 to `location` that carries `text` to the page it lands on (raise it)."""
+    carrier = web.Response()
+    flash(carrier, request, text, kind)
+    redirect = web.HTTPSeeOther(location)
+    for morsel in carrier.cookies.values():  # aiohttp writes cookies only when it sends
+        redirect.headers.add("Set-Cookie", morsel.OutputString())
+    return redirect
