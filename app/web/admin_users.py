@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from app import audit
-from app.authority import groups, passwords, permissions, sessions, users
+from app.authority import groups, guards, passwords, permissions, sessions, users
 from app.authority.principal import ROLES, Principal
 from app.authority.roles import MANAGER_ROLE
 from app.authority.setup import HASHER, POLICY
@@ -173,7 +173,10 @@ async def create_user(request: web.Request) -> web.Response:
             "full_name": f.text(form, "full_name", "Full name", max_len=200),
             "display_name": f.text(form, "display_name", "Display name", max_len=100),
         }
-        role = f.choice(form, "role", "The role", ctx["roles"])
+        # The whole ladder is valid input; a role above the actor's own is the role-ceiling
+        # guard's refusal (AUTHZ-3 guard 3, a 403 with its own message), not a bad value.
+        role = f.choice(form, "role", "The role", list(ROLES))
+        guards.check_role_ceiling(actor, role)  # before Argon2: a refusal costs no hash
         chosen = f.many(form, "groups", "Groups", ctx["groups"])
         mode = f.choice(form, "password_mode", "The password choice", ["onetime", "set"])
         one_time = passwords.generate() if mode == "onetime" else None

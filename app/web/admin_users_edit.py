@@ -8,7 +8,7 @@ import psycopg
 from aiohttp import web
 
 from app.authority import groups, guards, permissions, users
-from app.authority.principal import Principal
+from app.authority.principal import ROLES, Principal
 from app.errors import Conflict, Invalid, PermissionDenied
 from app.web import admin_users_forms as f
 from app.web import keys
@@ -109,7 +109,9 @@ def _parse(form: Any, ctx: dict[str, Any]) -> dict[str, Any]:
         name: f.text(form, name, label, max_len=limit) for name, label, limit in PROFILE
     }
     parsed["email"] = f.email(form)
-    parsed["role"] = f.choice(form, "role", "The role", ctx["roles"])
+    # The whole ladder is valid input: a role above the actor's own is refused by the
+    # role-ceiling guard (403, its own message), not as an unknown value (AUTHZ-3 guard 3).
+    parsed["role"] = f.choice(form, "role", "The role", list(ROLES))
     parsed["is_active"] = f.boolean(form, "is_active")
     parsed["groups"] = f.many(form, "groups", "Groups", ctx["groups"])
     parsed["perms"] = f.many(form, "perms", "Permissions", ctx["grid"].names)
@@ -136,6 +138,7 @@ async def save(request: web.Request) -> web.Response:
     try:
         parsed = _parse(form, ctx)
         if parsed["role"] != target.role or parsed["is_active"] != target.is_active:
+            _check_guards(actor, target, parsed)  # a refusal needs no password first
             await require_elevated(request)  # REAUTH-1: role changes and deactivation
         async with pool.connection() as conn, conn.transaction():
             # One transaction: a refusal by any guard leaves the user exactly as they were.
@@ -157,6 +160,16 @@ async def save(request: web.Request) -> web.Response:
         )
     done = "saved" if changed else "unchanged"
     raise web.HTTPSeeOther(f"/admin/users/{target.id}/?done={done}")
+
+
+def _check_guards(actor: Principal, target: users.User, parsed: dict[str, Any]) -> None:
+    """AUTHZ-3 guards 1–3, in SPEC order, before the re-auth wall; the services check all
+    four again inside the transaction that makes the change."""
+    new_role = parsed["role"] if parsed["role"] != target.role else None
+    deactivate = target.is_active and not parsed["is_active"]
+    guards.check_self(actor, target, new_role=new_role, deactivate=deactivate)
+    guards.check_rank(actor, target)
+    guards.check_role_ceiling(actor, new_role)
 
 
 async def _apply(

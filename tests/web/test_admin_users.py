@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
 import psycopg
 import pytest
 
-from app.authority import users
+from app.authority import guards, users
+from app.authority.principal import Principal
+from app.errors import PermissionDenied
 
 pytestmark = pytest.mark.asyncio
 
@@ -173,15 +176,37 @@ async def test_create_refuses_a_duplicate_email_with_409(signed_in, make_user):
     assert "already exists" in await resp.text()
 
 
-async def test_create_offers_only_roles_up_to_ones_own(signed_in):
+def ceiling_message(actor_role: str, role: str) -> str:
+    """The role-ceiling guard's own words, as the CLI and the services say them (AUTHZ-3)."""
+    who = Principal(1, "a@example.com", actor_role, "A")
+    with pytest.raises(PermissionDenied) as err:
+        guards.check_role_ceiling(who, role)
+    return html.escape(err.value.problem, quote=False)
+
+
+async def test_create_offers_only_roles_up_to_ones_own_and_the_guard_refuses_more(
+    signed_in, database_url
+):
     s = await signed_in("administrator")
     page = await (await s.get("/admin/users/new")).text()
     assert 'value="administrator"' in page and 'value="developer"' not in page
+    # A crafted form naming a real role above one's own reaches AUTHZ-3 guard 3: its 403 page
+    # with its own message (naming the role), not a 400 for an unoffered value.
     resp = await s.post(
         "/admin/users/new",
         {"email": "x@example.com", "role": "developer", "password_mode": "onetime"},
     )
-    assert resp.status == 400  # not an offered value (AUTHZ-3 guard 3 behind it)
+    assert resp.status == 403
+    body = await resp.text()
+    assert ceiling_message("administrator", "developer") in body
+    assert "offered values" not in body
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        assert await users.find_id_by_email(conn, "x@example.com") is None
+    # A role that is not on the ladder at all is still bad input.
+    resp = await s.post(
+        "/admin/users/new", {"email": "x@example.com", "role": "king", "password_mode": "onetime"}
+    )
+    assert resp.status == 400
 
 
 # ---- profile ------------------------------------------------------------------------------
@@ -266,7 +291,7 @@ async def test_direct_permission_change_applies_on_the_next_request(signed_in):
     assert (await staff.get("/admin/customers/")).status == 403
 
 
-async def test_guard_messages_are_403_pages_naming_the_rule(signed_in, make_user):
+async def test_guard_messages_are_403_pages_naming_the_rule(signed_in, make_user, database_url):
     """AUTHZ-3: each guard has its own message, shown as a 403 inside the page chrome."""
     admin = await signed_in("administrator")
     await elevate(admin)
@@ -291,10 +316,28 @@ async def test_guard_messages_are_403_pages_naming_the_rule(signed_in, make_user
     resp = await admin.post(f"/admin/users/{dev.id}/edit", edit_form(dev, full_name="X"))
     assert resp.status == 403  # refused for the rank, not for the role it does not offer
     assert "is not below yours" in await resp.text()
-    # 3. no role above one's own: through a crafted form the value is not even offered
+    # 3. no role above one's own: the picker does not offer it, and a crafted form gets the
+    # guard's own 403 (the same words as the CLI), with nothing changed.
     target, _ = await make_user("staff")
+    page = await (await admin.get(f"/admin/users/{target.id}/edit")).text()
+    assert 'value="administrator"' in page and 'value="developer"' not in page
     resp = await admin.post(f"/admin/users/{target.id}/edit", edit_form(target, role="developer"))
-    assert resp.status == 400
+    assert resp.status == 403
+    assert ceiling_message("administrator", "developer") in await resp.text()
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        assert (await users.get(conn, target.id)).role == "staff"
+
+
+async def test_role_ceiling_is_refused_before_the_reauth_wall(signed_in, make_user):
+    """Guard 3 needs no password first: the refusal comes before the re-auth wall, like delete."""
+    admin = await signed_in("administrator")
+    target, _ = await make_user("user")
+    resp = await admin.post(f"/admin/users/{target.id}/edit", edit_form(target, role="developer"))
+    assert resp.status == 403
+    assert ceiling_message("administrator", "developer") in await resp.text()
+    # Roles up to one's own still go through the wall.
+    resp = await admin.post(f"/admin/users/{target.id}/edit", edit_form(target, role="staff"))
+    assert resp.status == 303 and resp.headers["Location"].startswith("/reauth")
 
 
 async def test_orphan_guard_keeps_the_last_administrator(signed_in):
