@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,3 +90,18 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[str] | Non
 def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stdout, proc.stdout
+
+
+async def outbox_mail(conn: Any, secret: str | bytes) -> list[tuple[str, str]]:
+    """(to, text) of every queued mail, oldest first, with sealed tokens filled in the way the
+    delivery worker fills them (app/mail/seal.py); the stored body never holds them.
+    `secret`: the secret_key, or an audit key (`Context.audit_key`)."""
+    from app.audit import derive_key
+    from app.mail.seal import seal_key, unseal
+
+    key = seal_key(derive_key(secret) if isinstance(secret, str) else secret)
+    cur = await conn.execute("SELECT to_addr, body_text, seal FROM keel_outbox ORDER BY id")
+    return [
+        (to, unseal(key, seal, body) if seal is not None else body)
+        for to, body, seal in await cur.fetchall()
+    ]

@@ -35,6 +35,7 @@ async def issue_token(
     kind: Kind,
     requested_ip: str | None = None,
     now: datetime | None = None,
+    token: str | None = None,
 ) -> str:
     """A new single-use recovery token for `user_id`; only its SHA-256 is stored (INV-1).
 
@@ -45,7 +46,9 @@ async def issue_token(
     if not 0 < ttl_seconds <= MAX_TTL:
         raise ValueError("ttl_seconds must be between 1 second and a day")
     at = now or datetime.now(UTC)
-    token = sessions.new_token()
+    token = token or sessions.new_token()
+    if not sessions.well_formed(token):
+        raise ValueError("a recovery token has the shape of every other token")
     await conn.execute(
         "INSERT INTO keel_recovery_tokens (token_hash, user_id, kind, created_at, expires_at,"
         " requested_ip) VALUES (%s, %s, %s, %s, %s, %s)",
@@ -87,9 +90,11 @@ async def request_reset(
         return False
     try:
         async with conn.transaction():
-            token = await issue_token(
+            # INV-1: the mail waits in the outbox with a seal, never the token (app/mail/seal.py).
+            token, seal = mail.new_sealed_token(mail.seal_key(ctx.audit_key))
+            await issue_token(
                 conn, user_id=account.id, ttl_seconds=RESET_TTL, kind="reset", requested_ip=ip,
-                now=at,
+                now=at, token=token,
             )  # fmt: skip
             await mail.enqueue(
                 conn,
@@ -101,9 +106,10 @@ async def request_reset(
                     "when": at,
                     "ip": ctx.ip,
                     "device": ctx.user_agent,
-                    "link": reset_link(public_url, token),
+                    "link": reset_link(public_url, mail.PLACEHOLDER),
                     "expires_minutes": RESET_TTL // 60,
                 },
+                seal=seal,
             )
             await audit.record(
                 conn,

@@ -69,13 +69,13 @@ async def _test(config: Config, out: Out, to: str) -> int:
 
     from app.db.migrate import os_actor
     from app.db.pool import connect
-    from app.mail import SmtpSettings, Worker, send_now
+    from app.mail import SmtpSettings, Worker, send_now, worker_seal_key
     from app.mail.delivery import describe
 
     settings = SmtpSettings.from_config(config)
     where = f"{settings.host}:{settings.port} ({settings.tls})"
     async with connect(config) as conn:
-        worker = Worker(lambda: connect(config), settings)
+        worker = Worker(lambda: connect(config), settings, seal_key=worker_seal_key(config))
         context = {"when": datetime.now(UTC), "operator": os_actor(), "site_name": config.site_name}
         try:
             mail_id, reply = await send_now(conn, worker, to=to, template="test", context=context)

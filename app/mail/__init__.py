@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.mail.delivery import SmtpSettings, Worker, console_send, describe, handshake
 from app.mail.outbox import TEMPLATES, QueueStatus, enqueue, purge_sent, queue_status, render
+from app.mail.seal import PLACEHOLDER, new_sealed_token, seal_key
 
 if TYPE_CHECKING:
     import psycopg
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from app.ops.doctor import Check
 
 __all__ = [
+    "PLACEHOLDER",
     "TEMPLATES",
     "QueueStatus",
     "SmtpSettings",
@@ -26,11 +28,14 @@ __all__ = [
     "doctor_checks",
     "enqueue",
     "mail_worker",
+    "new_sealed_token",
     "purge_sent",
     "queue_status",
     "render",
+    "seal_key",
     "send_now",
     "setup",
+    "worker_seal_key",
 ]
 
 POLL_INTERVAL = 2.0
@@ -46,11 +51,19 @@ def worker_for(config: Config, connect: Any) -> Worker | None:
 
     Without smtp_host, demo mode prints mail to the console log (MAIL-3); anywhere else the
     mail waits, visible in `keel mail status` and `keel doctor`, until SMTP is configured."""
+    key = worker_seal_key(config)
     if config.smtp_host:
-        return Worker(connect, SmtpSettings.from_config(config))
+        return Worker(connect, SmtpSettings.from_config(config), seal_key=key)
     if config.demo:
-        return Worker(connect, SmtpSettings.from_config(config), send=console_send)
+        return Worker(connect, SmtpSettings.from_config(config), send=console_send, seal_key=key)
     return None
+
+
+def worker_seal_key(config: Config) -> bytes | None:
+    """The key that turns an outbox row's seal into its link token (app/mail/seal.py)."""
+    from app import audit
+
+    return seal_key(audit.derive_key(config.secret_key)) if config.secret_key else None
 
 
 async def mail_worker(app: web.Application) -> AsyncIterator[None]:

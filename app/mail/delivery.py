@@ -10,7 +10,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from app.config import Config
+from app.mail.seal import unseal
 
 log = logging.getLogger("keel.mail")
 
@@ -34,6 +35,7 @@ class Outgoing:
     text: str
     html: str
     attempts: int
+    seal: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ UPDATE keel_outbox AS o
          LIMIT %(batch)s
          FOR UPDATE SKIP LOCKED) AS due
  WHERE o.id = due.id {only}
-RETURNING o.id, o.to_addr, o.subject, o.body_text, o.body_html, o.attempts
+RETURNING o.id, o.to_addr, o.subject, o.body_text, o.body_html, o.attempts, o.seal
 """
 
 
@@ -189,8 +191,10 @@ class Worker:
         base_delay: float = 30.0,
         max_delay: float = 3600.0,
         lease: float = 300.0,
+        seal_key: bytes | None = None,
     ) -> None:
         self.connect, self.settings, self.send = connect, settings, send
+        self.seal_key = seal_key  # app/mail/seal.py: fills in sealed tokens when sending
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.batch, self.max_attempts, self.lease = batch, max_attempts, lease
         self.base_delay, self.max_delay = base_delay, max_delay
@@ -210,7 +214,7 @@ class Worker:
         """Send one claimed message and record the outcome; returns the server's reply."""
         try:
             reply = await asyncio.to_thread(
-                self.send, self.settings, build_message(self.settings, mail)
+                self.send, self.settings, build_message(self.settings, self._unsealed(mail))
             )
         except Exception as exc:
             final = not retry or is_permanent(exc) or mail.attempts >= self.max_attempts
@@ -224,21 +228,35 @@ class Worker:
         async with self.connect() as conn:
             await conn.execute(
                 "UPDATE keel_outbox SET status = 'sent', sent_at = %s, last_error = NULL,"
-                " locked_by = NULL, locked_until = NULL WHERE id = %s AND locked_by = %s",
+                " locked_by = NULL, locked_until = NULL, seal = NULL"
+                " WHERE id = %s AND locked_by = %s",
                 (now, mail.id, self.name),
             )
         log.info("mail %s sent to %s", mail.id, mail.to, extra={"mail_id": mail.id})
         return reply
 
+    def _unsealed(self, mail: Outgoing) -> Outgoing:
+        if mail.seal is None:
+            return mail
+        if self.seal_key is None:
+            raise PermanentFailure("sealed mail needs secret_key to be set on this server")
+        return replace(
+            mail,
+            text=unseal(self.seal_key, mail.seal, mail.text),
+            html=unseal(self.seal_key, mail.seal, mail.html),
+        )
+
     async def _failed(self, mail: Outgoing, now: datetime, error: str, final: bool) -> None:
         async with self.connect() as conn:
             await conn.execute(
                 "UPDATE keel_outbox SET status = %s, last_error = %s, next_attempt_at = %s,"
-                " locked_by = NULL, locked_until = NULL WHERE id = %s AND locked_by = %s",
+                " locked_by = NULL, locked_until = NULL,"
+                " seal = CASE WHEN %s THEN NULL ELSE seal END WHERE id = %s AND locked_by = %s",
                 (
                     "failed" if final else "pending",
                     error,
                     now + self.backoff(mail.attempts),
+                    final,
                     mail.id,
                     self.name,
                 ),

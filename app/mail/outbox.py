@@ -13,6 +13,7 @@ import jinja2
 import psycopg
 
 from app.errors import Invalid, KeelError
+from app.mail.seal import PLACEHOLDER, SEAL_BYTES
 
 # Template name → subject. Each has mail/<name>.txt and mail/<name>.html; the keys listed
 # are required in the context so a caller cannot forget the facts MAIL-3 asks for.
@@ -126,15 +127,32 @@ async def enqueue(
     template: str,
     context: Mapping[str, Any],
     now: datetime | None = None,
+    seal: bytes | None = None,
 ) -> int:
-    """Queue one message in the caller's transaction: it is sent only if that commits (MAIL-1)."""
+    """Queue one message in the caller's transaction: it is sent only if that commits (MAIL-1).
+
+    With `seal` (app/mail/seal.py), the bodies carry `seal.PLACEHOLDER` where a token goes and
+    the worker derives the token when it sends: the token itself is never stored (INV-1)."""
     rendered = render(template, context)
+    if seal is not None and (
+        len(seal) != SEAL_BYTES
+        or PLACEHOLDER not in rendered.text
+        or PLACEHOLDER not in rendered.html
+    ):
+        raise KeelError(
+            f"sealed mail {template!r} needs a {SEAL_BYTES}-byte seal and the placeholder in both bodies",
+            fix="build the link with app.mail.seal.PLACEHOLDER where the token goes",
+        )
     cur = await conn.execute(
         "INSERT INTO keel_outbox (template, to_addr, subject, body_text, body_html, created_at,"
-        " next_attempt_at) VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), coalesce(%s, now()))"
+        " next_attempt_at, seal)"
+        " VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), coalesce(%s, now()), %s)"
         " RETURNING id",
-        (template, check_address(to), rendered.subject, rendered.text, rendered.html, now, now),
-    )
+        (
+            template, check_address(to), rendered.subject, rendered.text, rendered.html, now, now,
+            seal,
+        ),
+    )  # fmt: skip
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])

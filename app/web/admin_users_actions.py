@@ -214,9 +214,11 @@ async def _send_link(call: Call) -> web.StreamResponse:
     async with conn.transaction():
         locked = await users.get(conn, target.id, for_update=True)
         guards.check_rank(actor, locked)
-        token = await recovery.issue_token(
+        # INV-1: the outbox holds a seal, never the token (app/mail/seal.py).
+        token, seal = mail.new_sealed_token(mail.seal_key(ctx.audit_key))
+        await recovery.issue_token(
             conn, user_id=locked.id, ttl_seconds=recovery.RESET_TTL, kind="reset",
-            requested_ip=ctx.ip, now=now,
+            requested_ip=ctx.ip, now=now, token=token,
         )  # fmt: skip
         await mail.enqueue(
             conn,
@@ -228,9 +230,10 @@ async def _send_link(call: Call) -> web.StreamResponse:
                 "when": now,
                 "ip": ctx.ip,
                 "device": ctx.user_agent,
-                "link": recovery.reset_link(config.public_url, token),
+                "link": recovery.reset_link(config.public_url, mail.PLACEHOLDER),
                 "expires_minutes": recovery.RESET_TTL // 60,
             },
+            seal=seal,
         )
         event = events.password_reset_by_other(
             locked.id, locked.email, "link", reason,

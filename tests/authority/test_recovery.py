@@ -16,6 +16,7 @@ from app.authority import recovery, sessions
 from app.authority.passwords import Policy
 from app.errors import Invalid
 from tests.authority.conftest import DEFAULT_PASSWORD, make_user
+from tests.helpers import outbox_mail
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 PUBLIC = "https://ops.example.com"
@@ -32,9 +33,9 @@ async def _ask(conn, ctx, email: object, at: datetime = T0) -> bool:
     return await recovery.request_reset(conn, ctx, email=email, public_url=PUBLIC, now=at)
 
 
-async def _outbox(conn: psycopg.AsyncConnection[Any]) -> list[tuple[str, str]]:
-    cur = await conn.execute("SELECT to_addr, body_text FROM keel_outbox ORDER BY id")
-    return list(await cur.fetchall())
+async def _outbox(conn: psycopg.AsyncConnection[Any], ctx: Context) -> list[tuple[str, str]]:
+    """The mail as the delivery worker sends it (tokens unsealed with the test's key)."""
+    return await outbox_mail(conn, ctx.audit_key)
 
 
 def _token_from(body: str) -> str:
@@ -49,7 +50,7 @@ async def test_request_queues_mail_with_a_public_url_link_and_stores_only_a_hash
     """REC-1: 32 random bytes, 30 minutes, hash only, mail in the same transaction."""
     uid, _ = await make_user(conn, email="ann@example.com")
     assert await _ask(conn, web_ctx, "ANN@example.com")
-    [(to, body)] = await _outbox(conn)
+    [(to, body)] = await _outbox(conn, web_ctx)
     token = _token_from(body)
     assert to == "ann@example.com" and "203.0.113.60" in body and "30 minutes" in body
     cur = await conn.execute(
@@ -73,7 +74,7 @@ async def test_unknown_inactive_and_hostile_requests_send_nothing(conn, web_ctx,
     """REC-1: nothing is sent, nothing is raised; the page is the same (tested on the web)."""
     await make_user(conn, email="gone@example.com", active=False)
     assert not await _ask(conn, web_ctx, email)
-    assert await _outbox(conn) == []
+    assert await _outbox(conn, web_ctx) == []
 
 
 async def test_limits_are_silent_per_account_and_per_address(conn, web_ctx) -> None:
@@ -95,7 +96,7 @@ async def test_limits_are_silent_per_account_and_per_address(conn, web_ctx) -> N
 async def test_without_public_url_no_link_is_built_from_anything_else(conn, web_ctx) -> None:
     await make_user(conn, email="dee@example.com")
     assert not await recovery.request_reset(conn, web_ctx, email="dee@example.com", public_url="")
-    assert await _outbox(conn) == []
+    assert await _outbox(conn, web_ctx) == []
 
 
 async def test_consume_checks_policy_first_then_uses_the_token_once(conn, web_ctx, hasher) -> None:
@@ -104,7 +105,7 @@ async def test_consume_checks_policy_first_then_uses_the_token_once(conn, web_ct
     s1, _ = await sessions.create(conn, user_id=uid, now=T0, absolute=43200)
     await _ask(conn, web_ctx, "eli@example.com")
     await _ask(conn, web_ctx, "eli@example.com")
-    first, second = (_token_from(b) for _, b in await _outbox(conn))
+    first, second = (_token_from(b) for _, b in await _outbox(conn, web_ctx))
     with pytest.raises(Invalid, match="Too short"):
         await recovery.consume(
             conn, web_ctx, hasher, token=first, new_password="short", policy=POLICY, now=T0
@@ -207,7 +208,8 @@ async def test_signed_in_change_needs_the_old_password_and_ends_other_sessions(
         "SELECT count(*) FROM keel_audit WHERE event_type = 'password_changed_self'"
     )
     assert (await cur.fetchone())[0] == 1
-    [(to, body)] = await _outbox(conn)  # MAIL-3: the owner hears of it, with when and where
+    # MAIL-3: the owner hears of it, with when and where
+    [(to, body)] = await _outbox(conn, ctx)
     assert to == "hal@example.com" and "was changed" in body and "other sessions" in body
 
 
@@ -249,7 +251,7 @@ async def test_a_reset_lifts_the_throttle_lock_but_never_an_administrators(
     async def reset(email: str, at: datetime) -> None:
         await conn.execute("DELETE FROM keel_outbox")
         await _ask(conn, web_ctx, email, at)
-        [(_, body)] = [m for m in await _outbox(conn) if m[0] == email]
+        [(_, body)] = [m for m in await _outbox(conn, web_ctx) if m[0] == email]
         await recovery.consume(
             conn,
             web_ctx,

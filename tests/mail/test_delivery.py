@@ -181,3 +181,59 @@ async def test_serve_delivers_queued_mail_in_the_background(
         await asyncio.sleep(0.05)
     assert len(smtp.handler.messages) == 1
     await client.close()
+
+
+async def test_a_sealed_link_is_filled_in_only_when_sent_then_forgotten(
+    conn: psycopg.AsyncConnection[Any], connector: Connector, smtp: SmtpServer
+) -> None:
+    """INV-1: the outbox row never holds the reset token; the worker derives it from the
+    row's seal with the servers' key, sends it, and clears the seal."""
+    from app.mail import seal as sealing
+
+    key = sealing.seal_key(b"k" * 32)
+    token, seal = sealing.new_sealed_token(key)
+    context = {
+        "email": "eve@example.com", "when": WHEN, "ip": "203.0.113.9", "device": "Firefox",
+        "link": f"https://ops.example.com/reset/{sealing.PLACEHOLDER}", "expires_minutes": 30,
+    }  # fmt: skip
+    mail_id = await mail.enqueue(
+        conn, to="eve@example.com", template="password_reset", context=context, seal=seal
+    )
+    cur = await conn.execute(
+        "SELECT body_text || body_html FROM keel_outbox WHERE id = %s", (mail_id,)
+    )
+    assert token not in (await cur.fetchone())[0]
+    assert await Worker(connector, smtp.settings(), seal_key=key).run_once() == 1
+    [msg] = smtp.handler.messages
+    text = msg.get_body(("plain",)).get_content()
+    assert f"https://ops.example.com/reset/{token}" in text and sealing.PLACEHOLDER not in text
+    assert token in msg.get_body(("html",)).get_content()
+    cur = await conn.execute("SELECT status, seal FROM keel_outbox WHERE id = %s", (mail_id,))
+    assert await cur.fetchone() == ("sent", None)
+
+
+async def test_a_sealed_mail_is_never_sent_with_its_placeholder(
+    conn: psycopg.AsyncConnection[Any], connector: Connector, smtp: SmtpServer
+) -> None:
+    """A worker without the key (no secret_key) fails the mail instead of sending a dead link;
+    a seal without the placeholder in both bodies is refused when queued."""
+    from app.errors import KeelError
+    from app.mail import seal as sealing
+
+    _, seal = sealing.new_sealed_token(sealing.seal_key(b"k" * 32))
+    context = {
+        "email": "eve@example.com", "when": WHEN, "ip": "203.0.113.9", "device": "Firefox",
+        "link": f"https://ops.example.com/reset/{sealing.PLACEHOLDER}", "expires_minutes": 30,
+    }  # fmt: skip
+    mail_id = await mail.enqueue(
+        conn, to="eve@example.com", template="password_reset", context=context, seal=seal
+    )
+    await Worker(connector, smtp.settings()).run_once()
+    assert smtp.handler.messages == []
+    row = await _row(conn, mail_id)
+    assert row["status"] == "failed" and "secret_key" in row["last_error"]
+    plain = {**context, "link": "https://ops.example.com/reset/x"}
+    with pytest.raises(KeelError, match="placeholder"):
+        await mail.enqueue(
+            conn, to="eve@example.com", template="password_reset", context=plain, seal=seal
+        )

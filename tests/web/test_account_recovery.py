@@ -12,7 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from app.web.app import build_app
-from tests.helpers import free_port
+from tests.helpers import free_port, outbox_mail
 from tests.mail.conftest import Recorder
 from tests.web.conftest import page_token, sign_in
 
@@ -42,10 +42,9 @@ async def _forgot(client, email: str, headers: dict[str, str] | None = None) -> 
     assert resp.status == 303 and resp.headers["Location"] == "/forgot/sent"
 
 
-async def _link_from_outbox(database_url: str) -> str:
+async def _link_from_outbox(database_url: str, secret_key: str) -> str:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        cur = await conn.execute("SELECT body_text FROM keel_outbox ORDER BY id DESC LIMIT 1")
-        (body,) = await cur.fetchone()
+        *_, (_, body) = await outbox_mail(conn, secret_key)
     m = re.search(r"http://127\.0\.0\.1:8000(/reset/[A-Za-z0-9_-]{43})", body)
     assert m, body
     return m.group(1)
@@ -80,12 +79,12 @@ async def test_reset_mail_arrives_over_smtp_with_a_public_url_link(
 
 
 async def test_reset_link_sets_the_password_once_and_signs_nobody_in(
-    client, signed_in, database_url
+    client, signed_in, database_url, secret_key
 ) -> None:
     """REC-2: form → policy → consume → every session ends → login with a notice."""
     s = await signed_in("staff")
     await _forgot(client, s.user.email)
-    path = await _link_from_outbox(database_url)
+    path = await _link_from_outbox(database_url, secret_key)
     page = await client.get(path)
     assert page.status == 200 and "Choose a new password" in await page.text()
     token = page_token(await page.text())
@@ -110,12 +109,12 @@ async def test_reset_link_sets_the_password_once_and_signs_nobody_in(
 
 
 async def test_bad_expired_and_used_links_all_show_one_page(
-    client, make_user, database_url
+    client, make_user, database_url, secret_key
 ) -> None:
     """REC-2: invalid, expired and used links are indistinguishable."""
     user, _ = await make_user("staff")
     await _forgot(client, user.email)
-    expired = await _link_from_outbox(database_url)
+    expired = await _link_from_outbox(database_url, secret_key)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute("UPDATE keel_recovery_tokens SET expires_at = now() - interval '1 s'")
     pages = set()
@@ -127,12 +126,12 @@ async def test_bad_expired_and_used_links_all_show_one_page(
 
 
 async def test_reset_tokens_never_reach_the_access_log(
-    client, make_user, database_url, caplog
+    client, make_user, database_url, caplog, secret_key
 ) -> None:
     """REC-6: the token segment of reset paths is masked; query strings are never logged."""
     user, _ = await make_user("staff")
     await _forgot(client, user.email)
-    path = await _link_from_outbox(database_url)
+    path = await _link_from_outbox(database_url, secret_key)
     secret = path.rsplit("/", 1)[1]
     with caplog.at_level(logging.INFO, logger="keel.access"):
         await client.get(path + "?x=" + secret)

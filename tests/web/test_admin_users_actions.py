@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from app.authority import users
+from tests.helpers import outbox_mail
 from tests.web.conftest import sign_in
 
 pytestmark = pytest.mark.asyncio
@@ -86,8 +87,9 @@ async def test_send_reset_link_queues_mail_and_records_the_reason(
     resp = await admin.post(f"/admin/users/{target.id}/reset-link", {"reason": REASON})
     assert resp.status == 303 and resp.headers["Location"].endswith("done=link_sent")
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cur = await conn.execute("SELECT to_addr, body_text FROM keel_outbox")
-        (to_addr, body), *_ = await cur.fetchall()
+        (to_addr, body), *_ = await outbox_mail(conn, admin.secret_key)
+        cur = await conn.execute("SELECT body_text FROM keel_outbox")
+        assert "/reset/!keel-sealed-token!" in (await cur.fetchone())[0], "INV-1: never the token"
     assert to_addr == target.email
     link = re.search(r"http://127\.0\.0\.1:8000/reset/([A-Za-z0-9_-]{43})", body)
     assert link, body  # built from public_url (REC-1)
