@@ -13,7 +13,7 @@ from app.db.pool import open_pool
 from app.errors import KeelError
 from app.ops import health
 from app.web import keys, public
-from app.web.middleware import MIDDLEWARES
+from app.web.middleware import MIDDLEWARES, on_prepare
 from app.web.render import Renderer
 from app.web.static import StaticFiles
 
@@ -58,6 +58,7 @@ FEATURES: tuple[str, ...] = (
 def build_app(config: Config) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=config.max_body_size)
     app[keys.CONFIG] = config
+    app.on_response_prepare.append(on_prepare)
     app[health.MIGRATIONS] = migrate.discover()
     static = StaticFiles()
     app[keys.STATIC] = static

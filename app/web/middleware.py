@@ -87,17 +87,29 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         request_id_var.reset(token)
 
 
+def apply_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+    if not request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    if request.get(keys.IS_HTTPS):
+        response.headers["Strict-Transport-Security"] = HSTS
+    if keys.REQUEST_ID in request:
+        response.headers["X-Request-ID"] = request[keys.REQUEST_ID]
+
+
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """SEC-2 on every response, error pages included."""
     response = await handler(request)
     if not response.prepared:
-        response.headers.update(SECURITY_HEADERS)
-        if not request.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        if request.get(keys.IS_HTTPS):
-            response.headers["Strict-Transport-Security"] = HSTS
+        apply_security_headers(request, response)
     return response
+
+
+async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: the same headers on responses a handler streams itself (exports),
+    which the middleware sees only after they were sent."""
+    apply_security_headers(request, response)
 
 
 def _error_page(
