@@ -139,7 +139,11 @@ async def promote(
     role: str = "administrator",
 ) -> Result:
     """Give the role (administrator by default) and reactivate the account, so someone can
-    sign in and administer again. Moving the last developer still trips the orphan guard."""
+    sign in and administer again. Moving the last developer still trips the orphan guard.
+
+    Any change of role or activation ends the user's sessions (AUTHZ-5), a promotion too:
+    authority granted out of band starts with a fresh sign-in, never on a session that may
+    not be the account holder's. Nothing changed (already that role, active): nothing ends."""
     reason = check_reason(reason)
     new_role = parse_role(role)
     async with conn.transaction():
@@ -154,6 +158,10 @@ async def promote(
             changes={"role": {"from": user.role, "to": new_role},
                      "is_active": {"from": user.is_active, "to": True}},
         )  # fmt: skip
+        if new_role != user.role:
+            await users.revoke_sessions(conn, ctx, user.id, "role_changed")
+        elif not user.is_active:
+            await users.revoke_sessions(conn, ctx, user.id, "emergency_recovery")
     return Result(await users.get(conn, user.id))
 
 

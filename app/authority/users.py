@@ -584,7 +584,10 @@ async def ensure_demo_admin(
 ) -> tuple[str, str] | None:
     """When no active administrator exists (or `fresh_password`, for `keel demo --reset-admin`):
     create or restore the demo administrator with a one-time password that must be changed at
-    first sign-in, and return (email, password) for printing once. Else None."""
+    first sign-in, and return (email, password) for printing once. Else None.
+
+    Restoring is a password reset by someone else: every session of the account ends, as
+    with every other reset (REC-5, SESS-4). A demo account that is a developer stays one."""
     if not fresh_password and (
         await count_active(conn, "administrator") or await count_active(conn, "developer")
     ):
@@ -609,7 +612,7 @@ async def ensure_demo_admin(
         # An earlier demo user lost the role or was deactivated: give access back, with a
         # fresh one-time password; one event per change, as everywhere (INV-3).
         before = await get(conn, existing, for_update=True)
-        if before.role != "administrator":
+        if _rank(before.role) < _rank("administrator"):
             await write_role(conn, existing, "administrator")
             await audit.record(
                 conn, ctx, events.role_changed(existing, before.email, before.role, "administrator")
@@ -627,6 +630,7 @@ async def ensure_demo_admin(
                 existing, before.email, "temporary_password", "keel demo start"
             ),
         )
+        await revoke_sessions(conn, ctx, existing, "password_reset_by_other")
     return DEMO_ADMIN_EMAIL, password
 
 

@@ -259,6 +259,35 @@ async def test_ensure_demo_admin_creates_one_only_when_none_exists(
     assert await users.ensure_demo_admin(conn, ctx) is None
 
 
+async def test_demo_reset_admin_ends_the_demo_admins_sessions(
+    conn: Conn, ctx: Context, hasher: Hasher
+) -> None:
+    """`keel demo --reset-admin` is a password reset by someone else: sessions end (REC-5)."""
+    created = await users.ensure_demo_admin(conn, ctx)
+    assert created is not None
+    user = await users.get_by_email(conn, created[0])
+    token, _sess = await sessions.create(conn, user_id=user.id, absolute=3600)
+    await open_session(conn, user.id)
+    again = await users.ensure_demo_admin(conn, ctx, fresh_password=True)
+    assert again is not None and again[1] != created[1]
+    assert await live_sessions(conn, user.id) == 0
+    assert await sessions.lookup(conn, token, idle=1800) is None
+    cur = await conn.execute(
+        "SELECT DISTINCT revoked_reason FROM keel_sessions WHERE user_id = %s", (user.id,)
+    )
+    assert await cur.fetchall() == [("password_reset_by_other",)]
+    types = [e for e, _m, _o in await audit_rows(conn)]
+    assert types[-2:] == ["password_reset_by_other", "sessions_revoked_by_other"]
+
+
+async def test_demo_reset_admin_keeps_a_developer_a_developer(conn: Conn, ctx: Context) -> None:
+    """Resetting the demo account's password never lowers its role (nor orphans developers)."""
+    await make_user(conn, role="developer", email=users.DEMO_ADMIN_EMAIL)
+    assert await users.ensure_demo_admin(conn, ctx, fresh_password=True) is not None
+    assert (await users.get_by_email(conn, users.DEMO_ADMIN_EMAIL)).role == "developer"
+    assert "role_changed" not in [e for e, _m, _o in await audit_rows(conn)]
+
+
 async def test_hostile_search_text_is_harmless(conn: Conn) -> None:
     await make_user(conn, role="staff", email="s@example.com")
     for text in ("\x00", "'; DROP TABLE keel_users;--", "<script>", "x" * 10_000, "\\"):
