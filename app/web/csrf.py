@@ -130,10 +130,15 @@ def _expected_origin(request: web.Request) -> str:
 
 def origin_problem(request: web.Request) -> str | None:
     """SEC-1: refuse cross-site requests by Fetch Metadata and by Origin."""
-    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+    site = request.headers.get("Sec-Fetch-Site", "").lower()
+    if site == "cross-site":
         return "cross-site request"
     origin = request.headers.get("Origin")
-    if origin is not None and origin.rstrip("/").lower() != _expected_origin(request):
+    if origin is None or (origin == "null" and site == "same-origin"):
+        # Our own `Referrer-Policy: no-referrer` (SEC-2) makes browsers send `Origin: null` on
+        # same-origin form posts; that opaque origin passes only when Fetch Metadata vouches for it.
+        return None
+    if origin.rstrip("/").lower() != _expected_origin(request):
         return "foreign origin"
     return None
 

@@ -71,6 +71,7 @@ async def test_cross_site_requests_are_refused_even_with_a_valid_token(signed_in
         {"Sec-Fetch-Site": "cross-site"},
         {"Origin": "https://evil.example.com"},
         {"Origin": "null"},
+        {"Origin": "null", "Sec-Fetch-Site": "same-site"},
         {"Origin": "http://127.0.0.1:8000.evil.example.com"},
     ):
         await _refused(
@@ -80,6 +81,8 @@ async def test_cross_site_requests_are_refused_even_with_a_valid_token(signed_in
         {"Sec-Fetch-Site": "same-origin", "Origin": "http://127.0.0.1:8000"},
         {"Origin": "HTTP://127.0.0.1:8000"},
         {"Sec-Fetch-Site": "none"},
+        # What browsers send for our own forms under `Referrer-Policy: no-referrer`.
+        {"Sec-Fetch-Site": "same-origin", "Origin": "null"},
     ):
         resp = await s.post("/account/sessions", {"action": "revoke_others"}, headers=headers)
         assert resp.status == 303, headers
