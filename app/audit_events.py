@@ -156,11 +156,17 @@ def bulk_action(
 
 
 def export_downloaded(
-    resource: str, fmt: Literal["csv", "jsonl"], rows: int, filters: Mapping[str, Any] | None = None
+    resource: str,
+    fmt: Literal["csv", "jsonl"],
+    rows: int,
+    filters: Mapping[str, Any] | None = None,
+    *,
+    complete: bool = True,
 ) -> Event:
+    summary = f"Exported {rows} {resource} rows as {fmt}" + ("" if complete else " (interrupted)")
     return _event(
-        EventType.EXPORT_DOWNLOADED, f"Exported {rows} {resource} rows as {fmt}", resource, None,
-        format=fmt, rows=rows, filters=dict(filters or {}),
+        EventType.EXPORT_DOWNLOADED, summary, resource, None,
+        format=fmt, rows=rows, filters=dict(filters or {}), complete=complete,
     )  # fmt: skip
 
 

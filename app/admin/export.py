@@ -115,28 +115,31 @@ async def _export(request: web.Request, fmt: str) -> web.StreamResponse:
             "Content-Disposition": f'attachment; filename="{b.slug}-{stamp}.{fmt}"',
         }
     )
-    sent = 0
-    async with request.app[keys.POOL].connection() as conn, conn.transaction():
-        # A named cursor streams from the server in batches: memory stays flat at any size.
-        cur = conn.cursor(name="keel_export")
-        await cur.execute(query, params)
-        await response.prepare(request)
-        if header:
-            await response.write(header.encode())
+    sent, complete = 0, False
+    async with request.app[keys.POOL].connection() as conn:
         try:
-            while rows := await cur.fetchmany(BATCH):
-                await response.write(encode(rows))
-                sent += len(rows)
+            async with conn.transaction():
+                # A named cursor streams from the server in batches: flat memory at any size.
+                cur = conn.cursor(name="keel_export")
+                await cur.execute(query, params)
+                await response.prepare(request)
+                if header:
+                    await response.write(header.encode())
+                while rows := await cur.fetchmany(BATCH):
+                    sent += len(rows)  # handed to the connection, whether or not it arrives
+                    await response.write(encode(rows))
+                await cur.close()
+            complete = True
         finally:
-            # Recorded in the cursor's transaction, with the number of rows that actually left.
-            await cur.close()
-            await record(
-                conn,
-                audit_context(request),
-                audit_events.export_downloaded(
-                    b.slug, "csv" if fmt == "csv" else "jsonl", sent, dict(lq.state)
-                ),
-            )
+            # Its own transaction: a client that hangs up mid-download rolls back the cursor's,
+            # and the rows that already left must still be on record (AUDIT-1).
+            if sent or complete:
+                event = audit_events.export_downloaded(
+                    b.slug, "csv" if fmt == "csv" else "jsonl", sent, dict(lq.state),
+                    complete=complete,
+                )  # fmt: skip
+                async with conn.transaction():
+                    await record(conn, audit_context(request), event)
     await response.write_eof()
     return response
 

@@ -62,3 +62,39 @@ def test_formula_cells_get_an_apostrophe_and_numbers_do_not():
 async def test_export_refuses_bad_filters(admin):
     resp = await admin.get("/admin/bookings/export.csv?status=%27;DROP")
     assert resp.status == 400
+
+
+async def test_a_download_cut_off_by_the_client_is_still_audited(admin, seeded, client):
+    """AUDIT-1: rows that left the server are on record even when the client hangs up and
+    the export's own transaction rolls back."""
+    import asyncio
+
+    await seeded.execute(
+        "INSERT INTO bookings (customer_id, status, amount, scheduled_at, notes, created_at)"
+        " SELECT 1 + i % 40, 'pending', 1, now(), repeat('x', 900), now()"
+        " FROM generate_series(1, 60000) AS i"
+    )
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        (
+            "GET /admin/bookings/export.csv HTTP/1.1\r\n"
+            f"Host: {client.server.host}\r\nCookie: keel_session={admin.cookie}\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    received = b""
+    while len(received) < 3_000_000:  # a few batches in, well before the end
+        chunk = await reader.read(65536)
+        assert chunk, "the server ended the download early"
+        received += chunk
+    assert b"200 OK" in received[:200]
+    writer.transport.abort()  # the browser window closes mid-download
+    for _ in range(100):
+        cur = await seeded.execute(
+            "SELECT metadata FROM keel_audit WHERE event_type = 'export_downloaded'"
+        )
+        if found := await cur.fetchall():
+            break
+        await asyncio.sleep(0.1)
+    [(meta,)] = found
+    assert meta["complete"] is False and 0 < meta["rows"] < 60300
