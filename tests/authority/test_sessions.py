@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import hashlib
 import re
@@ -260,28 +261,80 @@ async def test_sweeper_loop_stops_when_told(database_url: str) -> None:
 
 # ---- INV-4: the single writer -----------------------------------------------------------------
 
-# SQL that sets the columns (`SET …, revoked_at = …`), or any UPDATE of the table, or an
-# INSERT that fills them; Python keyword arguments named revoked_reason are not writes.
-_WRITES = re.compile(
+# Where the one writer lives: this function of this file, and nowhere else (SESS-4, INV-4).
+WRITER_FILE, WRITER_FUNCTION = Path("authority") / "sessions.py", "revoke"
+
+# SQL that sets the columns (`SET …, revoked_at = …`), PL/pgSQL that assigns them in a
+# trigger (`NEW.revoked_at := …`), or an INSERT that fills them; Python keyword arguments
+# named revoked_reason are not writes.
+_SETS = re.compile(
     r"(\bSET\s+(\w+\s*=\s*[^,;]+,\s*)*revoked_(at|reason)\s*="
-    r"|UPDATE\s+keel_sessions|INSERT\s+INTO\s+keel_sessions[^;]*revoked)",
+    r"|\b(NEW|OLD)\s*\.\s*revoked_(at|reason)\s*:?="
+    r"|INSERT\s+INTO\s+keel_sessions\b[^();]*\([^)]*\brevoked_(at|reason)\b)",
     re.IGNORECASE,
 )
+# Any UPDATE of the table at all: outside sessions.py nobody writes keel_sessions.
+_UPDATES_TABLE = re.compile(r"UPDATE\s+(ONLY\s+)?keel_sessions\b", re.IGNORECASE)
+# In SQL files (migrations): an UPDATE statement of the table that names the columns.
+_SQL_UPDATE = re.compile(
+    r"UPDATE\s+(ONLY\s+)?keel_sessions\b[^;]*\brevoked_(at|reason)\b", re.IGNORECASE
+)
+_WRITES = re.compile(f"{_SETS.pattern}|{_UPDATES_TABLE.pattern}", re.IGNORECASE)
+# Inside sessions.py but outside revoke(), the columns may only be read (`… IS [NOT] NULL`),
+# so a write composed some other way (sql.Identifier, string pieces) is caught too.
+_MENTION = re.compile(r"\brevoked_(at|reason)\b(?!\s+IS\s+(NOT\s+)?NULL\b)", re.IGNORECASE)
 
 
-def test_only_sessions_py_writes_revocation_columns() -> None:
-    """INV-4 / SESS-4: a test fails the build if any other module writes revoked_at/_reason."""
-    offenders = []
-    for path in sorted(APP.rglob("*.py")):
-        if path == APP / "authority" / "sessions.py":
-            continue
-        text = path.read_text(encoding="utf-8")
-        for m in _WRITES.finditer(text):
+def _blank_function(text: str, name: str) -> str:
+    """`text` with the top-level function `name` blanked out (empty lines kept, so line
+    numbers still point at the source); AssertionError if there is no such function."""
+    tree = ast.parse(text)
+    found = [
+        n for n in tree.body if isinstance(n, ast.AsyncFunctionDef | ast.FunctionDef)
+        and n.name == name
+    ]  # fmt: skip
+    assert len(found) == 1, f"the single writer {name}() is missing"
+    lines = text.split("\n")
+    first, last = found[0].lineno - 1, found[0].end_lineno or found[0].lineno
+    for i in range(first, last):
+        lines[i] = ""
+    return "\n".join(lines)
+
+
+def revocation_writes(relative: Path, text: str) -> list[str]:
+    """Writes of revoked_at/revoked_reason in one file under app/ that the single-writer rule
+    forbids: anywhere but inside sessions.revoke() (SQL migrations may define the columns)."""
+    if relative == WRITER_FILE:
+        text = _blank_function(text, WRITER_FUNCTION)
+        patterns = (_SETS, _MENTION)
+    elif relative.suffix == ".sql":
+        patterns = (_SETS, _SQL_UPDATE)
+    else:
+        patterns = (_WRITES,)
+    return _matches(relative, text, patterns)
+
+
+def _matches(relative: Path, text: str, patterns: tuple[re.Pattern[str], ...]) -> list[str]:
+    out = []
+    for pattern in patterns:
+        for m in pattern.finditer(text):
             line = text.count("\n", 0, m.start()) + 1
-            offenders.append(f"{path.relative_to(APP.parent)}:{line}: {m.group(0)}")
-    assert not offenders, "only app/authority/sessions.py may revoke sessions:\n" + "\n".join(
-        offenders
-    )
+            out.append(f"{relative}:{line}: {m.group(0)}")
+    return out
+
+
+def test_only_sessions_revoke_writes_revocation_columns() -> None:
+    """INV-4 / SESS-4: a test fails the build if any code but sessions.revoke() writes
+    revoked_at/revoked_reason, in Python or in SQL anywhere under app/."""
+    files = sorted([*APP.rglob("*.py"), *APP.rglob("*.sql")])
+    assert any(p.suffix == ".sql" for p in files) and APP / WRITER_FILE in files
+    offenders = []
+    for path in files:
+        offenders += revocation_writes(path.relative_to(APP), path.read_text(encoding="utf-8"))
+    assert not offenders, "only sessions.revoke() may revoke sessions:\n" + "\n".join(offenders)
+    # And the writer really is there: the scan is not vacuous.
+    source = (APP / WRITER_FILE).read_text(encoding="utf-8")
+    assert _SETS.search(source)
 
 
 def test_the_single_writer_check_would_catch_a_second_writer() -> None:
@@ -292,3 +345,58 @@ def test_the_single_writer_check_would_catch_a_second_writer() -> None:
     assert not _WRITES.search(
         "events.sessions_revoked_self(uid, email, ids, revoked_reason=reason)"
     )
+
+
+WRITER_SOURCE = """
+async def revoke(conn, ctx, *, reason):
+    await conn.execute("UPDATE keel_sessions AS s SET revoked_at = now(), revoked_reason = %s"
+                       " WHERE s.revoked_at IS NULL", (reason,))
+
+
+async def touch(conn, sid):
+    await conn.execute("UPDATE keel_sessions SET last_seen_at = now() WHERE id = %s", (sid,))
+
+
+async def live(conn):
+    return await conn.execute("SELECT id FROM keel_sessions s WHERE s.revoked_at IS NULL")
+"""
+
+
+def test_the_single_writer_check_confines_writes_to_the_revoke_function() -> None:
+    """Not just the file: a second function in sessions.py that revokes is caught too."""
+    assert revocation_writes(WRITER_FILE, WRITER_SOURCE) == []
+    second = WRITER_SOURCE + (
+        "\n\nasync def quietly_end(conn, sid):\n"
+        '    await conn.execute("UPDATE keel_sessions SET revoked_at = now() WHERE id = %s",'
+        " (sid,))\n"
+    )
+    assert revocation_writes(WRITER_FILE, second)
+    composed = WRITER_SOURCE + (
+        "\n\nasync def sneaky(conn):\n"
+        '    q = sql.SQL("UPDATE keel_sessions SET {} = now()").format(sql.Identifier("revoked_at"))\n'
+    )
+    assert revocation_writes(WRITER_FILE, composed)
+    with pytest.raises(AssertionError, match="writer revoke"):
+        revocation_writes(WRITER_FILE, WRITER_SOURCE.replace("def revoke", "def end"))
+    # Other Python files may not even UPDATE the table.
+    assert revocation_writes(Path("web") / "x.py", WRITER_SOURCE)
+
+
+@pytest.mark.parametrize(
+    "sql_text",
+    [
+        "UPDATE keel_sessions SET revoked_at = now(), revoked_reason = 'logout';",
+        "UPDATE keel_sessions\n   SET trust = 'x',\n       revoked_reason = 'logout'\n WHERE id = 1;",
+        "CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN NEW.revoked_at := now(); RETURN NEW;"
+        " END $$ LANGUAGE plpgsql;",
+        "INSERT INTO keel_sessions (token_hash, user_id, revoked_at) VALUES ('x', 1, now());",
+    ],
+)
+def test_the_single_writer_check_reads_sql_migrations(sql_text: str) -> None:
+    assert revocation_writes(Path("db") / "migrations" / "9999_x.sql", sql_text)
+
+
+def test_the_single_writer_check_allows_the_column_definitions() -> None:
+    migration = (APP / "db" / "migrations" / "0005_sessions.sql").read_text(encoding="utf-8")
+    assert "revoked_at" in migration
+    assert revocation_writes(Path("db") / "migrations" / "0005_sessions.sql", migration) == []
