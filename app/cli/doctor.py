@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "doctor",
         parents=[common_options()],
-        help="check configuration, database, migrations and secrets",
+        help="check the installation: settings, database, migrations, administrators, audit, mail",
         description="Check the installation and print one line per check. Exit 1 if any check fails.",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output for monitoring")

@@ -99,3 +99,21 @@ def test_cli_reference_file_is_generated_from_the_parser() -> None:
         assert heading in generated
     create = generated.split("### keel user create", 1)[1].split("###", 1)[0]
     assert "--password-stdin" in create and "--role" in create
+
+
+def test_a_reader_that_leaves_early_is_not_an_error() -> None:
+    """CLI-3: `keel docs --cli-reference | head -1` ends quietly, no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        f"{sys.executable} -m app docs --cli-reference | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=keel_env(),
+        timeout=60,
+    )
+    assert proc.stdout == "# CLI refe"
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
