@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from psycopg_pool import PoolTimeout
+from psycopg_pool import PoolTimeout, TooManyRequests
 
 from app.errors import KeelError, PermissionDenied
 from app.ops.logging import request_id_var
@@ -173,8 +173,9 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         return _error_page(
             request, exc.http_status, _TITLES.get(exc.http_status, "Error"), exc.problem
         )
-    except PoolTimeout:
-        # DB-6: shed load instead of queueing forever.
+    except (PoolTimeout, TooManyRequests):
+        # DB-6: shed load instead of queueing forever, whether the wait for a connection
+        # timed out or the queue of waiters was already full (the pool's max_waiting).
         response = _error_page(
             request, 503, _TITLES[503], "The server is busy. Try again in a moment."
         )
