@@ -41,4 +41,11 @@ def declared_permissions(registry: Registry | None = None) -> list[tuple[str, st
             out.append((f"{r.key}.{action}", f"{verbs[action]} {title}"))
         for a in r.actions:
             out.append((f"{r.key}.{a.name}", f"{a.label} ({title})"))
+        # A declaration may map an action to another permission name (RES-1): it must be
+        # grantable too, or only the bypassing roles could ever use that action.
+        known = {name for name, _ in out}
+        for action, perm in sorted(r.permissions.items()):
+            if perm not in known:
+                out.append((perm, f"{action.capitalize()} {title} (declared)"))
+                known.add(perm)
     return out

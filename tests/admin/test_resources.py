@@ -92,6 +92,15 @@ def test_declared_permissions_cover_crud_and_actions_without_a_database():
     assert perms["bookings.view"] == "View bookings"
 
 
+def test_a_permission_named_in_a_declaration_can_be_granted():
+    """RES-1/AUTHZ-4: `permissions={"delete": "bookings.purge"}` registers bookings.purge, so
+    the group grid offers it; otherwise only administrators could ever delete."""
+    registry = register(Resource("bookings", permissions={"delete": "bookings.purge"}))
+    perms = dict(declared_permissions(registry))
+    assert "bookings.purge" in perms and perms["bookings.purge"].startswith("Delete bookings")
+    assert list(perms).count("bookings.purge") == 1
+
+
 async def test_bound_resources_resolve_relations_and_display_names(database_url):
     bound = bind(site_registry(), await _catalog(database_url))
     b = bound["bookings"]
