@@ -375,7 +375,7 @@ def test_example_config_keeps_secrets_out() -> None:
 def test_example_config_loads_with_production_values() -> None:
     config = load_config(config_path=str(EXAMPLE), env={})
     assert config.public_url.startswith("https://")
-    assert config.mfa_policy == "required"
+    assert config.mfa_policy == "optional"
     assert config.log_format in ("auto", "json")
     for cidr in (*config.trusted_proxies, *config.metrics_allow):
         assert ipaddress.ip_network(cidr).is_loopback
