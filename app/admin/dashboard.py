@@ -22,7 +22,7 @@ from app.admin.setup import ADMIN, CURSOR_KEY
 from app.authority.principal import Principal
 from app.errors import KeelError
 from app.web import keys
-from app.web.auth import require
+from app.web.auth import can, require
 from app.web.render import render
 
 log = logging.getLogger("keel.admin")
@@ -31,15 +31,14 @@ SEARCH_PER_RESOURCE = 5
 
 
 async def viewable(request: web.Request, who: Principal) -> list[BoundResource]:
-    """Resources the principal may view, in menu order (AUTHZ-2: administrators see all)."""
+    """Resources the principal may view, in menu order (AUTHZ-2: administrators see all).
+
+    The permission names were read with this request's session (AUTHZ-5), so the sidebar,
+    the dashboard and the route guards of one request share one query."""
     bound = list(request.app[ADMIN].values())
     if who.bypasses_permissions:
         return bound
-    from app.authority.permissions import effective_permissions
-
-    async with request.app[keys.POOL].connection() as conn:
-        perms = await effective_permissions(conn, who.user_id)
-    return [b for b in bound if b.permission("view") in perms]
+    return [b for b in bound if await can(request, b.permission("view"))]
 
 
 async def nav_items(request: web.Request, who: Principal) -> list[dict[str, Any]]:

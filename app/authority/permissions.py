@@ -103,6 +103,18 @@ async def effective_permissions(
     return out
 
 
+def effective_names_sql(user_id: str) -> str:
+    """A scalar subquery: the names of the effective permissions of the user whose id is the
+    SQL expression `user_id` (direct ∪ groups', AUTHZ-4). The session lookup embeds it, so the
+    principal and what it may do are read together, fresh, once per request (AUTHZ-5)."""
+    return (
+        f"ARRAY(SELECT p.permission FROM keel_user_permissions p WHERE p.user_id = {user_id}"
+        " UNION SELECT gp.permission FROM keel_group_members m"
+        " JOIN keel_group_permissions gp ON gp.group_id = m.group_id"
+        f" WHERE m.user_id = {user_id})"
+    )
+
+
 async def has_permission(conn: psycopg.AsyncConnection[Any], user_id: int, perm: str) -> bool:
     """Whether an active user holds `perm` directly or through a group (no role bypass here)."""
     cur = await conn.execute(

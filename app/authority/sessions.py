@@ -14,6 +14,7 @@ import psycopg
 
 from app import audit
 from app import audit_events as events
+from app.authority.permissions import effective_names_sql
 from app.authority.principal import Principal
 
 # SESS-4: the closed list of reasons (the migration's CHECK holds the same list).
@@ -125,22 +126,27 @@ async def lookup(
 
     Revoked, idle-expired and absolutely expired sessions and inactive users all read as
     "no session"; the check runs on the server for every request."""
+    found = await lookup_with_permissions(conn, token, now=now, idle=idle)
+    return None if found is None else found[:2]
+
+
+async def lookup_with_permissions(
+    conn: Conn, token: str, *, now: datetime | None = None, idle: float
+) -> tuple[Session, Principal, frozenset[str]] | None:
+    """`lookup`, plus the user's effective permission names read in the same query.
+
+    One round trip answers "who is this and what may they do" for the whole request; nothing
+    is kept beyond it, so a revocation or a removed permission applies to the next request on
+    every host (AUTHZ-5)."""
     if not well_formed(token):
         return None
     at = _now(now)
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS}, u.email, u.role, coalesce(nullif(u.display_name, ''),"
-        " nullif(u.full_name, ''), u.email), u.must_change_password"
-        " FROM keel_sessions s JOIN keel_users u ON u.id = s.user_id"
-        " WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s"
-        " AND s.last_seen_at > %s AND u.is_active",
-        (hash_token(token), at, at - timedelta(seconds=idle)),
-    )
+    cur = await conn.execute(_LOOKUP, (hash_token(token), at, at - timedelta(seconds=idle)))
     row = await cur.fetchone()
     if row is None:
         return None
     sess = Session(*row[:10])
-    email, role, display, must_change = row[10:]
+    email, role, display, must_change, names = row[10:]
     if sess.last_seen_at <= at - TOUCH_INTERVAL:
         # Conditional, so two hosts touching at once write once (SESS-3).
         await conn.execute(
@@ -157,7 +163,17 @@ async def lookup(
         elevated_until=sess.elevated_until,
         must_change_password=bool(must_change),
     )
-    return sess, who
+    return sess, who, frozenset(names or ())
+
+
+_LOOKUP = (
+    f"SELECT {_COLUMNS}, u.email, u.role, coalesce(nullif(u.display_name, ''),"
+    " nullif(u.full_name, ''), u.email), u.must_change_password, "
+    + effective_names_sql("u.id")
+    + " FROM keel_sessions s JOIN keel_users u ON u.id = s.user_id"
+    " WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s"
+    " AND s.last_seen_at > %s AND u.is_active"
+)
 
 
 async def get(conn: Conn, session_id: int) -> Session | None:

@@ -45,6 +45,8 @@ class SessionInfo:
 
 PRINCIPAL = web.RequestKey("keel_principal", Principal)
 SESSION = web.RequestKey("keel_session", SessionInfo)
+# The principal's effective permission names, read with the session for this request only.
+PERMISSIONS = web.RequestKey("keel_permissions", frozenset)
 NAV = web.RequestKey("keel_nav", list)
 AUDIT_KEY = web.AppKey("keel_audit_key", bytes)
 NAV_PROVIDERS: web.AppKey[list[NavProvider]] = web.AppKey("keel_nav_providers")
@@ -100,14 +102,31 @@ async def require(
         raise PermissionDenied(
             "Your role does not give access to this page.", missing=f"role {needed_role}"
         )
-    if perm and not who.bypasses_permissions:
-        from app.authority.roles import can  # lazily: the web layer stays importable alone
+    if perm and not await can(request, perm):
+        raise PermissionDenied("You do not have permission to do this.", missing=perm)
+    return who
+
+
+async def can(request: web.Request, perm: str) -> bool:
+    """Whether the signed-in principal may use `perm` on this request (AUTHZ-2, AUTHZ-4).
+
+    The same rule as `roles.can`: `user` never, administrators and developers always, others
+    when they hold it directly or through a group. The names come from the session lookup of
+    this very request (AUTHZ-5: read fresh per request, never kept across requests); a request
+    without them (no session middleware) reads them once and keeps them for itself."""
+    who = principal(request)
+    if who is None or not who.enters_admin:
+        return False
+    if who.bypasses_permissions:
+        return True
+    held = request.get(PERMISSIONS)
+    if held is None:
+        from app.authority.permissions import effective_permissions
 
         async with request.app[keys.POOL].connection() as conn:
-            allowed = await can(conn, who, perm)
-        if not allowed:
-            raise PermissionDenied("You do not have permission to do this.", missing=perm)
-    return who
+            held = frozenset(await effective_permissions(conn, who.user_id))
+        request[PERMISSIONS] = held
+    return perm in held
 
 
 def is_elevated(info: SessionInfo | None, now: datetime | None = None) -> bool:

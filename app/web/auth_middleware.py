@@ -15,6 +15,7 @@ from app.web import keys
 from app.web.auth import (
     NAV,
     NAV_PROVIDERS,
+    PERMISSIONS,
     PRINCIPAL,
     SESSION,
     SessionInfo,
@@ -60,14 +61,15 @@ async def session_actor(request: web.Request, handler: Handler) -> web.StreamRes
     if token:
         config = request.app[keys.CONFIG]
         async with request.app[keys.POOL].connection() as conn:
-            found = await sessions.lookup(
+            found = await sessions.lookup_with_permissions(
                 conn, token, now=now(request.app), idle=config.session_idle
             )
         if found is None:
             stale = True
         else:
-            sess, who = found
+            sess, who, held = found
             request[PRINCIPAL] = who
+            request[PERMISSIONS] = held
             request[SESSION] = SessionInfo(
                 sess.id, sess.user_id, sess.trust, sess.elevated_until, sess.created_at,
                 sess.expires_at,
