@@ -109,13 +109,16 @@ def _filters(
             continue
         kind = filter_kind(col)
         item: dict[str, Any] = {"name": col.name, "label": b.label(col.name), "kind": kind}
-        item["values"] = state.get(col.name, [])
+        # Tuples, not lists: the filter macros are memoised by their arguments (`km`).
+        item["values"] = tuple(state.get(col.name, ()))
         item["gte"] = (state.get(f"{col.name}__gte") or [""])[-1]
         item["lte"] = (state.get(f"{col.name}__lte") or [""])[-1]
         if kind == "choice":
-            item["options"] = [(c, c.replace("_", " ").capitalize()) for c in col.choices or ()]
+            item["options"] = tuple(
+                (c, c.replace("_", " ").capitalize()) for c in col.choices or ()
+            )
         elif kind == "date":
-            item["options"] = [("", "Any time"), *DATE_PRESETS.items()]
+            item["options"] = (("", "Any time"), *DATE_PRESETS.items())
             item["input"] = "date"
         elif kind == "fk" and col.fk is not None:
             # The target resource's autocomplete (EDIT-9), which checks view on the target.

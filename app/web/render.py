@@ -14,6 +14,34 @@ from app.config import Config
 from app.web import keys
 
 
+class MemoMacros:
+    """`_macros.html` with each macro's output memoised by its arguments, as the global `km`.
+
+    A macro imported without context is a pure function of its arguments, and the same few
+    calls (a resource's filter fields, its action buttons) recur on every page view; a Jinja
+    macro call costs as much as a dozen plain expressions. Calls with an unhashable argument
+    (a list) are simply not memoised. Bounded: at most `size` outputs per macro."""
+
+    def __init__(self, env: jinja2.Environment, size: int = 256) -> None:
+        self._env = env
+        self._size = size
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        macro = getattr(self._env.get_template("_macros.html").module, name)
+        memo = lru_cache(maxsize=self._size)(macro)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return memo(*args, **kwargs)
+            except TypeError:  # unhashable arguments
+                return macro(*args, **kwargs)
+
+        setattr(self, name, call)
+        return call
+
+
 class Renderer:
     def __init__(self, config: Config, static_url: Callable[[str], str]) -> None:
         loaders: list[jinja2.BaseLoader] = []
@@ -33,6 +61,7 @@ class Renderer:
             static_url=static_url,
             read_only=config.read_only,
             icon=self.icon,
+            km=MemoMacros(self.env),
         )
         self.context_hooks: list[Callable[[web.Request], dict[str, Any]]] = []
         # Templates are loaded once (auto_reload=False), so which name of a list exists is
