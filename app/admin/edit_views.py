@@ -13,13 +13,15 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from app import audit
-from app.admin import forms, lookup, writes
+from app.admin import field_html, forms, lookup, writes
 from app.admin.resources import BoundResource, display_column_of
 from app.admin.setup import ADMIN, get_resource
 from app.authority.principal import Principal
+from app.db.catalog import Table
 from app.errors import Invalid, NotFound
 from app.web import flash, keys
 from app.web.auth import audit_context, require
+from app.web.auth import can as may
 from app.web.readonly import GLOBAL_MESSAGE, resource_is_read_only
 from app.web.render import render
 
@@ -128,12 +130,8 @@ def read_only_reason(request: web.Request, bound: BoundResource) -> str | None:
 
 
 async def can(request: web.Request, who: Principal, perm: str) -> bool:
-    if who.bypasses_permissions:
-        return True
-    from app.authority.roles import can as role_can
-
-    async with request.app[keys.POOL].connection() as conn:
-        return bool(await role_can(conn, who, perm))
+    """`who` (this request's principal) may use `perm`: from the names read with the session."""
+    return who.bypasses_permissions or await may(request, perm)
 
 
 def singular(title: str) -> str:
@@ -152,9 +150,13 @@ def breadcrumbs(bound: BoundResource, back: str, *tail: dict[str, Any]) -> list[
 
 
 def field_specs(bound: BoundResource) -> tuple[forms.FieldSpec, ...]:
+    """The form's fields: built once per resource (declarations and catalog are fixed)."""
+    found = _SPECS.get(id(bound))
+    if found is not None and found[0] is bound:
+        return found[1]
     r = bound.resource
     order = [n for _t, names in r.fieldsets for n in names]
-    return forms.build_fields(
+    specs = forms.build_fields(
         bound.table.columns,
         readonly_fields=r.readonly_fields,
         labels={c.name: bound.label(c.name) for c in bound.table.columns},
@@ -162,6 +164,13 @@ def field_specs(bound: BoundResource) -> tuple[forms.FieldSpec, ...]:
         widgets=r.widgets,
         order=order,
     )
+    if len(_SPECS) > 256:  # one entry per resource of each application; tests build many
+        _SPECS.clear()
+    _SPECS[id(bound)] = (bound, specs)
+    return specs
+
+
+_SPECS: dict[int, tuple[BoundResource, tuple[forms.FieldSpec, ...]]] = {}
 
 
 def grouped(bound: BoundResource, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -180,14 +189,23 @@ def grouped(bound: BoundResource, items: list[dict[str, Any]]) -> list[dict[str,
     return groups
 
 
+def fk_target(
+    request: web.Request, bound: BoundResource, spec: forms.FieldSpec
+) -> tuple[BoundResource | None, Table | None]:
+    """The resource (for its lookup URL) and table a foreign-key field points to."""
+    if spec.fk_table is None:
+        return None, None
+    target = resource_for_table(request, spec.fk_table)
+    return target, target.table if target else bound.related.get(spec.fk_table)
+
+
 async def fk_facts(
     request: web.Request, conn: Any, bound: BoundResource, spec: forms.FieldSpec, raw: str
 ) -> tuple[str | None, str | None]:
     """The autocomplete URL (target resource's lookup) and the current value's label."""
+    target, table = fk_target(request, bound, spec)
     if spec.fk_table is None:
         return None, None
-    target = resource_for_table(request, spec.fk_table)
-    table = target.table if target else bound.related.get(spec.fk_table)
     url = f"/admin/{target.slug}/lookup" if target else None
     if not raw or table is None:
         return url, None
@@ -208,25 +226,43 @@ async def form_items(
     errors: Mapping[str, str],
     *,
     creating: bool,
+    labels: Mapping[str, str | None] | None = None,
 ) -> list[dict[str, Any]]:
+    """One item per field; `labels` are the FK names already read with the row, when the
+    values shown are the stored ones (the edit page), else each is looked up."""
     items = []
-    async with request.app[keys.POOL].connection() as conn:
-        for spec in field_specs(bound):
-            if creating and spec.readonly:
-                continue  # nothing to show yet: the database fills it (EDIT-3)
-            value = raw.get(spec.name, "")
-            url, label = (None, None)
-            if spec.widget == "autocomplete":
-                url, label = await fk_facts(request, conn, bound, spec, value)
-            items.append(
-                {
-                    "spec": spec,
-                    "value": value,
-                    "error": errors.get(spec.name),
-                    "lookup_url": url,
-                    "value_label": label,
-                }
-            )
+    specs = [s for s in field_specs(bound) if not (creating and s.readonly)]
+    wanted = [
+        s
+        for s in specs
+        if s.widget == "autocomplete" and not (labels is not None and s.name in labels)
+    ]
+    found: dict[str, tuple[str | None, str | None]] = {}
+    if wanted:
+        async with request.app[keys.POOL].connection() as conn:
+            for spec in wanted:
+                found[spec.name] = await fk_facts(
+                    request, conn, bound, spec, raw.get(spec.name, "")
+                )
+    for spec in specs:
+        # Read-only fields when creating: nothing to show yet, the database fills them (EDIT-3).
+        value = raw.get(spec.name, "")
+        url, label = (None, None)
+        if spec.name in found:
+            url, label = found[spec.name]
+        elif spec.widget == "autocomplete" and labels is not None:
+            target, _table = fk_target(request, bound, spec)
+            url = f"/admin/{target.slug}/lookup" if target else None
+            label = labels.get(spec.name) if value else None
+        items.append(
+            {
+                "spec": spec,
+                "value": value,
+                "error": errors.get(spec.name),
+                "lookup_url": url,
+                "value_label": label,
+            }
+        )
     return items
 
 
@@ -262,6 +298,7 @@ async def render_form(
     errors: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
     status: int = 200,
+    labels: Mapping[str, str | None] | None = None,
 ) -> web.Response:
     creating = pk is None
     errors = errors or {}
@@ -269,7 +306,15 @@ async def render_form(
     writable = await can(request, who, bound.permission(perm))
     back = back_query(request.query.get("back") or raw.get("_back"))
     title = f"New {singular(bound.title).lower()}" if creating else str(raw.get("_label", pk))
-    items = await form_items(request, bound, raw, errors, creating=creating)
+    items = await form_items(request, bound, raw, errors, creating=creating, labels=labels)
+    why_read_only = read_only_reason(request, bound)
+    # The same rule as edit.html's `locked`; each field is drawn from its cached shape.
+    locked = not writable or why_read_only is not None
+    drawer = field_html.for_env(
+        request.app[keys.RENDERER].env, request.app[keys.CONFIG].template_dir
+    )
+    for item in items:
+        item["html"] = drawer.html(item, locked, creating)
     ctx: dict[str, Any] = {
         "bound": bound,
         "page_title": title,
@@ -282,7 +327,7 @@ async def render_form(
         if creating
         else f"/admin/{bound.slug}/{quote(str(pk), safe='')}/",
         "writable": writable,
-        "read_only_reason": read_only_reason(request, bound),
+        "read_only_reason": why_read_only,
         "can_delete": not creating and await can(request, who, bound.permission("delete")),
         "version": raw.get("_version", ""),
         "original": raw.get("_original", ""),
@@ -418,7 +463,7 @@ async def edit_page(request: web.Request) -> web.Response:
     who = await require(request, perm=bound.permission("view"))
     check_params(request, {"back", "saved"})
     pk = path_key(bound, request.match_info["pk"])
-    row = await load_row(request, bound, pk)
+    row, labels = await load_row_and_labels(request, bound, pk)
     raw = {
         **displayed(bound, row),
         "_version": writes.row_version(bound.table, row),
@@ -426,10 +471,30 @@ async def edit_page(request: web.Request) -> web.Response:
         "_label": writes.label_of(bound, row),
     }
     flashes = [{"kind": "success", "text": "Saved."}] if request.query.get("saved") == "1" else []
+    inlines = await inline_blocks(request, who, bound, pk) if bound.resource.inlines else []
     return await render_form(
-        request, bound, who, pk=pk, raw=raw,
-        extra={"flashes": flashes, "inlines": await inline_blocks(request, who, bound, pk)},
+        request, bound, who, pk=pk, raw=raw, labels=labels,
+        extra={"flashes": flashes, "inlines": inlines},
     )  # fmt: skip
+
+
+async def load_row_and_labels(
+    request: web.Request, bound: BoundResource, pk: Any
+) -> tuple[dict[str, Any], dict[str, str | None]]:
+    """The row and the names of the rows its foreign keys point to, in one query (EDIT-1)."""
+    refs = []
+    for spec in field_specs(bound):
+        target, table = fk_target(request, bound, spec)
+        if spec.widget == "autocomplete" and table is not None and spec.fk_column:
+            display = target.display_column if target else display_column_of(table)
+            refs.append(lookup.Ref(spec.name, table, display, spec.fk_column))
+    async with request.app[keys.POOL].connection() as conn:
+        found = await lookup.row_with_labels(conn, bound, pk, refs)
+    if found is None:
+        raise NotFound(
+            f"{bound.title} {str(pk)[:60]} does not exist", fix="it may have been deleted"
+        )
+    return found
 
 
 async def edit_submit(request: web.Request) -> web.StreamResponse:
