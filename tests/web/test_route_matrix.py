@@ -1,5 +1,7 @@
 """Issue 3 acceptance: every route of the built-in pages, requested as every role, is allowed
 exactly for the roles the SPEC allows (§0.1, AUTHZ-2, AUTHZ-7, SESS-7, SESS-8, REC-1..4, REAUTH).
+Every method is requested: each GET, and each POST with a valid CSRF token, so the POST
+handlers' own guards are checked too, not only the pages that show their forms.
 
 The routes come from the app's own router, so a new route without an expectation here fails the
 test. Resource routes (`/admin/{resource}/…`) are covered by the admin engineers' matrices.
@@ -14,6 +16,7 @@ import pytest
 from aiohttp import ClientResponse
 
 from app.authority import recovery
+from app.web import csrf
 from tests.web.conftest import login_form
 
 pytestmark = pytest.mark.asyncio
@@ -75,7 +78,7 @@ def registered(app: Any) -> dict[str, set[str]]:
 
 
 def outcome(resp: ClientResponse) -> bool | None:
-    """True = allowed, False = refused (403, or the login wall), None = neither (a failure)."""
+    """GET: True = allowed, False = refused (403, or the login wall), None = neither (a failure)."""
     location = resp.headers.get("Location", "")
     if resp.status == 403 or (
         resp.status in (302, 303) and location.startswith("/login?return_to=")
@@ -86,9 +89,26 @@ def outcome(resp: ClientResponse) -> bool | None:
     return None
 
 
+# A POST that got past the route guard may still be refused as input: the forms here are
+# posted (nearly) empty so nothing is changed, and the answer is the handler's own — a
+# redirect, a page, 400 for the missing fields, 401 for a failed sign-in or re-auth.
+POST_HANDLED = frozenset({400, 401, 409})
+
+
+def post_outcome(resp: ClientResponse) -> bool | None:
+    """POST: True = the handler answered, False = refused (403, or the login wall), None =
+    neither (a 404, 405, 413, 5xx … is a failure of the test or of the app)."""
+    verdict = outcome(resp)
+    if verdict is None and resp.status in POST_HANDLED:
+        return True
+    return verdict
+
+
 async def test_every_route_allows_exactly_the_roles_the_spec_allows(
     client, signed_in, make_user, database_url
 ):
+    """Every method of every route: each GET, and each POST with a valid CSRF token (so a
+    refusal is the route guard's, never SEC-1's), as anonymous and as each of the five roles."""
     app = client.server.app
     routes = registered(app)
     assert set(routes) == set(EXPECTED), (
@@ -102,47 +122,60 @@ async def test_every_route_allows_exactly_the_roles_the_spec_allows(
     target, _ = await make_user("user", email="target@example.com")
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         token = await recovery.issue_token(conn, user_id=target.id, ttl_seconds=3600, kind="reset")
-        cur = await conn.execute("SELECT id FROM keel_groups WHERE name = 'viewer'")
-        group_id = (await cur.fetchone())[0]
+        # One group per role: an allowed POST /admin/groups/{id}/delete really deletes it.
+        group_ids = {}
+        for role in ROLES:
+            cur = await conn.execute(
+                "INSERT INTO keel_groups (name) VALUES (%s) RETURNING id", (f"matrix-{role}",)
+            )
+            group_ids[role] = (await cur.fetchone())[0]
     anon_csrf = await login_form(client)
 
-    def concrete(path: str) -> str:
+    def concrete(path: str, role: str) -> str:
         if path.startswith("/admin/groups/"):
-            path = path.replace("{id}", str(group_id))
+            path = path.replace("{id}", str(group_ids[role]))
         return (
             path.replace("{id}", str(target.id))
             .replace("{token}", token)
             .replace("{name}", "keel.css")
         )
 
-    # POST-only routes get a valid form; /logout goes last, as it ends the session.
+    # Forms that reach the handler without changing anything it would need later; every
+    # other POST goes with no fields at all. /logout goes last, as it ends the session.
     post_forms = {"/admin/groups/{id}/members": {"op": "remove", "user_id": str(target.id)}}
     order = sorted(EXPECTED, key=lambda p: p == "/logout")
-    actual: dict[str, set[str]] = {path: set() for path in EXPECTED}
+    actual: dict[tuple[str, str], set[str]] = {
+        (path, method): set() for path in EXPECTED for method in EXPECTED[path][1]
+    }
     problems: list[str] = []
     for role in ROLES:
         who = None if role == "anonymous" else await signed_in(role)
         for path in order:
-            url = concrete(path)
-            if "GET" in EXPECTED[path][1]:
-                resp = await (who.get(url) if who else client.get(url, allow_redirects=False))
-            else:
-                form = post_forms.get(path, {})
-                if who:
-                    resp = await who.post(url, form)
+            url = concrete(path, role)
+            for method in sorted(EXPECTED[path][1]):  # GET before POST
+                if method == "GET":
+                    resp = await (who.get(url) if who else client.get(url, allow_redirects=False))
+                    verdict = outcome(resp)
                 else:
-                    data = {"csrf_token": anon_csrf, **form}
-                    resp = await client.post(url, data=data, allow_redirects=False)
-            verdict = outcome(resp)
-            if verdict is None:
-                problems.append(f"{role} {path}: status {resp.status}")
-            elif verdict:
-                actual[path].add(role)
+                    form = post_forms.get(path, {})
+                    if who:
+                        resp = await who.post(url, form)
+                    else:
+                        data = {"csrf_token": anon_csrf, **form}
+                        resp = await client.post(url, data=data, allow_redirects=False)
+                    verdict = post_outcome(resp)
+                    if resp.status == 403 and csrf.REFUSED in await resp.text():
+                        problems.append(f"{role} POST {path}: refused by the CSRF check")
+                if verdict is None:
+                    problems.append(f"{role} {method} {path}: status {resp.status}")
+                elif verdict:
+                    actual[(path, method)].add(role)
     assert not problems, problems
+    assert {m for _p, m in actual} == {"GET", "POST"}
     wrong = {
-        path: {"allowed": sorted(actual[path]), "spec": sorted(EXPECTED[path][0]),
-               "why": EXPECTED[path][2]}
-        for path in EXPECTED
-        if actual[path] != set(EXPECTED[path][0])
+        f"{method} {path}": {"allowed": sorted(actual[(path, method)]),
+                             "spec": sorted(EXPECTED[path][0]), "why": EXPECTED[path][2]}
+        for path, method in actual
+        if actual[(path, method)] != set(EXPECTED[path][0])
     }  # fmt: skip
     assert not wrong, wrong
