@@ -1,0 +1,186 @@
+"""Browser fixtures: the real app on a real TCP port, Debian's Chromium headless through Playwright.
+
+One Chromium per test process (session-scoped, launched once); every test gets a fresh database
+(the harness's `database_url`), its own server and fresh browser contexts from `open_page`.
+Everything async here runs on the session event loop, because Playwright's connection to the
+browser is bound to the loop it was started on; test modules opt in with
+`pytestmark = pytest.mark.asyncio(loop_scope="session")`.
+
+Every page opened through `open_page` records console errors (Chromium reports Content-Security-
+Policy violations there) and uncaught exceptions; a test that leaves any fails at teardown.
+
+Chromium comes from the system (`/usr/bin/chromium`, apt package `chromium`, which
+`scripts/test` installs when it can); `playwright install` is never needed. Without a browser
+these tests fail under CI=true and skip with the reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import psycopg
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from app.authority.passwords import Hasher
+from app.config import Config, load_config
+from tests.admin.conftest import SEED_SQL
+from tests.web.conftest import make_user  # noqa: F401 - shared fixture
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page
+
+CHROMIUM = os.environ.get("KEEL_CHROMIUM", "/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """No browser: a failure in CI (the suite must not go green without these), else a skip."""
+    if IN_CI:
+        pytest.fail(f"browser tests cannot run: {reason}", pytrace=False)
+    pytest.skip(f"browser tests skipped: {reason}")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless Chromium for the whole session."""
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        _unavailable("the `playwright` package is not installed (pip install -e '.[dev]')")
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        _unavailable(
+            f"no Chromium at {CHROMIUM} (apt-get install chromium, or set KEEL_CHROMIUM; "
+            "scripts/test installs it when run as root or with sudo)"
+        )
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def hasher() -> AsyncIterator[Hasher]:
+    """The web harness's hasher, on the session loop (make_user awaits it from our tests)."""
+    h = Hasher(max_in_flight=2)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def listening_socket() -> Iterator[socket.socket]:
+    """A bound, listening socket: the port is known before the app (and its public_url) is built."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def config(database_url: str, secret_key: str, listening_socket: socket.socket) -> Config:
+    """The harness's config, with public_url matching the real port (the browser sends Origin)."""
+    port = listening_socket.getsockname()[1]
+    return load_config(
+        env={},
+        flags={
+            "database_url": database_url,
+            "secret_key": secret_key,
+            "public_url": f"http://127.0.0.1:{port}",
+        },
+    )
+
+
+@pytest.fixture
+def seeded(database_url: str) -> str:
+    """The admin tests' demo rows (40 customers, 300 bookings, technicians, properties)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(SEED_SQL)
+    return database_url
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def live_server(config: Config, listening_socket: socket.socket) -> AsyncIterator[str]:
+    """`build_app(config)` served on the listening socket; yields its base URL."""
+    from app.web.app import build_app
+
+    runner = web.AppRunner(build_app(config), handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, listening_socket).start()
+    try:
+        yield str(config.public_url).rstrip("/")
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Problems:
+    """Console errors, CSP violations and uncaught exceptions seen by the pages of one test."""
+
+    seen: list[str] = field(default_factory=list)
+
+    def console(self, page: Page) -> Callable[[ConsoleMessage], None]:
+        def on_console(msg: ConsoleMessage) -> None:
+            text = msg.text
+            if msg.type in ("error", "assert") or "Content Security Policy" in text:
+                self.seen.append(f"{page.url}: console {msg.type}: {text}")
+
+        return on_console
+
+    def pageerror(self, page: Page) -> Callable[[Exception], None]:
+        def on_error(exc: Exception) -> None:
+            self.seen.append(f"{page.url}: uncaught {exc}")
+
+        return on_error
+
+
+OpenPage = Callable[..., Awaitable["Page"]]
+
+
+@pytest.fixture
+def browser_problems() -> Problems:
+    return Problems()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def open_page(
+    browser: Browser, live_server: str, browser_problems: Problems
+) -> AsyncIterator[OpenPage]:
+    """`await open_page(**context_options)` → a page in a new context on the live server
+    (e.g. `viewport={"width": 360, "height": 740}`, `java_script_enabled=False`,
+    `color_scheme="dark"`). Contexts close after the test, which then fails if any page
+    logged a console error, a CSP violation or an uncaught exception."""
+    contexts: list[BrowserContext] = []
+
+    async def make(**options: Any) -> Page:
+        options.setdefault("base_url", live_server)
+        options.setdefault("reduced_motion", "reduce")  # no drawer animation to wait for
+        ctx = await browser.new_context(**options)
+        ctx.set_default_timeout(10_000)
+        contexts.append(ctx)
+        page = await ctx.new_page()
+        page.on("console", browser_problems.console(page))
+        page.on("pageerror", browser_problems.pageerror(page))
+        return page
+
+    yield make
+    for ctx in contexts:
+        await ctx.close()
+    if browser_problems.seen:
+        pytest.fail("the browser reported problems:\n" + "\n".join(browser_problems.seen))
+
+
+async def sign_in(page: Page, email: str, password: str) -> None:
+    """Sign in through the real login form; lands on the admin dashboard."""
+    await page.goto("/login")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/admin/")
