@@ -197,7 +197,7 @@ async def _search_section(request: web.Request, b: BoundResource, lq: Any) -> di
         async with pool.connection() as conn:
             page = await fetch_page(conn, b, lq, request.app[CURSOR_KEY])
             await fk_labels(conn, b, page, displays(request.app))
-            return page, await count_rows(conn, b, lq)
+            return page, await count_rows(conn, b, lq, page)
 
     result, ok = await soft(f"search.{b.slug}", run, None)
     section: dict[str, Any] = {

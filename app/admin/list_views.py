@@ -47,7 +47,7 @@ async def load_page(
     async with request.app[keys.POOL].connection() as conn:
         page = await fetch_page(conn, b, lq, request.app[CURSOR_KEY])
         await fk_labels(conn, b, page, displays(request.app))
-        total = await count_rows(conn, b, lq)
+        total = await count_rows(conn, b, lq, page)
         saved = [] if user_id is None else await saved_filters.for_user(conn, user_id, b.slug)
     return page, total, saved
 

@@ -219,6 +219,27 @@ async def test_totals_exact_when_small_capped_when_filtered_estimated_when_big(s
     assert estimate.estimate and estimate.text().startswith("≈ ")
 
 
+async def test_a_first_page_that_is_not_full_is_its_own_exact_total(seeded, bound):
+    """LIST-4 without a second search: the rows of a short first page are all the rows."""
+    b = bound["bookings"]
+    lq = q(b, q="late arrival")
+    page = await fetch_page(seeded, b, lq, KEY)
+    assert 0 < len(page.rows) < lq.per_page
+    await seeded.execute("DROP TABLE bookings CASCADE")  # counting would fail now
+    total = await count_rows(seeded, b, lq, page)
+    assert (total.value, total.estimate, total.capped) == (len(page.rows), False, False)
+
+
+async def test_a_full_or_later_page_is_counted(seeded, bound):
+    b = bound["bookings"]
+    full = q(b, status="cancelled")  # 60 rows: the first page is full
+    page = await fetch_page(seeded, b, full, KEY)
+    assert (await count_rows(seeded, b, full, page)).value == 60
+    later = q(b, status="cancelled", cursor=page.next_cursor)
+    rest = await fetch_page(seeded, b, later, KEY)
+    assert len(rest.rows) == 10 and (await count_rows(seeded, b, later, rest)).value == 60
+
+
 async def test_foreign_key_names_come_in_one_batch(seeded, bound):
     b = bound["bookings"]
     page = await fetch_page(seeded, b, q(b), KEY)
