@@ -2,44 +2,98 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, MutableMapping
 from functools import lru_cache
 from typing import Any
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from app import __version__
 from app.config import Config
 from app.web import keys
 
+_PLAIN = frozenset({str, int, type(None)})
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable stand-in for a macro argument: lists become tuples, dicts their pairs, and
+    values other than plain str/int/None are keyed with their type (`Markup("a")` and
+    `"a"` draw differently; `True == 1 == 1.0`). TypeError when something cannot be frozen."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is tuple or kind is list:
+        return tuple([_freeze(v) for v in value])
+    if isinstance(value, dict):
+        return ("{}", tuple([(k, _freeze(v)) for k, v in value.items()]))  # order is output
+    return (kind, value) if value.__hash__ is not None else hash(value)
+
+
+_SIMPLE = frozenset({str, bool, type(None)})
+
+
+def _nav_key(items: list[dict[str, Any]]) -> Any:
+    """`_freeze(items)` for the common case, four times cheaper: when every value is a plain
+    str, a bool or None, the pairs themselves are an exact key (no two of those are equal)."""
+    for item in items:
+        for value in item.values():
+            if type(value) not in _SIMPLE:
+                return _freeze(items)
+    return tuple([tuple(item.items()) for item in items])
+
 
 class MemoMacros:
     """`_macros.html` with each macro's output memoised by its arguments, as the global `km`.
 
-    A macro imported without context is a pure function of its arguments, and the same few
-    calls (a resource's filter fields, its action buttons) recur on every page view; a Jinja
-    macro call costs as much as a dozen plain expressions. Calls with an unhashable argument
-    (a list) are simply not memoised. Bounded: at most `size` outputs per macro."""
+    A macro imported without context is a pure function of its arguments, and the same calls
+    (a resource's filter fields, its action buttons, the breadcrumbs of a list) recur on every
+    page view, while a Jinja macro call costs as much as a dozen plain expressions. Calls with
+    an argument that cannot be frozen into a key are not memoised. Bounded: the `size` most
+    recently used outputs."""
 
-    def __init__(self, env: jinja2.Environment, size: int = 256) -> None:
+    def __init__(self, env: jinja2.Environment, size: int = 1024) -> None:
         self._env = env
         self._size = size
+        self._outputs: OrderedDict[Any, Any] = OrderedDict()
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_"):
             raise AttributeError(name)
         macro = getattr(self._env.get_template("_macros.html").module, name)
-        memo = lru_cache(maxsize=self._size)(macro)
+        outputs = self._outputs
 
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
-                return memo(*args, **kwargs)
-            except TypeError:  # unhashable arguments
+                key = (name, _freeze(args), _freeze(kwargs))
+                hash(key)
+            except TypeError:
                 return macro(*args, **kwargs)
+            found = outputs.get(key)
+            if found is not None:
+                outputs.move_to_end(key)
+                return found
+            found = outputs[key] = macro(*args, **kwargs)
+            if len(outputs) > self._size:
+                outputs.popitem(last=False)
+            return found
 
         setattr(self, name, call)
         return call
+
+
+class _Environment(jinja2.Environment):
+    """Templates see the globals as a plain dict taken when they are loaded, not a ChainMap.
+
+    Jinja's ChainMap lets a change to the environment's globals reach templates already loaded,
+    which its documentation says not to rely on; here every global is set before the first
+    template loads. A dict makes each render's context (`dict(globals)`) and each `{% import %}`
+    (which compares key sets) several times cheaper: 4 imports cost 180 µs a page with it."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
 
 
 class Renderer:
@@ -48,7 +102,7 @@ class Renderer:
         if config.template_dir:
             loaders.append(jinja2.FileSystemLoader(config.template_dir))
         loaders.append(jinja2.PackageLoader("app.web", "templates"))
-        self.env = jinja2.Environment(
+        self.env = _Environment(
             loader=jinja2.ChoiceLoader(loaders),
             autoescape=True,
             auto_reload=False,
@@ -62,12 +116,14 @@ class Renderer:
             read_only=config.read_only,
             icon=self.icon,
             km=MemoMacros(self.env),
+            sidebar=self.sidebar,
         )
         self.context_hooks: list[Callable[[web.Request], dict[str, Any]]] = []
         # Templates are loaded once (auto_reload=False), so which name of a list exists is
         # decided once too: no TemplateNotFound raised and caught on every request.
         self._chosen: dict[tuple[str, ...], jinja2.Template] = {}
         self._icon = lru_cache(maxsize=256)(self._render_icon)
+        self._sidebars: OrderedDict[Any, Any] = OrderedDict()
 
     def _render_icon(self, name: str, label: str | None, size: str | None) -> Any:
         return self.env.get_template("_macros.html").module.icon(name, label, size)  # type: ignore[attr-defined]
@@ -76,6 +132,27 @@ class Renderer:
         """`_macros.html`'s `icon` macro, memoised: its output depends only on its arguments,
         and a page draws a dozen or more of them (the chrome, the sidebar)."""
         return self._icon(name, label, size)
+
+    def sidebar(self, items: list[dict[str, Any]]) -> Any:
+        """`_sidebar.html` for these nav items, kept per distinct list (LRU): the items depend
+        on the user's permissions and the page, which repeat; drawing them is a tenth of a
+        page's CPU."""
+        try:
+            key = _nav_key(items)
+            hash(key)
+        except TypeError:  # an unhashable value in an item: draw it each time
+            return self._draw_sidebar(items)
+        found = self._sidebars.get(key)
+        if found is None:
+            found = self._sidebars[key] = self._draw_sidebar(items)
+            if len(self._sidebars) > 256:
+                self._sidebars.popitem(last=False)
+        else:
+            self._sidebars.move_to_end(key)
+        return found
+
+    def _draw_sidebar(self, items: Any) -> Any:
+        return Markup(self.env.get_template("_sidebar.html").render(nav=items))  # noqa: S704
 
     def template(self, names: str | list[str]) -> jinja2.Template:
         key = (names,) if isinstance(names, str) else tuple(names)

@@ -400,3 +400,33 @@ def test_the_single_writer_check_allows_the_column_definitions() -> None:
     migration = (APP / "db" / "migrations" / "0005_sessions.sql").read_text(encoding="utf-8")
     assert "revoked_at" in migration
     assert revocation_writes(Path("db") / "migrations" / "0005_sessions.sql", migration) == []
+
+
+async def test_lookup_reads_effective_permissions_fresh_with_the_session(conn) -> None:
+    """AUTHZ-4, AUTHZ-5: direct ∪ groups', read in the session query on every lookup."""
+    uid, _ = await make_user(conn, password=None)
+    token, _sess = await sessions.create(conn, user_id=uid, now=T0, absolute=ABSOLUTE)
+    found = await sessions.lookup_with_permissions(conn, token, now=T0, idle=IDLE)
+    assert found is not None and found[2] == frozenset()
+    cur = await conn.execute("INSERT INTO keel_groups (name) VALUES ('lookup-test') RETURNING id")
+    (gid,) = await cur.fetchone()
+    await conn.execute(
+        "INSERT INTO keel_group_permissions (group_id, permission) VALUES (%s, 'bookings.view'),"
+        " (%s, 'bookings.change')",
+        (gid, gid),
+    )
+    await conn.execute(
+        "INSERT INTO keel_group_members (group_id, user_id) VALUES (%s, %s)", (gid, uid)
+    )
+    await conn.execute(
+        "INSERT INTO keel_user_permissions (user_id, permission) VALUES (%s, 'bookings.view'),"
+        " (%s, 'customers.view')",
+        (uid, uid),
+    )
+    found = await sessions.lookup_with_permissions(conn, token, now=T0, idle=IDLE)
+    assert found is not None
+    assert found[2] == {"bookings.view", "bookings.change", "customers.view"}
+    assert found[:2] == await sessions.lookup(conn, token, now=T0, idle=IDLE)
+    await conn.execute("DELETE FROM keel_group_members WHERE user_id = %s", (uid,))
+    found = await sessions.lookup_with_permissions(conn, token, now=T0, idle=IDLE)
+    assert found is not None and found[2] == {"bookings.view", "customers.view"}

@@ -1,0 +1,60 @@
+"""The memoised macros (`km`), icons and sidebar draw exactly what the macros draw (UI-1..4)."""
+
+from __future__ import annotations
+
+from markupsafe import Markup
+
+from app.config import Config
+from app.web.render import Renderer
+
+
+def _renderer(config: Config) -> Renderer:
+    return Renderer(config, lambda name: f"/static/{name}")
+
+
+def test_km_matches_the_macros_and_keys_by_type(config: Config) -> None:
+    r = _renderer(config)
+    k = r.env.get_template("_macros.html").module
+    km = r.env.globals["km"]
+    calls = [
+        ("button", ("Save",), {"kind": "primary", "name": "_save", "value": "save"}),
+        ("button", ("a&b",), {"href": "/x?a=1&b=2", "icon_name": "plus"}),
+        ("button", (Markup("<b>a&amp;b</b>"),), {"href": "/x?a=1&b=2", "icon_name": "plus"}),
+        ("select", ("s", "S", (("a", "A"), ("b", "B")), ("b",)), {"multiple": True}),
+        ("select", ("s", "S", [("a", "A"), ("b", "B")], ["b"]), {"multiple": True}),
+        ("field", ("n", "N", 1), {"type": "number"}),
+        ("field", ("n", "N", True), {"type": "number"}),
+        (
+            "breadcrumbs",
+            ([{"label": "Admin", "url": "/admin/"}, {"label": "<x>", "url": None}],),
+            {},
+        ),
+    ]
+    for _ in range(2):  # drawn, then served from the memo
+        for name, args, kwargs in calls:
+            assert getattr(km, name)(*args, **kwargs) == getattr(k, name)(*args, **kwargs), name
+    # "a&b" and Markup("a&b") are equal strings that draw differently: never one key.
+    plain, markup = km.badge("a&amp;b"), km.badge(Markup("a&amp;b"))
+    assert plain != markup and "&amp;amp;" in plain and "&amp;amp;" not in markup
+
+
+def test_icon_and_sidebar_match_their_templates(config: Config) -> None:
+    r = _renderer(config)
+    k = r.env.get_template("_macros.html").module
+    assert r.icon("menu") == k.icon("menu") and r.icon("x", "Close") == k.icon("x", "Close")
+    nav = [
+        {
+            "label": "Dashboard",
+            "url": "/admin/",
+            "active": True,
+            "section": "Overview",
+            "icon": "home",
+        },
+        {"label": "B <&>", "url": "/admin/b/", "active": False, "section": "Data", "icon": "list"},
+        {"label": "C", "url": "/admin/c/", "active": False, "section": "Data", "count": 3},
+    ]
+    drawn = r.env.get_template("_sidebar.html").render(nav=nav)
+    assert r.sidebar(nav) == drawn and r.sidebar(nav) == drawn
+    assert "B &lt;&amp;&gt;" in drawn and drawn.count("k-nav-heading") == 2
+    nav[1]["active"] = True  # another page: another sidebar
+    assert r.sidebar(nav) != drawn
