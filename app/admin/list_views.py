@@ -12,7 +12,15 @@ from multidict import MultiDict
 from app.admin import saved_filters
 from app.admin.list_params import DATE_PRESETS, ListQuery, parse_query
 from app.admin.list_render import RowRenderer, json_rows, querystring
-from app.admin.listing import Page, Total, count_rows, fetch_page, fk_labels
+from app.admin.listing import (
+    Page,
+    Total,
+    count_rows,
+    fk_labels,
+    read_page,
+    start_count,
+    start_page,
+)
 from app.admin.resources import BoundResource, filter_kind
 from app.admin.setup import CURSOR_KEY, DISPLAYS, SLUGS, get_resource
 from app.errors import Invalid
@@ -43,12 +51,25 @@ async def load_page(
     request: web.Request, b: BoundResource, lq: ListQuery, user_id: int | None = None
 ) -> tuple[Page, Total, list[saved_filters.SavedFilter]]:
     """One connection, a few short queries: the page, its FK names, the total (LIST-1, LIST-4)
-    and, for the HTML page, the user's saved filters (LIST-8)."""
+    and, for the HTML page, the user's saved filters (LIST-8).
+
+    The page, the first question of the total and the saved filters do not depend on one
+    another: they go in one pipeline (one round trip, and a third less client CPU than three);
+    the FK names need the page, and a count (when one is needed) needs the estimate."""
+    key = request.app[CURSOR_KEY]
     async with request.app[keys.POOL].connection() as conn:
-        page = await fetch_page(conn, b, lq, request.app[CURSOR_KEY])
+        async with conn.pipeline():
+            page_cur, pq = await start_page(conn, b, lq, key)
+            count_cur = await start_count(conn, b, lq)
+            saved_cur = (
+                None
+                if user_id is None
+                else await saved_filters.start_for_user(conn, user_id, b.slug)
+            )
+        page = await read_page(page_cur, b, lq, key, pq)
+        saved = [] if saved_cur is None else await saved_filters.read(saved_cur)
         await fk_labels(conn, b, page, displays(request.app))
-        total = await count_rows(conn, b, lq, page)
-        saved = [] if user_id is None else await saved_filters.for_user(conn, user_id, b.slug)
+        total = await count_rows(conn, b, lq, page, count_cur)
     return page, total, saved
 
 

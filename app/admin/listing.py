@@ -339,6 +339,20 @@ async def fetch_page(
     """The page the query asks for: first, after/before a cursor, or last (LIST-3)."""
     pq = page_query(b, lq, key)
     cur = await conn.execute(pq.query, pq.params, prepare=pq.prepare)
+    return await read_page(cur, b, lq, key, pq)
+
+
+async def start_page(
+    conn: psycopg.AsyncConnection[Any], b: BoundResource, lq: ListQuery, key: bytes
+) -> tuple[psycopg.AsyncCursor[Any], PageQuery]:
+    """Send the page query (in a pipeline, with others); `read_page` reads it."""
+    pq = page_query(b, lq, key)
+    return await conn.execute(pq.query, pq.params, prepare=pq.prepare), pq
+
+
+async def read_page(
+    cur: psycopg.AsyncCursor[Any], b: BoundResource, lq: ListQuery, key: bytes, pq: PageQuery
+) -> Page:
     rows = await cur.fetchall()
     more = len(rows) > lq.per_page
     rows = rows[: lq.per_page]
@@ -456,50 +470,79 @@ def whole_result(lq: ListQuery, page: Page) -> bool:
     return not lq.cursor and not lq.last and page.at_start and page.next_cursor is None
 
 
-async def planner_rows(
-    conn: psycopg.AsyncConnection[Any], b: BoundResource, where: sql.Composable, params: list[Any]
-) -> int:
-    """The planner's row estimate for a filter: planning only, nothing is read."""
-    query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}").format(
-        sql.SQL(_table(b)), where
-    )
-    row = await (await conn.execute(query, params)).fetchone()
-    plan = row[0] if row else None
+_RELTUPLES = (
+    "SELECT c.reltuples::bigint FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s"
+)
+
+
+def _plan_rows(plan: Any) -> int:
     if isinstance(plan, str):
         plan = json.loads(plan)
     try:
-        return int(plan[0]["Plan"]["Plan Rows"])  # type: ignore[index]
+        return int(plan[0]["Plan"]["Plan Rows"])
     except (TypeError, KeyError, IndexError, ValueError):
         return 0
 
 
+async def planner_rows(
+    conn: psycopg.AsyncConnection[Any], b: BoundResource, where: sql.Composable, params: list[Any]
+) -> int:
+    """The planner's row estimate for a filter: planning only, nothing is read."""
+    row = await (await conn.execute(_explain_query(b, where), params)).fetchone()
+    return _plan_rows(row[0] if row else None)
+
+
+def _explain_query(b: BoundResource, where: sql.Composable) -> sql.Composable:
+    return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}").format(
+        sql.SQL(_table(b)), where
+    )
+
+
+async def start_count(
+    conn: psycopg.AsyncConnection[Any], b: BoundResource, lq: ListQuery
+) -> psycopg.AsyncCursor[Any] | None:
+    """Send the cheap question `count_rows` starts with — the table's estimate, or the
+    planner's for plain filters — so it can share a pipeline with the page query."""
+    if not lq.filtered:
+        return await conn.execute(_RELTUPLES, (b.table.schema, b.table.name))
+    if not lq.words:
+        where, params = where_clause(b, lq)
+        return await conn.execute(_explain_query(b, where), params)
+    return None
+
+
 async def count_rows(
-    conn: psycopg.AsyncConnection[Any], b: BoundResource, lq: ListQuery, page: Page | None = None
+    conn: psycopg.AsyncConnection[Any],
+    b: BoundResource,
+    lq: ListQuery,
+    page: Page | None = None,
+    started: psycopg.AsyncCursor[Any] | None = None,
 ) -> Total:
     """LIST-4: never scan a big table. Unfiltered → the planner's estimate (exact when small);
     filtered → exact up to COUNT_CAP under a short statement timeout.
 
-    Given the first `page` of this query: when it is not full, its rows are all the rows, and
-    that exact total costs nothing (a search for one customer's bookings, S3, ran its trigram
-    search a second time to count the 15 rows the page already held).
-
     When the planner expects far more than the cap for plain column filters (whose estimates
     come from column statistics and are reliable), the answer is "10,000+" without counting
     10,001 rows on every page view. Search words are always counted: trigram estimates are not
-    trustworthy enough to print."""
+    trustworthy enough to print.
+
+    Given the first `page` of this query: when it is not full, its rows are all the rows, and
+    that exact total costs nothing (a search for one customer's bookings, S3, ran its trigram
+    search a second time to count the 15 rows the page already held). `started` is
+    `start_count`'s cursor when the first question was already sent."""
     if page is not None and whole_result(lq, page):
         return Total(len(page.rows))
+    if started is None:
+        started = await start_count(conn, b, lq)
     where, params = where_clause(b, lq)
     if not lq.filtered:
-        cur = await conn.execute(
-            "SELECT c.reltuples::bigint FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-            (b.table.schema, b.table.name),
-        )
-        row = await cur.fetchone()
+        row = await started.fetchone() if started else None
         estimate = int(row[0]) if row else -1
         if estimate >= COUNT_CAP:
             return Total(estimate, estimate=True)
-    elif not lq.words and await planner_rows(conn, b, where, params) >= SURE_ABOVE_CAP:
-        return Total(COUNT_CAP, capped=True)
+    elif not lq.words:
+        row = await started.fetchone() if started else None
+        if _plan_rows(row[0] if row else None) >= SURE_ABOVE_CAP:
+            return Total(COUNT_CAP, capped=True)
     return await _exact_capped(conn, b, where, params, bool(lq.words))

@@ -39,11 +39,21 @@ async def for_user(
     conn: psycopg.AsyncConnection[Any], user_id: int, resource: str
 ) -> list[SavedFilter]:
     """Only the user's own filters for this list: saved filters are private."""
-    cur = await conn.execute(
+    return await read(await start_for_user(conn, user_id, resource))
+
+
+async def start_for_user(
+    conn: psycopg.AsyncConnection[Any], user_id: int, resource: str
+) -> psycopg.AsyncCursor[Any]:
+    """Send `for_user`'s query (in a pipeline, with the list's own); `read` reads it."""
+    return await conn.execute(
         "SELECT id, name, query FROM keel_saved_filters WHERE user_id = %s AND resource = %s"
         " ORDER BY name LIMIT %s",
         (user_id, resource, MAX_PER_LIST),
     )
+
+
+async def read(cur: psycopg.AsyncCursor[Any]) -> list[SavedFilter]:
     return [SavedFilter(*row) for row in await cur.fetchall()]
 
 
