@@ -86,11 +86,27 @@ def _decimal_text(value: Any) -> str:
     return f"{value:,}" if type(value) is Decimal else _generic(value)
 
 
+# Zones whose offset is always zero: a time in one of them already reads as UTC. psycopg
+# gives timestamptz values the session's zone, which is one of these on most servers.
+_UTC_NAMES = frozenset(
+    {"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu"}
+)
+_UTC_ZONES: dict[int, tuple[Any, bool]] = {}
+
+
+def _in_utc(tz: Any) -> bool:
+    found = _UTC_ZONES.get(id(tz))
+    if found is None or found[0] is not tz:
+        found = _UTC_ZONES[id(tz)] = (tz, tz is UTC or getattr(tz, "key", None) in _UTC_NAMES)
+    return found[1]
+
+
 def _datetime_text(value: Any) -> str:
     """`format_value` for datetimes, without strftime: the same text, a few times faster."""
     if type(value) is not datetime or value.year < 1000:  # strftime does not pad small years
         return _generic(value)
-    if value.tzinfo is not None:
+    tz = value.tzinfo
+    if tz is not None and not _in_utc(tz):
         value = value.astimezone(UTC)
     return value.isoformat(" ", "minutes")[:16]
 
@@ -149,6 +165,7 @@ class RowRenderer:
         self.page = page
         self.pattern = highlighter(words)
         searched = {n for n in b.resource.search_fields if "." not in n}
+        self._searched = searched if self.pattern is not None else set()
         self.columns = b.list_columns
         self.index = [page.columns.index(c.name) for c in self.columns]
         self.pk_index = page.columns.index(b.pk)
@@ -173,11 +190,30 @@ class RowRenderer:
         return f'<td class="{"num" if numeric else "trunc"}">'
 
     def _cell(self, col: Column, text: Text) -> Text:
+        """`text` wrapped in its `<td>`, with the common cases done in one call: the cells of
+        a page's FK names and of a column's choices are drawn once, integers and decimals
+        inline."""
         start = self._start(col)
+        known: dict[Any, str] | None = None
+        if col.fk is not None:
+            known = {k: f"{start}{text(k)}</td>" for k in self.page.labels.get(col.name, {})}
+        elif col.choices and text is not _generic and col.name not in self._searched:
+            known = {c: f"{start}{text(c)}</td>" for c in col.choices}
 
         def cell(value: Any) -> str:
             return NULL if value is None else f"{start}{text(value)}</td>"
 
+        if known is not None:
+
+            def known_cell(value: Any) -> str:
+                found = known.get(value)
+                return found if found is not None else cell(value)
+
+            return known_cell
+        if text is _int_text:
+            return lambda v: f"{start}{v}</td>" if type(v) is int else cell(v)
+        if text is _decimal_text:
+            return lambda v: f"{start}{v:,}</td>" if type(v) is Decimal else cell(v)
         return cell
 
     def _text_for(

@@ -98,7 +98,23 @@ async def list_view(request: web.Request) -> web.StreamResponse:
 
 
 def _headers(b: BoundResource, lq: ListQuery) -> list[dict[str, Any]]:
-    """Sortable headers (LIST-2): clicking sorts by that column, again reverses it."""
+    """Sortable headers (LIST-2): clicking sorts by that column, again reverses it.
+
+    They depend only on the resource and the list's state (not on the page), which stays the
+    same while a user pages through a list: kept per state, bounded."""
+    key = (id(b), lq.state, lq.ordering, lq.order_param)
+    found = _HEADERS.get(key)
+    if found is None or found[0] is not b:
+        if len(_HEADERS) >= 512:
+            _HEADERS.clear()
+        found = _HEADERS[key] = (b, _draw_headers(b, lq))
+    return [dict(h) for h in found[1]]  # copies: a page template may change what it is given
+
+
+_HEADERS: dict[tuple[Any, ...], tuple[BoundResource, list[dict[str, Any]]]] = {}
+
+
+def _draw_headers(b: BoundResource, lq: ListQuery) -> list[dict[str, Any]]:
     current = dict(lq.ordering[:1]) if lq.order_param or b.resource.ordering else {}
     out = []
     for col in b.list_columns:
