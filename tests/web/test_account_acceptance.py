@@ -84,6 +84,32 @@ async def test_unknown_email_costs_about_as_much_as_a_known_one(client, make_use
     assert unknown_t < 2 * known_t and known_t < 2 * unknown_t, (unknown_t, known_t)
 
 
+async def test_forgot_takes_as_long_for_an_unknown_address_as_for_a_known_one(
+    client, make_user
+) -> None:
+    """REC-1: no timing oracle: the answer waits for one floor whatever the address did."""
+    from app.web.account import FORGOT_FLOOR
+
+    known, _ = await make_user("staff")
+
+    async def once(email: str) -> float:
+        token = page_token(await (await client.get("/forgot")).text())
+        started = time.perf_counter()
+        resp = await client.post(
+            "/forgot", data={"email": email, "csrf_token": token}, allow_redirects=False
+        )
+        assert resp.status == 303
+        return time.perf_counter() - started
+
+    unknown, known_times = [], []
+    for i in range(3):
+        unknown.append(await once(f"nobody{i}@example.com"))
+        known_times.append(await once(known.email))  # the 4th+ would be rate-limited: 3 tries
+    unknown_t, known_t = statistics.median(unknown), statistics.median(known_times)
+    assert min(unknown + known_times) >= FORGOT_FLOOR
+    assert abs(unknown_t - known_t) < 0.25 * FORGOT_FLOOR, (unknown_t, known_t)
+
+
 async def test_forgot_answers_the_same_for_every_outcome(client, make_user, database_url) -> None:
     """REC-1, INV-2: unknown, inactive, rate-limited and success give the same redirect and page."""
     known, _ = await make_user("staff")
