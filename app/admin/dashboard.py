@@ -151,8 +151,10 @@ async def dashboard_view(request: web.Request) -> web.StreamResponse:
         async with pool.connection() as conn:
             return await audit.daily_counts(conn, 7, now=now)
 
-    recent_rows, events_ok = await soft("recent_events", events, [])
-    days, activity_ok = await soft("activity", activity, [])
+    no_rows: list[audit.AuditRow] = []
+    no_days: list[tuple[Any, int]] = []
+    recent_rows, events_ok = await soft("recent_events", events, no_rows)
+    days, activity_ok = await soft("activity", activity, no_days)
     ctx = {
         "title": "Dashboard",
         "breadcrumbs": [],

@@ -12,19 +12,17 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import markupsafe
 from markupsafe import Markup, escape
-
-try:  # markupsafe's C escaper without the Markup wrapping: same text, a tenth of the cost
-    from markupsafe import _escape_inner as _escape_str
-except ImportError:  # pragma: no cover - other markupsafe builds
-
-    def _escape_str(s: str, /) -> str:
-        return str(escape(s))
-
 
 from app.admin.listing import Page
 from app.admin.resources import BoundResource
 from app.db.catalog import NUMBER_TYPES, Column
+
+# markupsafe's own C escaper without the Markup wrapping: the same text, a tenth of the cost.
+_escape_str: Callable[[str], str] = getattr(markupsafe, "_escape_inner", None) or (
+    lambda s: str(escape(s))
+)
 
 NULL = '<td><span class="k-null">—</span></td>'
 MAX_CELL = 120  # characters shown in a cell; the edit page shows the rest
@@ -35,9 +33,10 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "Yes" if value else "No"
     if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return value.strftime("%Y-%m-%d %H:%M")
+        when: datetime = value
+        if when.tzinfo is not None:
+            when = when.astimezone(UTC)
+        return when.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, Decimal):
         return f"{value:,}"
     if isinstance(value, int):
@@ -105,10 +104,10 @@ def _datetime_text(value: Any) -> str:
     """`format_value` for datetimes, without strftime: the same text, a few times faster."""
     if type(value) is not datetime or value.year < 1000:  # strftime does not pad small years
         return _generic(value)
-    tz = value.tzinfo
-    if tz is not None and not _in_utc(tz):
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "minutes")[:16]
+    when: datetime = value
+    if when.tzinfo is not None and not _in_utc(when.tzinfo):
+        when = when.astimezone(UTC)
+    return when.isoformat(" ", "minutes")[:16]
 
 
 def _text_cell(value: Any) -> str:

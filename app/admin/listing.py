@@ -122,8 +122,8 @@ def _word_sql(b: BoundResource, word: str, params: list[Any]) -> str:
                     f"{quoted(target.schema, target.name)} WHERE {match}))"
                 )
         else:
-            col = b.resolve_column(name)
-            match = _match(_col(b, col.name), col, word, params) if col else None
+            own = b.resolve_column(name)
+            match = _match(_col(b, own.name), own, word, params) if own else None
             if match is not None:
                 options.append(match)
     if b.resource.tsvector_field:
@@ -302,7 +302,7 @@ def decode_cursor(key: bytes, b: BoundResource, lq: ListQuery, token: str) -> tu
 class PageQuery:
     """The SQL of one page and how to read its result (backwards scans come back reversed)."""
 
-    query: sql.Composable
+    query: sql.SQL
     params: list[Any]
     columns: list[str]
     direction: str
@@ -436,7 +436,7 @@ class Total:
         return f"{self.value:,}+" if self.capped else f"{self.value:,}"
 
 
-def _exact_capped_query(b: BoundResource, where: sql.Composable) -> sql.Composable:
+def _exact_capped_query(b: BoundResource, where: sql.Composable) -> sql.Composed:
     return sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT {}) AS capped").format(
         sql.SQL(_table(b)), where, sql.Literal(COUNT_CAP + 1)
     )
@@ -493,7 +493,7 @@ async def planner_rows(
     return _plan_rows(row[0] if row else None)
 
 
-def _explain_query(b: BoundResource, where: sql.Composable) -> sql.Composable:
+def _explain_query(b: BoundResource, where: sql.Composable) -> sql.Composed:
     return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}").format(
         sql.SQL(_table(b)), where
     )
