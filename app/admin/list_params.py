@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import math
 import re
 import uuid
@@ -43,6 +44,7 @@ CAST = {
     "char": "text",
 }
 _INT_RANGE = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
+MAX_EXPONENT = 1000  # decimal places accepted in a numeric filter value
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TRUE, _FALSE = ("yes", "true", "1", "on"), ("no", "false", "0", "off")
 UNSORTABLE = ("json", "jsonb", "tsvector")
@@ -58,7 +60,7 @@ def parse_value(col: Column, text: str, *, strict: bool = True) -> Any:
         raise ValueError(f"at most {MAX_VALUE} printable characters")
     s = text.strip()
     if t in INTEGER_TYPES:
-        if not re.fullmatch(r"[+-]?\d{1,20}", s):
+        if not re.fullmatch(r"[+-]?[0-9]{1,20}", s):
             raise ValueError("a whole number")
         n = int(s)
         if not -_INT_RANGE[t] <= n < _INT_RANGE[t]:
@@ -73,7 +75,11 @@ def parse_value(col: Column, text: str, *, strict: bool = True) -> Any:
             raise ValueError("a number") from None
         if not d.is_finite() or abs(d) >= Decimal("1e30"):
             raise ValueError("a finite number")
-        return d
+        # Postgres numeric holds at most 16383 digits after the point: 1e-20000 (or 0E-99999)
+        # would overflow there, so the exponent is bounded here (SEC-3: 400, not 500).
+        if d.as_tuple().exponent < -MAX_EXPONENT:  # type: ignore[operator]
+            raise ValueError(f"a number with at most {MAX_EXPONENT} decimal places")
+        return Decimal(0) if d.is_zero() else d  # -0 and 0E-9 are plain 0
     if t in ("real", "double precision"):
         try:
             f = float(s)
@@ -122,7 +128,10 @@ def _datetime(s: str, *, aware: bool) -> datetime:
     if aware and dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
     if not aware and dt.tzinfo is not None:
-        return dt.astimezone(UTC).replace(tzinfo=None)
+        try:  # 0001-01-01T00:00+14:00 is in year 0 in UTC: Python cannot name it
+            return dt.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError("a date and time from year 1 to 9999 in UTC") from None
     return dt
 
 
@@ -230,51 +239,58 @@ def _range(col: Column, op: str, raw: str, label: str, name: str) -> Condition:
     text = raw.strip()
     if col.type_name in ("timestamptz", "timestamp") and len(text) == 10:
         day = _date(text)
-        tz = UTC if col.type_name == "timestamptz" else None
-        start = datetime(day.year, day.month, day.day, tzinfo=tz)
         if op == "lte":
-            return Condition(col.name, "lt", start + timedelta(days=1), f"{label} ≤ {text}", name)
-        return Condition(col.name, "gte", start, f"{label} ≥ {text}", name)
+            end_op, end = _day_end(col, day)
+            return Condition(col.name, end_op, end, f"{label} ≤ {text}", name)
+        return Condition(col.name, "gte", _day_start(col, day), f"{label} ≥ {text}", name)
     value = parse_value(col, raw)
     sign = "≥" if op == "gte" else "≤"
     return Condition(col.name, op, value, f"{label} {sign} {raw.strip()}", name)
 
 
 def _date_preset(col: Column, raw: str, label: str, name: str, now: datetime) -> list[Condition]:
-    """today / past 7 days / this month, as half-open ranges in UTC (LIST-5)."""
+    """today / past 7 days / this month, or one given day, as day ranges in UTC (LIST-5)."""
     preset = raw.strip().lower()
     if preset in ("", "any"):
         return []
     today = now.astimezone(UTC).date()
     if preset == "today":
-        lo, hi = today, today + timedelta(days=1)
+        first, last = today, today
     elif preset == "past_7_days":
-        lo, hi = today - timedelta(days=6), today + timedelta(days=1)
+        first, last = today - timedelta(days=6), today
     elif preset == "this_month":
-        lo = today.replace(day=1)
-        hi = (lo + timedelta(days=32)).replace(day=1)
-    else:
-        day = parse_value(col, preset)
-        if isinstance(day, datetime):
-            return [Condition(col.name, "eq", day, f"{label}: {preset}", name)]
-        lo, hi = day, day + timedelta(days=1)
-        preset_label = preset
-        return _day_range(col, lo, hi, f"{label}: {preset_label}", name)
-    return _day_range(col, lo, hi, f"{label}: {DATE_PRESETS[preset]}", name)
+        first = today.replace(day=1)
+        last = today.replace(day=calendar.monthrange(today.year, today.month)[1])
+    elif col.type_name != "date" and len(preset) != 10:  # a date and time: that instant
+        return [Condition(col.name, "eq", parse_value(col, preset), f"{label}: {preset}", name)]
+    else:  # a plain date: that whole day, on date and timestamp columns alike
+        first = last = _date(preset)
+        return _day_range(col, first, last, f"{label}: {preset}", name)
+    return _day_range(col, first, last, f"{label}: {DATE_PRESETS[preset]}", name)
 
 
-def _day_range(col: Column, lo: date, hi: date, label: str, name: str) -> list[Condition]:
+def _day_start(col: Column, day: date) -> date | datetime:
     if col.type_name == "date":
-        return [
-            Condition(col.name, "gte", lo, label, name),
-            Condition(col.name, "lt", hi, label, name),
-        ]
-    tz = UTC if col.type_name == "timestamptz" else None
-    start = datetime(lo.year, lo.month, lo.day, tzinfo=tz)
-    end = datetime(hi.year, hi.month, hi.day, tzinfo=tz)
+        return day
+    return datetime.combine(day, time.min, UTC if col.type_name == "timestamptz" else None)
+
+
+def _day_end(col: Column, day: date) -> tuple[str, date | datetime]:
+    """Up to the end of `day`: `< the next day`, or on 9999-12-31, the last day Python can
+    name, `<= its last microsecond` (Postgres keeps microseconds: the same rows)."""
+    if day < date.max:
+        return "lt", _day_start(col, day + timedelta(days=1))
+    if col.type_name == "date":
+        return "lte", day
+    return "lte", datetime.combine(day, time.max, UTC if col.type_name == "timestamptz" else None)
+
+
+def _day_range(col: Column, first: date, last: date, label: str, name: str) -> list[Condition]:
+    """Every moment from the start of `first` to the end of `last`, sargable on the column."""
+    end_op, end = _day_end(col, last)
     return [
-        Condition(col.name, "gte", start, label, name),
-        Condition(col.name, "lt", end, label, name),
+        Condition(col.name, "gte", _day_start(col, first), label, name),
+        Condition(col.name, end_op, end, label, name),
     ]
 
 
@@ -323,7 +339,7 @@ def parse_query(
     per_page = b.resource.list_per_page
     if "per_page" in grouped:
         raw = grouped["per_page"][-1].strip()
-        if not raw.isdigit() or not 1 <= int(raw) <= PER_PAGE_MAX:
+        if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= PER_PAGE_MAX:
             raise _bad("per_page", f"a whole number from 1 to {PER_PAGE_MAX}")
         per_page = int(raw)
         state.append(("per_page", raw))

@@ -21,7 +21,7 @@ from app.web.render import render
 
 PAGE_SIZE = 50
 ROLE = "administrator"  # the global history is for administrators and developers (AUDIT-8)
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 FILTERS = ("event", "actor", "resource", "since", "until")
 TONES = {"failure": "danger", "denied": "warning"}
@@ -56,7 +56,7 @@ class Query:
 
 
 def _day(raw: str, name: str, q: Query) -> date | None:
-    if not _DATE.match(raw):
+    if not _DATE.fullmatch(raw):
         q.errors[name] = "a date like 2024-05-31"
         return None
     try:
@@ -89,9 +89,10 @@ def parse_query(params: Mapping[str, str]) -> Query:
     until = _day(q.values["until"], "until", q) if "until" in q.values else None
     if since:
         q.kwargs["since"] = datetime(since.year, since.month, since.day, tzinfo=UTC)
-    if until:  # inclusive: the whole last day
+    if until and until < date.max:  # inclusive: the whole last day
         end = until + timedelta(days=1)
         q.kwargs["until"] = datetime(end.year, end.month, end.day, tzinfo=UTC)
+    # until=9999-12-31 has no next day in Python: up to its end is no upper bound at all.
     for name, key in (("after", "after_cursor"), ("before", "before_cursor")):
         raw = params.get(name, "")
         if raw:
