@@ -189,22 +189,6 @@ async def test_unique_fk_and_check_violations_name_the_field(
     assert [e[0] for e in await audit_rows(conn)] == []  # nothing half-written
 
 
-async def test_a_failing_audit_write_leaves_no_change(
-    conn: psycopg.AsyncConnection[Any],
-) -> None:
-    """EDIT-6 / AUDIT-5: if the event cannot be written, the change is rolled back too."""
-    b = await bound(conn, "technicians")
-    await conn.execute(
-        "CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql AS"
-        " $$BEGIN RAISE EXCEPTION 'audit store unavailable'; END$$;"
-        " CREATE TRIGGER fail_audit BEFORE INSERT ON keel_audit"
-        " FOR EACH ROW EXECUTE FUNCTION fail_audit()"
-    )
-    with pytest.raises(psycopg.errors.RaiseException):
-        await writes.insert_row(conn, ctx(), b, {"name": "Lost", "email": "lost@x.test"})
-    assert (await (await conn.execute("SELECT count(*) FROM technicians")).fetchone())[0] == 0
-
-
 async def test_update_writes_only_changes_and_audits_from_to(
     conn: psycopg.AsyncConnection[Any],
 ) -> None:
@@ -218,9 +202,9 @@ async def test_update_writes_only_changes_and_audits_from_to(
     )
     assert after["hourly_rate"] == Decimal("30.00")
     assert after["updated_at"] > before["updated_at"]  # the version moves on
-    events = await audit_rows(conn)
-    assert events[-1][0] == "update"
-    assert events[-1][3]["changes"] == {"hourly_rate": {"from": "0.00", "to": "30.00"}}
+    (event,) = await audit_rows(conn)  # exactly one: add_technician writes no event
+    assert event[0] == "update" and event[2] == str(pk)
+    assert event[3]["changes"] == {"hourly_rate": {"from": "0.00", "to": "30.00"}}
 
 
 async def test_second_editor_is_refused_with_what_changed(
@@ -361,3 +345,110 @@ async def test_bulk_refuses_empty_and_oversized_selections(
         await writes.bulk_delete(conn, ctx(), b, [])
     with pytest.raises(Invalid, match="too many"):
         await writes.bulk_delete(conn, ctx(), b, list(range(writes.MAX_BULK + 1)))
+
+
+# ---- EDIT-6 / EDIT-8 / AUDIT-5: one event per write, in the write's transaction ----------
+
+WRITES = ("create", "update", "delete", "bulk_set", "bulk_delete")
+EVENT_OF = {
+    "create": "create",
+    "update": "update",
+    "delete": "delete",
+    "bulk_set": "bulk_action",
+    "bulk_delete": "bulk_action",
+}
+
+
+async def do_write(conn: psycopg.AsyncConnection[Any], op: str, ids: list[int]) -> str:
+    """One admin write on technicians through the writes service; returns what the event must
+    name: the row's id, or for a bulk action the action (the ids are in the metadata)."""
+    b = await bound(conn, "technicians")
+    if op == "create":
+        row = await writes.insert_row(conn, ctx(), b, {"name": "New", "email": "new@x.test"})
+        return str(row["id"])
+    if op == "update":
+        before = await writes.fetch_row(conn, b, ids[0])
+        assert before is not None
+        version = writes.row_version(b.table, before)
+        await writes.update_row(conn, ctx(), b, ids[0], {"name": "Renamed"}, version=version)
+        return str(ids[0])
+    if op == "delete":
+        await writes.delete_row(conn, ctx(), b, ids[0])
+        return str(ids[0])
+    if op == "bulk_set":
+        (action,) = b.resource.actions  # deactivate: is_active = false
+        await writes.bulk_set(conn, ctx(), b, action, ids)
+        return "deactivate"
+    await writes.bulk_delete(conn, ctx(), b, ids)
+    return "delete"
+
+
+async def technicians(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+    cur = await conn.execute("SELECT id, name, email, is_active FROM technicians ORDER BY id")
+    return await cur.fetchall()
+
+
+async def count_events(conn: psycopg.AsyncConnection[Any]) -> int:
+    return (await (await conn.execute("SELECT count(*) FROM keel_audit")).fetchone())[0]
+
+
+@pytest.mark.parametrize("op", WRITES)
+async def test_each_write_leaves_exactly_one_event_in_its_own_transaction(
+    conn: psycopg.AsyncConnection[Any], op: str
+) -> None:
+    """EDIT-6, EDIT-8, AUDIT-5: create, update, delete and each bulk action record exactly one
+    event (a bulk action one in all, listing its ids), written by the transaction that made the
+    change: statement triggers log the transaction id of the data write and of the audit insert."""
+    ids = [await add_technician(conn, "a@x.test"), await add_technician(conn, "b@x.test")]
+    await conn.execute(
+        "CREATE TABLE tx_log (what text, tx xid8);"
+        " CREATE FUNCTION log_tx() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN INSERT INTO tx_log VALUES (TG_TABLE_NAME, pg_current_xact_id()); RETURN NULL;"
+        " END$$;"
+        " CREATE TRIGGER log_tx AFTER INSERT OR UPDATE OR DELETE ON technicians"
+        " FOR EACH STATEMENT EXECUTE FUNCTION log_tx();"
+        " CREATE TRIGGER log_tx AFTER INSERT ON keel_audit"
+        " FOR EACH STATEMENT EXECUTE FUNCTION log_tx()"
+    )
+    target = await do_write(conn, op, ids)
+    events = await audit_rows(conn)
+    assert len(events) == 1, events  # add_technician wrote none, the write exactly one
+    ((event_type, resource, target_id, metadata),) = events
+    if op.startswith("bulk"):  # one event for the whole action, naming it and every id
+        assert (event_type, resource, target_id) == ("bulk_action", "technicians", None)
+        assert metadata["action"] == target and metadata["ids"] == [str(i) for i in ids]
+    else:
+        assert (event_type, resource, target_id) == (EVENT_OF[op], "technicians", target)
+    cur = await conn.execute("SELECT what, tx::text FROM tx_log")
+    logged = await cur.fetchall()  # delete also logs the ON DELETE SET NULL of supervisor_id
+    assert {w for w, _ in logged} == {"keel_audit", "technicians"}, logged
+    assert len({tx for _, tx in logged}) == 1, f"change and event in two transactions: {logged}"
+
+
+@pytest.mark.parametrize("failure", ["trigger", "check"])
+@pytest.mark.parametrize("op", WRITES)
+async def test_a_failing_audit_insert_leaves_neither_change_nor_event(
+    conn: psycopg.AsyncConnection[Any], op: str, failure: str
+) -> None:
+    """AUDIT-5: when the event cannot be written (a trigger raising, or a CHECK constraint
+    refusing the row), the data change is rolled back with it and no event remains."""
+    ids = [await add_technician(conn, "a@x.test"), await add_technician(conn, "b@x.test")]
+    before, events_before = await technicians(conn), await count_events(conn)
+    if failure == "trigger":
+        await conn.execute(
+            "CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN RAISE EXCEPTION 'audit store unavailable'; END$$;"
+            " CREATE TRIGGER fail_audit BEFORE INSERT ON keel_audit"
+            " FOR EACH ROW EXECUTE FUNCTION fail_audit()"
+        )
+        expected: tuple[type[Exception], ...] = (psycopg.errors.RaiseException,)
+    else:  # existing rows are not checked (NOT VALID); every new technicians event is refused
+        await conn.execute(
+            "ALTER TABLE keel_audit ADD CONSTRAINT refuse_technicians"
+            " CHECK (target_resource IS DISTINCT FROM 'technicians') NOT VALID"
+        )
+        expected = (Invalid, Conflict)  # the service's translation of the IntegrityError
+    with pytest.raises(expected):
+        await do_write(conn, op, ids)
+    assert await technicians(conn) == before, "the change outlived its failed audit event"
+    assert await count_events(conn) == events_before
