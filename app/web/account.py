@@ -190,6 +190,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 @auth.public
 async def logout(request: web.Request) -> web.StreamResponse:
     info = auth.session(request)
+    if info is not None and not csrf.bound_to_session(request):
+        raise web.HTTPForbidden(text=csrf.REFUSED)  # SEC-1: this session's token only
     if info is not None:
         async with request.app[keys.POOL].connection() as conn:
             await sessions.revoke(

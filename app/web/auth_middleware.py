@@ -24,7 +24,14 @@ from app.web.auth import (
     principal,
     session,
 )
-from app.web.csrf import clear_session_cookie, session_cookie, token_for
+from app.web.csrf import (
+    REFUSED,
+    UNSAFE,
+    bound_to_session,
+    clear_session_cookie,
+    session_cookie,
+    token_for,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("keel.auth")
@@ -143,6 +150,10 @@ async def login_required(request: web.Request, handler: Handler) -> web.StreamRe
     who = principal(request)
     if who is None:
         return _see_other(login_url(request))
+    if request.method in UNSAFE and not bound_to_session(request):
+        # SEC-1: a signed-in change needs the token of this session, not one from a form
+        # shown before sign-in (or in a tab that signed in elsewhere since).
+        raise web.HTTPForbidden(text=REFUSED)
     info = session(request)
     path = request.path
     if info is not None and info.trust == "pending" and not _under(path, MFA_STEP):

@@ -22,6 +22,7 @@ REFUSED = (
 )
 CSRF_KEY = web.AppKey("keel_csrf_key", bytes)
 _NEW_PRE = web.RequestKey("keel_new_pre_csrf", str)
+_BINDING = web.RequestKey("keel_csrf_binding", str)
 
 
 # ---- cookies (SESS-2) -------------------------------------------------------------------
@@ -105,18 +106,26 @@ def _well_formed(value: str) -> bool:
     return 40 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum()
 
 
-def _valid(request: web.Request, sent: str) -> bool:
+def _valid(request: web.Request, sent: str) -> str | None:
+    """Which cookie the token is bound to ("session" or "pre"), or None when it matches none."""
     if not sent or len(sent) != 64:
-        return False
+        return None
     key = _key(request.app)
-    ok = False
-    # Either binding is accepted: a form shown before sign-in or after (an expired session
-    # reads as anonymous). Both compare in constant time and are both computed.
+    bound: str | None = None
+    # Either binding passes here: a form shown before sign-in or after (an expired session
+    # reads as anonymous). Both compare in constant time and are both computed. Once the
+    # session is known to be live, login_required refuses a pre-session token on a route
+    # that needs a signed-in user (SEC-1: bound to the session).
     for kind, name in ((b"s:", session_cookie(request)), (b"p:", pre_cookie(request))):
         cookie = request.cookies.get(name, "")
-        if cookie and hmac.compare_digest(_mac(key, kind, cookie), sent):
-            ok = True
-    return ok
+        if cookie and hmac.compare_digest(_mac(key, kind, cookie), sent) and bound is None:
+            bound = "session" if kind == b"s:" else "pre"
+    return bound
+
+
+def bound_to_session(request: web.Request) -> bool:
+    """For an unsafe request that passed the guard: was its token bound to the session?"""
+    return request.get(_BINDING) == "session"
 
 
 def _expected_origin(request: web.Request) -> str:
@@ -164,8 +173,10 @@ async def csrf_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     if request.method in UNSAFE and request.match_info.http_exception is None:
         if origin_problem(request) is not None:
             raise web.HTTPForbidden(text=REFUSED)
-        if not _valid(request, await _sent_token(request)):
+        binding = _valid(request, await _sent_token(request))
+        if binding is None:
             raise web.HTTPForbidden(text=REFUSED)
+        request[_BINDING] = binding
     response = await handler(request)
     new = request.get(_NEW_PRE)
     if new and not response.prepared:

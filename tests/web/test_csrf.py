@@ -54,6 +54,18 @@ async def test_signed_in_forms_need_the_session_token(signed_in) -> None:
     assert resp.status == 303
 
 
+async def test_a_token_from_before_sign_in_does_not_authorise_signed_in_changes(client, make_user):
+    """SEC-1: once signed in, a change needs this session's token; the login form's
+    (bound to the pre-session cookie the browser still has) is refused."""
+    user, password = await make_user("staff")
+    pre_token = await login_form(client)
+    form = {"email": user.email, "password": password, "csrf_token": pre_token}
+    assert (await client.post("/login", data=form, allow_redirects=False)).status == 303
+    stale = {"action": "revoke_others", "csrf_token": pre_token}
+    await _refused(await client.post("/account/sessions", data=stale))
+    await _refused(await client.post("/logout", data={"csrf_token": pre_token}))
+
+
 async def test_after_sign_out_the_old_token_is_dead(signed_in) -> None:
     s = await signed_in("staff")
     old = s.csrf
