@@ -21,11 +21,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from app import sites
 from app.config import Config, load_config
 from app.db import migrate
 from app.devdb import LocalPostgres
 
 TEMPLATE = "keel_test_template"
+# Most tests use the demo site's tables as fixtures, so the suite serves the demo site (also in
+# the subprocesses it starts). Tests of plain Keel, or of a site of their own, say so explicitly.
+os.environ["KEEL_SITE_DIR"] = str(sites.demo_site().root)
 
 
 @dataclass

@@ -16,12 +16,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 
-def keel_env(**extra: str) -> dict[str, str]:
-    """A clean environment: no KEEL_* or DATABASE_URL leaking in from the caller."""
+def keel_env(*, site: bool = True, **extra: str) -> dict[str, str]:
+    """A clean environment: no KEEL_* or DATABASE_URL leaking in from the caller.
+
+    The suite's site (the demo, see conftest.py) is kept unless `site=False`: plain Keel."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(
+        if (k == "KEEL_SITE_DIR" and site)
+        or not k.startswith(
             (
                 "KEEL_",
                 "DATABASE_URL",

@@ -1,33 +1,15 @@
-"""The site's registry and the permissions it declares, without touching the database (AUTHZ-4)."""
+"""The active site's registry and the permissions it declares, without touching the database."""
 
 from __future__ import annotations
 
-import importlib
-
+from app import sites
 from app.admin.resources import CRUD_ACTIONS, Registry
-from app.errors import KeelError
-
-SITE_MODULE = "app.site.resources"
 
 
-def site_registry(module: str = SITE_MODULE) -> Registry:
-    """The `REGISTRY` the site package declares (app/site/resources.py by default)."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise KeelError(
-            f"cannot import the site declarations {module}",
-            why=str(exc),
-            fix=f"create {module.replace('.', '/')}.py with REGISTRY = register(...)",
-        ) from None
-    registry = getattr(mod, "REGISTRY", None)
-    if not isinstance(registry, Registry):
-        raise KeelError(
-            f"{module} has no REGISTRY",
-            why="the admin reads the site's resources from REGISTRY = register(Resource(...), ...)",
-            fix=f"add `REGISTRY = register(...)` to {module.replace('.', '/')}.py",
-        )
-    return registry
+def site_registry() -> Registry:
+    """The `REGISTRY` of the site this process serves; an empty one when there is no site."""
+    site = sites.active()
+    return Registry() if site is None else site.registry()
 
 
 def declared_permissions(registry: Registry | None = None) -> list[tuple[str, str]]:
@@ -41,8 +23,8 @@ def declared_permissions(registry: Registry | None = None) -> list[tuple[str, st
             out.append((f"{r.key}.{action}", f"{verbs[action]} {title}"))
         for a in r.actions:
             out.append((f"{r.key}.{a.name}", f"{a.label} ({title})"))
-        # A declaration may map an action to another permission name (RES-1): it must be
-        # grantable too, or only the bypassing roles could ever use that action.
+        # A declaration may map an action to another permission name: it must be grantable
+        # too, or only the roles that bypass permissions could ever use that action.
         known = {name for name, _ in out}
         for action, perm in sorted(r.permissions.items()):
             if perm not in known:

@@ -66,8 +66,8 @@ def refuse_errors(problems: list[Problem]) -> None:
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         raise KeelError(
             f"resource declarations do not match the database: {listed}{more}",
-            why="every name in a declaration must exist in the catalog (RES-2)",
-            fix="correct app/site/resources.py, or run `keel migrate` if a migration is pending",
+            why="every table and column a declaration names must exist in the database",
+            fix="correct the site's resources.py, or run `keel migrate` if a migration is pending",
             retry="keel doctor",
         )
 

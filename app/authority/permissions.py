@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -11,7 +10,7 @@ import psycopg
 
 from app import audit
 from app import audit_events as events
-from app.errors import Invalid, KeelError
+from app.errors import Invalid
 
 # `<resource>.<action>`: the same shape the database CHECK enforces (0004_users.sql).
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\.[a-z][a-z0-9_]{0,62}$")
@@ -24,17 +23,9 @@ BUILTIN: tuple[tuple[str, str], ...] = ()
 
 def all_permissions() -> list[tuple[str, str]]:
     """(name, description) of every grantable permission: built-ins + the site's declarations."""
-    try:
-        from app.admin.registry import SITE_MODULE, declared_permissions
-    except ImportError:  # a build without the admin: nothing is declared
-        return list(BUILTIN)
-    try:
-        declared = declared_permissions()
-    except KeelError:
-        if importlib.util.find_spec(SITE_MODULE) is None:
-            return list(BUILTIN)  # no site package yet: nothing declared, nothing to grant
-        raise
-    return [*BUILTIN, *declared]
+    from app.admin.registry import declared_permissions
+
+    return [*BUILTIN, *declared_permissions()]
 
 
 def known_names() -> set[str]:

@@ -1,4 +1,4 @@
-"""Migration runner: embedded numbered SQL, one transaction each, checksums, a lock (DB-1..5)."""
+"""Migration runner: numbered SQL (Keel's, then the site's), one transaction each, checksums, a lock."""
 
 from __future__ import annotations
 
@@ -7,17 +7,23 @@ import hashlib
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import psycopg
 
+from app import sites
 from app.db.sqlsplit import split_sql
 from app.errors import KeelError
 
-# Sources in application order: the core's schema, then the company's own tables.
-SOURCES = (("core", "app.db", "migrations"), ("site", "app.site", "migrations"))
+# Keel's own schema is the source "core"; a site's migrations are recorded under its name.
+CORE = "core"
+# An earlier Keel applied the demo's tables to every database as `site:0001`; such rows are
+# left alone (never rolled back or re-applied) and `keel doctor` explains them.
+LEGACY_DEMO = "site"
+Source = tuple[str, Traversable]
 LOCK_KEY = 0x6B65656C_6D696772  # "keelmigr": one advisory lock per database
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -60,12 +66,24 @@ class Status:
     applied_at: str = ""
 
 
-def discover(sources: tuple[tuple[str, str, str], ...] = SOURCES) -> list[Migration]:
-    """Every embedded migration in application order; malformed names are errors."""
+def core_source() -> Source:
+    return (CORE, resources.files("app.db") / "migrations")
+
+
+def sources_for(site: sites.Site | None) -> list[Source]:
+    """Keel's migrations first, then the site's (the site's tables may refer to Keel's)."""
+    out = [core_source()]
+    if site is not None:
+        out.append((site.name, site.migrations_dir))
+    return out
+
+
+def discover(sources: Sequence[Source] | None = None) -> list[Migration]:
+    """Every migration in application order (Keel's, then the active site's); malformed
+    names are errors."""
     found: list[Migration] = []
-    for source, package, folder in sources:
+    for source, root in sources_for(sites.active()) if sources is None else sources:
         seen: dict[int, str] = {}
-        root = resources.files(package) / folder
         if not root.is_dir():
             continue
         for entry in sorted(root.iterdir(), key=lambda e: e.name):
@@ -127,7 +145,7 @@ def refuse_modified(states: list[Status]) -> None:
         names = ", ".join(s.migration.filename for s in modified if s.migration)
         raise KeelError(
             f"applied migration changed since it ran: {names}",
-            why="migration history is append-only; an edited file no longer describes the schema (DB-3)",
+            why="migration history is append-only; an edited file no longer describes the schema",
             fix="restore the original file and put the change in a new, higher-numbered migration",
         )
 
@@ -141,12 +159,13 @@ async def pending(
 
 
 async def schema_version(conn: psycopg.AsyncConnection) -> str:
-    """The newest applied version per source, e.g. 'core:0003 site:0002'."""
+    """The newest applied version per source, Keel's first, e.g. 'core:0007 acme:0002'."""
     applied = await _applied(conn)
     latest: dict[str, str] = {}
     for version in sorted(applied):
         latest[version.split(":")[0]] = version
-    return " ".join(latest[s] for s, _p, _f in SOURCES if s in latest) or "empty"
+    order = sorted(latest, key=lambda source: (source != CORE, source))
+    return " ".join(latest[s] for s in order) or "empty"
 
 
 def os_actor() -> str:
@@ -185,7 +204,7 @@ class MigrationFailed(KeelError):
         self.location = f"{m.filename}:{line}"
         super().__init__(
             f"migration {m.filename} failed at line {line}: {message}",
-            why="the migration was rolled back completely; nothing of it is applied (DB-4)",
+            why="the migration was rolled back completely; nothing of it is applied",
             fix=f"correct {self.location}, or the data it trips over",
             retry="keel migrate",
         )
@@ -200,7 +219,7 @@ async def migrate(
     """Apply every pending migration under the advisory lock; returns what was applied.
 
     `conn` must be in autocommit mode: each file gets its own transaction and the lock is
-    held by the session, so two hosts migrating at once serialise (DB-2)."""
+    held by the session, so two hosts migrating at once serialise."""
     row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))).fetchone()
     if not row or not row[0]:
         progress("another `keel migrate` is running; waiting for it to finish…")
@@ -224,3 +243,29 @@ def plan_text(todo: list[Migration]) -> str:
             f"-- {m.filename} (checksum {m.checksum[:12]})\nBEGIN;\n{m.sql.rstrip()}\nCOMMIT;\n"
         )
     return "\n".join(parts)
+
+
+async def adopt_legacy_demo(conn: psycopg.AsyncConnection, site: sites.Site) -> int:
+    """Re-label the demo tables an earlier Keel recorded as `site:NNNN` as the demo site's.
+
+    Only for the demo's own database (`keel demo`), and only rows whose checksum is the
+    demo file's: the tables are there already, so the migration must not run again."""
+    exists = await (
+        await conn.execute("SELECT to_regclass('keel_migrations') IS NOT NULL")
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    renamed = 0
+    for m in discover([(site.name, site.migrations_dir)]):
+        cur = await conn.execute(
+            "UPDATE keel_migrations SET version = %s WHERE version = %s AND checksum = %s",
+            (m.version, f"{LEGACY_DEMO}:{m.number:04d}", m.checksum),
+        )
+        renamed += cur.rowcount
+    return renamed
+
+
+async def legacy_demo_tables(conn: psycopg.AsyncConnection) -> list[str]:
+    """Versions applied by an earlier Keel's built-in demo (`site:NNNN`), if any."""
+    applied = await _applied(conn)
+    return sorted(v for v in applied if v.startswith(f"{LEGACY_DEMO}:"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from app import audit
+from app import audit, sites
 from app.authority.users import DEMO_ADMIN_EMAIL, ensure_demo_admin
 from app.cli.common import out_from, run_async
 from app.cli.output import Out
@@ -18,9 +18,9 @@ from app.config import Config, load_config
 from app.db import migrate
 from app.db.migrate import os_actor
 from app.db.pool import connect
+from app.demo.data import console_progress, seed_demo
 from app.devdb import LocalPostgres
 from app.ops.logging import setup_logging
-from app.site.demo_data import console_progress, seed_demo
 from app.web.server import serve
 
 DEMO_DB = "keel"
@@ -46,6 +46,9 @@ async def _prepare(
         if not exists:
             await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DB)))
     async with connect(config) as db:
+        site = sites.active()
+        if site is not None and await migrate.adopt_legacy_demo(db, site):
+            out.ok("demo tables from an earlier Keel adopted (kept as they are)")
         applied = await migrate.migrate(db, progress=out.line)
         out.ok(
             f"database ready ({len(applied)} migration(s) applied, schema {await migrate.schema_version(db)})"
@@ -71,6 +74,9 @@ async def _prepare(
 
 def run_demo(args: argparse.Namespace) -> int:
     out = out_from(args)
+    # The demo is a site like any other, served only here: a plain `keel migrate` elsewhere
+    # never creates its tables.
+    sites.activate(sites.demo_site())
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     pg = LocalPostgres(data_dir / "postgres")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from app import sites
 from app.config import Config
 from app.db import migrate
 from app.db.pool import open_pool
@@ -60,14 +61,16 @@ def build_app(config: Config) -> web.Application:
     app[keys.CONFIG] = config
     app.on_response_prepare.append(on_prepare)
     app[health.MIGRATIONS] = migrate.discover()
-    static = StaticFiles()
+    site = sites.active()
+    static = StaticFiles(site.static_dir if site else None)
     app[keys.STATIC] = static
-    app[keys.RENDERER] = Renderer(config, static.url)
+    app[keys.RENDERER] = Renderer(config, static.url, site)
     app.cleanup_ctx.append(_database)
     app.router.add_get("/", public.status_page, name="status")
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/static/{name}", static.handle)
+    app.router.add_get("/static/site/{path:.+}", static.handle_site)
     import importlib
 
     for name in FEATURES:

@@ -39,7 +39,9 @@ log = logging.getLogger("keel.auth")
 # Tests and benchmarks may set this before start-up to move time (DESIGN rule 6).
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("keel_clock")
 # Foundation routes registered by app.py that need no login (OPS-2, UI-6).
-FOUNDATION_PUBLIC = frozenset({"/", "/healthz", "/readyz", "/metrics", "/static/{name}"})
+FOUNDATION_PUBLIC = frozenset(
+    {"/", "/healthz", "/readyz", "/metrics", "/static/{name}", "/static/site/{path}"}
+)
 _NO_SESSION_PREFIXES = ("/static/", "/healthz", "/readyz", "/metrics")
 # Where a held user may still go: the step they owe, and the way out.
 MFA_STEP = ("/mfa", "/logout")

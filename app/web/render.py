@@ -1,4 +1,4 @@
-"""Jinja rendering: built-in templates, overridable from `template_dir` (UI-4)."""
+"""Jinja rendering: built-in templates, overridable by the site's templates and `template_dir`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from app import __version__
 from app.config import Config
+from app.sites import Site
 from app.web import keys
 
 _PLAIN = frozenset({str, int, type(None)})
@@ -97,10 +98,15 @@ class _Environment(jinja2.Environment):
 
 
 class Renderer:
-    def __init__(self, config: Config, static_url: Callable[[str], str]) -> None:
+    def __init__(
+        self, config: Config, static_url: Callable[[str], str], site: Site | None = None
+    ) -> None:
+        # The host's template_dir overrides the site's templates, which override Keel's.
         loaders: list[jinja2.BaseLoader] = []
         if config.template_dir:
             loaders.append(jinja2.FileSystemLoader(config.template_dir))
+        if site is not None and site.templates_dir is not None:
+            loaders.append(jinja2.FileSystemLoader(site.templates_dir))
         loaders.append(jinja2.PackageLoader("app.web", "templates"))
         self.env = _Environment(
             loader=jinja2.ChoiceLoader(loaders),

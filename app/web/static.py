@@ -1,4 +1,5 @@
-"""Static assets held in memory with content-hashed URLs (the one stylesheet and script)."""
+"""Static assets held in memory with content-hashed URLs: Keel's stylesheet and script, and the
+site's own files (a project's `static/`, served under /static/site/)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import mimetypes
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 from aiohttp import web
 
@@ -19,27 +21,46 @@ class Asset:
     digest: str
 
 
+def _asset(name: str, body: bytes) -> Asset:
+    ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Asset(body, ctype, hashlib.sha256(body).hexdigest()[:12])
+
+
 class StaticFiles:
     """Loaded once at start: a handful of small files, so memory beats disk lookups."""
 
-    def __init__(self) -> None:
+    def __init__(self, site_static: Path | None = None) -> None:
         self.assets: dict[str, Asset] = {}
         root = resources.files("app.web") / "static"
         if root.is_dir():
             for entry in root.iterdir():
                 if entry.is_file() and not entry.name.startswith("."):
-                    body = entry.read_bytes()
-                    ctype = mimetypes.guess_type(entry.name)[0] or "application/octet-stream"
-                    self.assets[entry.name] = Asset(
-                        body, ctype, hashlib.sha256(body).hexdigest()[:12]
-                    )
+                    self.assets[entry.name] = _asset(entry.name, entry.read_bytes())
+        if site_static is not None:
+            # A site's files are few and small too (a logo, a stylesheet); hidden files and
+            # anything behind a symlink that leaves the directory are not served.
+            top = site_static.resolve()
+            for path in sorted(top.rglob("*")):
+                rel = path.relative_to(top).as_posix()
+                if (
+                    path.is_file()
+                    and not any(part.startswith(".") for part in rel.split("/"))
+                    and path.resolve().is_relative_to(top)
+                ):
+                    self.assets[f"site/{rel}"] = _asset(rel, path.read_bytes())
 
     def url(self, name: str) -> str:
         asset = self.assets.get(name)
         return f"/static/{name}?v={asset.digest}" if asset else f"/static/{name}"
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        asset = self.assets.get(request.match_info["name"])
+        return self._serve(request, request.match_info["name"])
+
+    async def handle_site(self, request: web.Request) -> web.StreamResponse:
+        return self._serve(request, "site/" + request.match_info["path"])
+
+    def _serve(self, request: web.Request, key: str) -> web.StreamResponse:
+        asset = self.assets.get(key)
         if asset is None:
             raise web.HTTPNotFound()
         etag = f'"{asset.digest}"'

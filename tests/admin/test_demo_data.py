@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.site import demo_data
+from app.demo import data as demo_data
 
 NOW = datetime(2025, 3, 14, 10, 0, tzinfo=UTC)
 SEED_SQL = Path("/work/shared/bench/seed.sql")

@@ -115,7 +115,7 @@ def test_cli_status_and_plan(empty_database_url: str) -> None:
 
 
 def test_two_concurrent_migrate_processes_serialise(empty_database_url: str) -> None:
-    """DB-2: both wait on the advisory lock; the migrations are applied exactly once."""
+    """Both wait on the advisory lock; the migrations are applied exactly once."""
     env = keel_env(DATABASE_URL=empty_database_url)
     with psycopg.connect(empty_database_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))

@@ -1,4 +1,4 @@
-"""The demo site's resources: a service desk over customers, bookings, technicians, properties."""
+"""The demo site's declarations: a service desk over customers, bookings, technicians, properties."""
 
 from app.admin import Action, Inline, Resource, register
 

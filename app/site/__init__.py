@@ -1,1 +1,0 @@
-"""The company's own resources (the demo: a service desk) and their migrations."""
