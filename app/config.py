@@ -311,6 +311,14 @@ SETTINGS: tuple[Setting, ...] = (
         "A directory whose templates override the built-in ones (per page or per resource).",
     ),
     Setting(
+        "site_dir",
+        _text(4096),
+        "",
+        "Development: serve the site project in this directory (relative to the configuration "
+        "file) instead of the one built into the executable. Empty: the built-in site, if any.",
+        example=".",
+    ),
+    Setting(
         "smtp_host", _text(255), "", "SMTP server; empty means mail is not sent (demo prints it)."
     ),
     Setting("smtp_port", _range(1, 65535), 587, "SMTP port."),
@@ -367,6 +375,7 @@ class Config:
     log_level: str = "info"
     shutdown_timeout: float = 30.0
     template_dir: str = ""
+    site_dir: str = ""
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_username: str = ""
@@ -475,6 +484,9 @@ def load_config(
     if toml_path is not None:
         for key, value in _load_toml(toml_path).items():
             raw[key], sources[key] = value, f"file {toml_path}"
+        # A project's keel.toml says `site_dir = "."`: the project, wherever keel runs from.
+        if isinstance(raw.get("site_dir"), str) and raw["site_dir"]:
+            raw["site_dir"] = str(toml_path.parent / Path(raw["site_dir"]).expanduser())
 
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir:

@@ -159,6 +159,8 @@ async def dashboard_view(request: web.Request) -> web.StreamResponse:
         "title": "Dashboard",
         "breadcrumbs": [],
         "cards": cards,
+        # No site, or a site that declares nothing: say how to add tables, not "no access".
+        "no_resources": not request.app[ADMIN],
         "events": _event_items(recent_rows),
         "events_ok": events_ok,
         "events_scope": "everyone" if who.bypasses_permissions else "you",

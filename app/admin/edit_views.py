@@ -19,6 +19,7 @@ from app.admin.setup import ADMIN, get_resource
 from app.authority.principal import Principal
 from app.db.catalog import Table
 from app.errors import Invalid, NotFound
+from app.names import ROUTE_SLUG
 from app.web import flash, keys
 from app.web.auth import audit_context, require
 from app.web.auth import can as may
@@ -26,7 +27,7 @@ from app.web.readonly import GLOBAL_MESSAGE, resource_is_read_only
 from app.web.render import render
 
 # Reserved slugs belong to the built-in pages, whatever order the routes were added in.
-SLUG = r"{resource:(?!(?:users|groups|audit|search)/)[a-z][a-z0-9_]{0,62}}"
+SLUG = ROUTE_SLUG
 PK = r"{pk:[^/]{1,200}}"
 _BACK = re.compile(r"^[^\x00-\x1f\x7f#]{0,2000}$")
 SAVE_CHOICES = ("save", "continue", "add")

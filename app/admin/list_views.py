@@ -24,12 +24,13 @@ from app.admin.listing import (
 from app.admin.resources import BoundResource, filter_kind
 from app.admin.setup import CURSOR_KEY, DISPLAYS, SLUGS, get_resource
 from app.errors import Invalid
+from app.names import ROUTE_SLUG
 from app.web import keys
 from app.web.auth import csrf_token, require
 from app.web.render import render
 
 # A resource slug in a path: never one of the built-in pages (users, groups, audit, search).
-SLUG = r"{resource:(?!(?:users|groups|audit|search)$)[a-z_][a-z0-9_]{0,62}}"
+SLUG = ROUTE_SLUG
 
 
 def displays(app: web.Application) -> dict[str, str]:

@@ -7,9 +7,17 @@ from dataclasses import dataclass, field
 
 from app.db.catalog import INTEGER_TYPES, NUMBER_TYPES, TEXT_TYPES, TIME_TYPES, Column, Table
 from app.errors import KeelError
+from app.names import RESERVED_SLUGS, slug_problem, slugify
 
-RESERVED_SLUGS = frozenset({"users", "groups", "audit", "search"})
 CRUD_ACTIONS = ("view", "add", "change", "delete")
+# Which built-in groups get which actions on a resource the first time it appears, unless the
+# declaration says otherwise (`default_access=`): `"*"` is every action, declared ones included.
+DEFAULT_GROUPS = ("administrator", "editor", "viewer")
+DEFAULT_ACCESS: Mapping[str, tuple[str, ...]] = {
+    "administrator": ("*",),
+    "editor": ("view", "add", "change"),
+    "viewer": ("view",),
+}
 FILTERABLE = NUMBER_TYPES | TIME_TYPES | {"boolean"}
 DISPLAY_CANDIDATES = ("name", "title", "label", "email", "code")
 LIST_PARAMETERS = frozenset({"q", "o", "cursor", "last", "per_page", "format"})  # list_params
@@ -61,6 +69,7 @@ class Resource:
     permissions: Mapping[str, str] = field(default_factory=dict)
     read_only: bool = False
     tsvector_field: str | None = None
+    default_access: Mapping[str, tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         # Declarations are written by hand: accept lists and a bare string where a tuple is meant.
@@ -72,7 +81,7 @@ class Resource:
         object.__setattr__(self, "fieldsets", tuple((t, tuple(f)) for t, f in self.fieldsets))
         bare = self.table.rpartition(".")[2]
         if self.slug is None:
-            object.__setattr__(self, "slug", bare)
+            object.__setattr__(self, "slug", slugify(bare))
         if self.title is None:
             object.__setattr__(self, "title", bare.replace("_", " ").capitalize())
 
@@ -82,8 +91,21 @@ class Resource:
         return self.slug or self.table
 
     def permission(self, action: str) -> str:
-        """The permission an action needs: the declared override, else `<slug>.<action>` (AUTHZ-4)."""
+        """The permission an action needs: the declared override, else `<slug>.<action>`."""
         return self.permissions.get(action) or f"{self.key}.{action}"
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        return (*CRUD_ACTIONS, *(a.name for a in self.actions))
+
+    def default_grants(self) -> dict[str, list[str]]:
+        """Built-in group → the permissions it gets when this resource first appears."""
+        access = DEFAULT_ACCESS if self.default_access is None else self.default_access
+        out: dict[str, list[str]] = {}
+        for group, actions in access.items():
+            chosen = self.action_names if "*" in actions else actions
+            out[group] = sorted({self.permission(a) for a in chosen})
+        return out
 
 
 @dataclass(frozen=True)
@@ -117,15 +139,50 @@ def register(*resources: Resource) -> Registry:
                 f"register() got {type(r).__name__}, not a Resource",
                 fix="pass Resource(...) declarations",
             )
-        if r.key in RESERVED_SLUGS:
+        problem = slug_problem(r.key)
+        if problem:
             raise KeelError(
-                f"resource slug '{r.key}' is reserved for a built-in page",
-                fix="declare it with another slug=",
+                f"resource {r.table!r} cannot use the slug {r.key!r}",
+                why=problem,
+                fix=f'declare it with another slug=, e.g. slug="{r.key}_table"'
+                if r.key in RESERVED_SLUGS
+                else "declare it with a slug= of lowercase letters, digits and underscores",
             )
         if r.key in seen:
             raise KeelError(f"two resources share the slug '{r.key}'", fix="give one a slug=")
         seen.add(r.key)
+        _check_default_access(r)
     return Registry(tuple(resources))
+
+
+def _check_default_access(r: Resource) -> None:
+    if r.default_access is None:
+        return
+    if not isinstance(r.default_access, Mapping):
+        raise KeelError(
+            f"{r.key}: default_access must be a mapping of group to actions",
+            fix='write e.g. default_access={"editor": ("view", "change"), "viewer": ("view",)}',
+        )
+    for group, actions in r.default_access.items():
+        if group not in DEFAULT_GROUPS:
+            raise KeelError(
+                f"{r.key}: default_access names group {group!r}",
+                why=f"defaults go to the built-in groups: {', '.join(DEFAULT_GROUPS)}; grant "
+                "other groups their permissions on the groups page",
+                fix=f"use one of {', '.join(DEFAULT_GROUPS)}",
+            )
+        if isinstance(actions, str) or not all(isinstance(a, str) for a in actions):
+            raise KeelError(
+                f"{r.key}: default_access[{group!r}] must be a tuple of action names",
+                fix=f'write e.g. "{group}": ("view",)',
+            )
+        unknown = [a for a in actions if a != "*" and a not in r.action_names]
+        if unknown:
+            raise KeelError(
+                f"{r.key}: default_access[{group!r}] names unknown action {unknown[0]!r}",
+                why=f"this resource's actions are {', '.join(r.action_names)}",
+                fix='use one of them, or "*" for all',
+            )
 
 
 @dataclass(frozen=True)

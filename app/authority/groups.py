@@ -353,14 +353,63 @@ async def revoke(
 
 
 def default_groups() -> list[tuple[str, str, list[str]]]:
-    """(name, description, permissions) from the permissions declared right now."""
-    names = [name for name, _ in permissions.all_permissions()]
-    crud = [n for n in names if n.rsplit(".", 1)[1] in ("view", "add", "change")]
+    """(name, description, permissions) from what the resources declare right now."""
+    grants: dict[str, set[str]] = {"administrator": set(), "editor": set(), "viewer": set()}
+    for _slug, per_group in permissions.resource_defaults():
+        for group, perms in per_group.items():
+            grants.setdefault(group, set()).update(perms)
+    # Permission names that no resource's defaults mention (a renamed action permission)
+    # still go to the administrator group, as they always did.
+    grants["administrator"].update(name for name, _ in permissions.all_permissions())
     return [
-        ("administrator", "Every permission the site declared at first start.", names),
-        ("editor", "View, add and change every resource.", crud),
-        ("viewer", "View every resource.", [n for n in names if n.endswith(".view")]),
-    ]
+        ("administrator", "Every permission the site declared at first start.",
+         sorted(grants["administrator"])),
+        ("editor", "View, add and change every resource.", sorted(grants["editor"])),
+        ("viewer", "View every resource.", sorted(grants["viewer"])),
+    ]  # fmt: skip
+
+
+async def grant_resource_defaults(
+    conn: psycopg.AsyncConnection[Any], ctx: audit.Context
+) -> list[tuple[str, str, list[str]]]:
+    """Give the built-in groups their default access to resources that appeared since the
+    last call (a new build, `keel startapp`); once per resource, audited. Returns
+    (resource, group, permissions granted).
+
+    Runs after `ensure_default_groups`; a group the operator deleted or never had gets
+    nothing, and a resource seen before is never granted again, so a permission taken away
+    stays away."""
+    done: list[tuple[str, str, list[str]]] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SEED_LOCK,))
+        cur = await conn.execute("SELECT slug FROM keel_resource_defaults")
+        seen = {r[0] for r in await cur.fetchall()}
+        cur = await conn.execute("SELECT name, id FROM keel_groups")
+        ids = {name: gid for name, gid in await cur.fetchall()}
+        for slug, per_group in permissions.resource_defaults():
+            if slug in seen:
+                continue
+            await conn.execute("INSERT INTO keel_resource_defaults (slug) VALUES (%s)", (slug,))
+            for group, perms in sorted(per_group.items()):
+                if group not in ids or not perms:
+                    continue
+                cur = await conn.execute(
+                    "INSERT INTO keel_group_permissions (group_id, permission)"
+                    " SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING permission",
+                    (ids[group], perms),
+                )
+                added = sorted(r[0] for r in await cur.fetchall())
+                if added:
+                    await audit.record(
+                        conn,
+                        ctx,
+                        events.permission_granted(
+                            "group", ids[group], group, added,
+                            details={"reason": f"default access to the new resource {slug}"},
+                        ),
+                    )  # fmt: skip
+                    done.append((slug, group, added))
+    return done
 
 
 async def ensure_default_groups(conn: psycopg.AsyncConnection[Any], ctx: audit.Context) -> bool:

@@ -28,6 +28,13 @@ def all_permissions() -> list[tuple[str, str]]:
     return [*BUILTIN, *declared_permissions()]
 
 
+def resource_defaults() -> list[tuple[str, dict[str, list[str]]]]:
+    """(resource slug, built-in group → permissions) for every declared resource."""
+    from app.admin.registry import site_registry
+
+    return [(r.key, r.default_grants()) for r in site_registry()]
+
+
 def known_names() -> set[str]:
     return {name for name, _ in all_permissions()}
 

@@ -10,7 +10,7 @@ import psycopg
 from aiohttp import web
 
 from app import audit
-from app.authority.groups import ensure_default_groups
+from app.authority.groups import ensure_default_groups, grant_resource_defaults
 from app.authority.passwords import Hasher, Policy
 from app.config import Config
 from app.db.migrate import os_actor
@@ -39,6 +39,8 @@ async def _authority(app: web.Application) -> AsyncIterator[None]:
         async with app[keys.POOL].connection() as conn:
             if await ensure_default_groups(conn, ctx):
                 log.info("created the default groups administrator, editor and viewer")
+            for slug, group, perms in await grant_resource_defaults(conn, ctx):
+                log.info("default access to %s for group %s: %s", slug, group, ", ".join(perms))
         yield
     finally:
         hasher.close()

@@ -18,6 +18,7 @@ COMMANDS = (
     "demo",
     "docs",
     "version",
+    "new",
     "startapp",
     "audit",
     "mail",
@@ -50,6 +51,11 @@ def build_parser() -> Parser:
         help="TOML configuration file (default: $KEEL_CONFIG, /etc/keel/keel.toml)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
+    parser.add_argument(
+        "--site",
+        metavar="DIR",
+        help="serve the site project in DIR instead of the one built in (development)",
+    )
     parser.add_argument("-V", "--version", action="version", version=f"keel {__version__}")
     sub = parser.add_subparsers(
         title="commands", dest="command", metavar="<command>", parser_class=Parser

@@ -13,7 +13,14 @@ T = TypeVar("T")
 
 
 def config_from(args: argparse.Namespace, **flags: Any) -> Config:
-    return load_config(config_path=args.config, flags=flags)
+    """The configuration, and the site it names (`--site` or `site_dir`) made the active one."""
+    site_flag = getattr(args, "site", None)
+    config = load_config(config_path=args.config, flags={**flags, "site_dir": site_flag})
+    if config.site_dir:
+        from app import sites
+
+        sites.activate(sites.load_site(config.site_dir))
+    return config
 
 
 def out_from(args: argparse.Namespace) -> Out:
@@ -38,5 +45,11 @@ def common_options() -> argparse.ArgumentParser:
         action="store_true",
         default=argparse.SUPPRESS,
         help="print only results and errors",
+    )
+    parent.add_argument(
+        "--site",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="serve the site project in DIR instead of the one built in (development)",
     )
     return parent

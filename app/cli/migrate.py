@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from app.cli.common import common_options, config_from, out_from, run_async
 from app.cli.output import Out
@@ -86,15 +87,43 @@ async def _plan(config: Config, out: Out) -> int:
 
 
 async def _apply(config: Config, out: Out) -> int:
+    from app.config import secret_key_problem
     from app.db import migrate
     from app.db.pool import connect
 
     async with connect(config) as conn:
         applied = await migrate.migrate(conn, progress=out.line)
         version = await migrate.schema_version(conn)
-    if applied:
-        out.ok(f"applied {len(applied)} migration(s); schema is now {version}")
+        if applied:
+            out.ok(f"applied {len(applied)} migration(s); schema is now {version}")
+        else:
+            out.ok(f"the database is up to date (schema {version})")
+        if secret_key_problem(config.secret_key) is None:
+            await _grant_defaults(config, conn, out)
+        else:
+            out.line("  (default access for new resources is granted when `keel serve` starts)")
+        administrators = await _active_administrators(conn)
+    if administrators:
+        out.next_step("keel serve")
     else:
-        out.ok(f"the database is up to date (schema {version})")
-    out.next_step("keel serve")
+        out.next_step("keel user create --email you@example.com --role administrator")
     return 0
+
+
+async def _grant_defaults(config: Config, conn: Any, out: Out) -> None:
+    from app.authority import groups
+    from app.cli.actor import cli_context
+
+    ctx = cli_context(config)
+    if await groups.ensure_default_groups(conn, ctx):
+        out.ok("created the groups administrator, editor and viewer")
+    for slug, group, perms in await groups.grant_resource_defaults(conn, ctx):
+        out.ok(f"group {group} may now {', '.join(p.split('.')[1] for p in perms)} {slug}")
+
+
+async def _active_administrators(conn: Any) -> int:
+    from app.authority import users
+
+    return await users.count_active(conn, "administrator") + await users.count_active(
+        conn, "developer"
+    )

@@ -1,4 +1,4 @@
-"""`keel serve`: the web server (OPS-1)."""
+"""`keel serve`: the web server; `--dev [DIR]` for the development loop."""
 
 from __future__ import annotations
 
@@ -21,9 +21,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--database-url", metavar="URL", help="override database_url")
     p.add_argument(
         "--dev",
-        action="store_true",
-        help="development: restart on source changes, re-validate declarations, one ✓/✗ line "
-        "per reload (RES-4)",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
+        help="development: serve the site project in DIR (default: --site or site_dir) without "
+        "a build, restart when its declarations, templates or migrations change, one ✓/✗ line "
+        "per reload",
     )
     p.add_argument(
         "--watch", action="append", default=[], metavar="PATH", help="with --dev: also watch PATH"
@@ -42,14 +46,16 @@ def require_secret_key(config: Config) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dev:
+        args.site = args.dev or getattr(args, "site", None)
     config = config_from(args, listen=args.listen, database_url=args.database_url)
     require_secret_key(config)
-    if args.dev:
+    if args.dev is not None:
         import sys
 
         from app.web.devserver import run_dev
 
-        return run_dev(sys.argv[1:], config.listen, args.watch)
+        return run_dev(sys.argv[1:], config.listen, args.watch, args.dev or None)
     from app.ops.logging import setup_logging
     from app.web.server import serve
 

@@ -1,4 +1,4 @@
-"""`keel startapp` / `keel new`: scaffold a resource declaration and its site migration (RES-3)."""
+"""`keel startapp`: add one table to a site project — its declaration and its migration."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from app import sites
 from app.cli.common import common_options, out_from
-from app.errors import UsageError
+from app.errors import KeelError, UsageError
+from app.names import RESERVED_SLUGS
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 CHOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_ .-]{0,62}$")
-RESERVED_TABLES = frozenset({"users", "groups", "audit"})  # built-in admin slugs (SPEC 0.1)
 RESERVED_COLUMNS = frozenset({"id", "created_at", "updated_at"})  # always generated
 # type → (SQL type, NOT NULL default or None). `fk:` and `choice:` are handled apart.
 TYPES: dict[str, tuple[str, str | None]] = {
@@ -47,11 +48,11 @@ class Field:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "startapp",
-        aliases=["new"],
         parents=[common_options()],
-        help="scaffold a resource declaration and its migration",
-        description="Write a resource declaration (app/site/<table>.py) and the next numbered "
-        "site migration for review. Nothing is applied until you run `keel migrate`.",
+        help="add a table to a site project: its declaration and its migration",
+        description="Write a resource declaration (<project>/<table>.py, added to REGISTRY in "
+        "resources.py) and the next numbered migration, for review. Nothing is applied until you "
+        "run `keel migrate`.",
         epilog=f"Field types: {TYPE_LIST}. Append ? to a type for an optional (NULL) column, "
         "e.g. --field notes:text?",
     )
@@ -67,7 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--site-dir",
         metavar="DIR",
-        help="the site package to write into (default: app/site under the current directory)",
+        help="the site project to write into (default: --site, else the current directory)",
     )
     p.set_defaults(run=run)
 
@@ -199,18 +200,19 @@ def declaration(table: str, fields: list[Field]) -> str:
     )
 
 
-def default_site_dir() -> Path:
-    """`app/site` of the project in the current directory; never the installed package, which
-    inside the executable is an extraction cache that the next build replaces."""
-    local = Path.cwd() / "app" / "site"
-    if local.is_dir():
-        return local
-    raise _bad(
-        "no site package in this directory",
-        why="startapp writes into your project's app/site/ so you can review and commit it",
-        fix="run it from the project root (the directory that contains app/site), "
-        "or give --site-dir DIR",
-    )
+def project_dir(args: argparse.Namespace) -> Path:
+    """The site project to write into: --site-dir, --site, else the current directory.
+
+    Never the site inside an executable: that is an extraction cache the next build replaces."""
+    given = args.site_dir or getattr(args, "site", None)
+    root = Path(given) if given else Path.cwd()
+    if not (root / sites.MANIFEST).is_file():
+        raise _bad(
+            f"{root} is not a site project (no {sites.MANIFEST})",
+            why="startapp writes into your project so you can review and commit the files",
+            fix="run it in the directory `keel new` wrote, or give --site-dir DIR",
+        )
+    return root
 
 
 def next_number(migrations: Path) -> int:
@@ -221,10 +223,10 @@ def next_number(migrations: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     out = out_from(args)
     table = check_name("table", args.table)
-    if table in RESERVED_TABLES:
+    if table in RESERVED_SLUGS:
         raise _bad(
             f"table name {table!r} is reserved",
-            why="/admin/users, /admin/groups and /admin/audit are built-in pages",
+            why=f"/admin/{table}/ is a built-in page",
             fix="choose another name, e.g. customer_accounts",
         )
     if not args.fields:
@@ -242,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
             why="column names must be unique",
             fix="remove or rename one",
         )
-    site = Path(args.site_dir) if args.site_dir else default_site_dir()
+    site = project_dir(args)
     decl_path = site / f"{table}.py"
     if decl_path.exists():
         raise _bad(
@@ -250,16 +252,30 @@ def run(args: argparse.Namespace) -> int:
             why="startapp never overwrites your code",
             fix="choose another table name or remove the file",
         )
+    resources_py = site / sites.DECLARATIONS
     migrations = site / "migrations"
-    migrations.mkdir(parents=True, exist_ok=True)
-    mig_path = migrations / f"{next_number(migrations):04d}_create_{table}.sql"
-    argv = "keel startapp " + " ".join([table, *(f"--field {s}" for s in args.fields)])
-    mig_path.write_text(migration_sql(table, fields, argv), encoding="utf-8")
-    decl_path.write_text(declaration(table, fields), encoding="utf-8")
+    try:
+        registry_text = resources_py.read_text(encoding="utf-8")
+        migrations.mkdir(parents=True, exist_ok=True)
+        mig_path = migrations / f"{next_number(migrations):04d}_create_{table}.sql"
+        argv = "keel startapp " + " ".join([table, *(f"--field {s}" for s in args.fields)])
+        mig_path.write_text(migration_sql(table, fields, argv), encoding="utf-8")
+        decl_path.write_text(declaration(table, fields), encoding="utf-8")
+        # Two plain lines at the end of resources.py: visible in review, easy to move.
+        sep = "" if registry_text.endswith("\n") else "\n"
+        resources_py.write_text(
+            f"{registry_text}{sep}\nfrom .{table} import {table.upper()}  # noqa: E402 - "
+            f"added by keel startapp\n\nREGISTRY = register(*REGISTRY, {table.upper()})\n",
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        raise KeelError(
+            f"cannot write into {site}",
+            why=exc.strerror or str(exc),
+            fix="check the project directory's permissions",
+        ) from None
     out.ok(f"wrote {mig_path}")
     out.ok(f"wrote {decl_path}")
-    out.next_step(
-        f"review both files; add {table.upper()} (from app.site.{table}) to REGISTRY = "
-        "register(...) in app/site/resources.py; then `keel migrate`"
-    )
+    out.ok(f"added {table.upper()} to REGISTRY in {resources_py}")
+    out.next_step("review the three files, then `keel migrate`")
     return 0

@@ -183,7 +183,9 @@ async def _create(
     if role in GROUP_ROLES:
         group_names.append(role)
         role = GROUP_ROLES[role]
-    await groups.ensure_default_groups(conn, ctx)  # AUTHZ-6: also when serve never ran
+    # The default groups and their access to the site's resources, also when serve never ran.
+    await groups.ensure_default_groups(conn, ctx)
+    await groups.grant_resource_defaults(conn, ctx)
     for name in group_names:
         await groups.get(conn, name)  # unknown group: Problem/Why/Fix before any prompt
     password_hash = None
@@ -303,7 +305,8 @@ async def _set_role(
     user = await users.get_by_email(conn, args.email)
     role = GROUP_ROLES.get(args.role, args.role)
     if args.role in GROUP_ROLES:
-        await groups.ensure_default_groups(conn, ctx)  # AUTHZ-6, as in `create`
+        await groups.ensure_default_groups(conn, ctx)  # as in `create`
+        await groups.grant_resource_defaults(conn, ctx)
     async with conn.transaction():
         changed = await users.set_role(conn, ctx, None, user.id, role)
         if args.role in GROUP_ROLES:

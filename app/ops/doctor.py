@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 
+from app import sites
 from app.config import Config, secret_key_problem
 from app.db import migrate
 from app.db.pool import connect
@@ -80,6 +81,61 @@ async def check_clock(conn: psycopg.AsyncConnection) -> Check:
     return Check("clock", OK, f"agrees with the database (skew {abs(skew) * 1000:.0f} ms)")
 
 
+# What the demo's first migration created, when an earlier Keel applied it to every database.
+LEGACY_DEMO_TABLES = ("bookings", "properties", "technicians", "customers")
+
+
+def check_site() -> Check:
+    """Which site this executable serves: the operator's first question about a new install."""
+    try:
+        site = sites.active()
+    except KeelError as exc:
+        return Check("site", FAIL, f"{exc.problem}: {exc.why}")
+    if site is None:
+        return Check(
+            "site",
+            WARN,
+            "no site: the admin shows Keel's own pages only; declare your tables with "
+            "`keel new` and `keel build` (keel docs your-tables)",
+        )
+    where = "built in" if site.embedded else f"from {site.root}"
+    return Check("site", OK, f"{site.name} {site.version} ({where})")
+
+
+def explain_unknown(unknown: list[str]) -> list[Check]:
+    """Applied migrations this executable has no file for, grouped by where they came from."""
+    site = sites.active()
+    legacy = [v for v in unknown if v.startswith(f"{migrate.LEGACY_DEMO}:")]
+    ours = [v for v in unknown if v.split(":")[0] in (migrate.CORE, site.name if site else "")]
+    other = sorted({v.split(":")[0] for v in unknown} - {migrate.LEGACY_DEMO, migrate.CORE}
+                   - ({site.name} if site else set()))  # fmt: skip
+    checks = []
+    if legacy:
+        checks.append(
+            Check(
+                "demo tables",
+                WARN,
+                f"{', '.join(legacy)}: an earlier Keel created its demo tables "
+                f"({', '.join(LEGACY_DEMO_TABLES)}) in this database; Keel leaves them alone. "
+                "If nothing of yours uses them: "
+                f"DROP TABLE {', '.join(LEGACY_DEMO_TABLES)}; "
+                "DELETE FROM keel_migrations WHERE version LIKE 'site:%'",
+            )
+        )
+    if ours:
+        checks.append(Check("migrations from a newer build", WARN, ", ".join(ours)))
+    if other:
+        checks.append(
+            Check(
+                "migrations of another site",
+                WARN,
+                f"this database has migrations of {', '.join(other)}, and this executable "
+                f"serves {site.name if site else 'no site'}: is it the right executable?",
+            )
+        )
+    return checks
+
+
 async def check_database(config: Config) -> list[Check]:
     try:
         async with connect(config) as conn:
@@ -119,7 +175,7 @@ async def check_database(config: Config) -> list[Check]:
             Check("migrations", OK, f"{len(states) - len(unknown)} applied, none modified")
         )
     if unknown:
-        checks.append(Check("migrations from a newer build", WARN, ", ".join(unknown)))
+        checks.extend(explain_unknown(unknown))
     return checks
 
 
@@ -149,6 +205,7 @@ async def run_checks(
     checks = [
         Check("configuration", OK, f"loaded ({_config_source(config)})"),
         check_secret_key(config),
+        check_site(),
         check_public_url(config),
     ]
     database = await check_database(config)

@@ -45,6 +45,26 @@ def changes(before: dict[str, float], after: dict[str, float]) -> list[str]:
 
 def probe(listen: str, timeout: float = 1.0) -> bool:
     """True when GET /healthz answers on `listen` (HOST:PORT or unix:/path)."""
+    status, _body = fetch(listen, "/healthz", timeout)
+    return status == 200
+
+
+def pending_migrations(listen: str) -> int:
+    """How many migrations /readyz says are pending (0 when it cannot tell)."""
+    import json
+
+    status, body = fetch(listen, "/readyz", 5.0)
+    if status != 503:
+        return 0
+    try:
+        pending = json.loads(body.split(b"\r\n\r\n", 1)[1]).get("pending")
+    except (ValueError, IndexError, AttributeError):
+        return 0
+    return pending if isinstance(pending, int) else 0
+
+
+def fetch(listen: str, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    """(status, raw response) of GET path on `listen`; (0, b"") when nothing answers."""
     try:
         if listen.startswith("unix:"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -54,11 +74,15 @@ def probe(listen: str, timeout: float = 1.0) -> bool:
             host, _, port = listen.rpartition(":")
             sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
         with sock:
-            sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            status_line = sock.recv(64).split(b"\r\n", 1)[0]
-        return status_line.split(b" ")[1:2] == [b"200"]
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        raw = b"".join(chunks)
+        code = raw.split(b"\r\n", 1)[0].split(b" ")[1:2]
+        return (int(code[0]) if code and code[0].isdigit() else 0), raw
     except OSError:
-        return False
+        return 0, b""
 
 
 @dataclass
@@ -135,7 +159,11 @@ class DevServer:
                 return False
             if probe(self.listen):
                 took = time.monotonic() - started
-                self.out(f"✓ {why}: serving on {self.listen}, declarations valid ({took:.1f}s)")
+                waiting = pending_migrations(self.listen)
+                note = f"; {waiting} migration(s) pending: run `keel migrate`" if waiting else ""
+                self.out(
+                    f"✓ {why}: serving on {self.listen}, declarations valid ({took:.1f}s){note}"
+                )
                 return True
             time.sleep(0.05)
         self.out(f"✗ {why}: no answer on {self.listen} within {self.ready_timeout:.0f}s")
@@ -159,17 +187,51 @@ class DevServer:
         return 0
 
 
-def child_command(argv: Sequence[str]) -> list[str]:
-    """The same `keel serve` invocation without --dev, as a fresh interpreter."""
-    rest = [a for a in argv if a != "--dev"]
+def child_command(argv: Sequence[str], site_dir: str | None = None) -> list[str]:
+    """The same `keel serve` invocation without --dev (and its directory), as a fresh process:
+    this executable again when running from one, else the interpreter with `-m app`."""
+    rest: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--dev":
+            skip = site_dir is not None
+            continue
+        if arg.startswith("--dev="):
+            continue
+        rest.append(arg)
+    if site_dir is not None:
+        rest = ["--site", site_dir, *rest]
+    from app.ops.extraction import extraction_dir
+
+    if extraction_dir() is not None and sys.argv[0] and Path(sys.argv[0]).is_file():
+        return [sys.executable, str(Path(sys.argv[0]).resolve()), *rest]
     return [sys.executable, "-m", "app", *rest]
 
 
-def run_dev(argv: Sequence[str], listen: str, extra_roots: Sequence[str] = ()) -> int:
+def run_dev(
+    argv: Sequence[str],
+    listen: str,
+    extra_roots: Sequence[str] = (),
+    site_dir: str | None = None,
+) -> int:
+    """Serve and reload. Watches Keel's own source (from a checkout), the site project (from
+    --dev DIR, --site or site_dir) and any --watch paths."""
     import app
+    from app import sites
 
-    roots = [Path(app.__file__).resolve().parent, *(Path(p).resolve() for p in extra_roots)]
-    server = DevServer(child_command(argv), listen, roots)
+    roots: list[Path] = []
+    from app.ops.extraction import extraction_dir
+
+    if extraction_dir() is None:
+        roots.append(Path(app.__file__).resolve().parent)
+    site = sites.active()
+    if site is not None and not site.embedded:
+        roots.append(site.root)
+    roots.extend(Path(p).resolve() for p in extra_roots)
+    server = DevServer(child_command(argv, site_dir), listen, roots)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

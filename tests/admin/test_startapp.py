@@ -1,4 +1,4 @@
-"""RES-3: `keel startapp` writes a declaration and the next site migration, for review only."""
+"""`keel startapp` adds a table to a site project: declaration, migration, REGISTRY line."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from app.admin.resources import register, validate
 from app.admin.setup import load_tables
 from app.cli import main
-from tests.helpers import assert_no_traceback, keel, keel_env
+from tests.helpers import assert_no_traceback, keel
 
 FIELDS = [
     "--field", "select:str",  # an SQL keyword as a column name
@@ -33,8 +33,11 @@ FIELDS = [
 
 
 def site_dir(tmp_path: Path) -> Path:
-    site = tmp_path / "site"
-    (site / "migrations").mkdir(parents=True)
+    """A project as `keel new` writes it, with one migration already there."""
+    from app.scaffold import write_project
+
+    site = write_project(tmp_path / "site", name="shop").root
+    (site / "migrations" / ".keep").unlink()
     (site / "migrations" / "0001_service_desk.sql").write_text("-- existing\n")
     return site
 
@@ -50,6 +53,11 @@ def test_writes_declaration_and_next_numbered_migration(tmp_path: Path) -> None:
     assert 'CREATE TABLE "order"' in sql_text and '"select" varchar(255) NOT NULL' in sql_text
     assert """CHECK ("status" IN ('open', 'in progress', 'closed'))""" in sql_text
     assert "Next:" in proc.stdout and "keel migrate" in proc.stdout
+    # The new resource is in the project's REGISTRY, loadable as the site's declarations.
+    from app import sites
+
+    registry = sites.load_site(site).registry()
+    assert [r.key for r in registry] == ["order"]
 
 
 async def test_generated_files_apply_and_validate_cleanly(
@@ -112,16 +120,26 @@ def test_never_overwrites_an_existing_declaration(
 ) -> None:
     site = site_dir(tmp_path)
     (site / "things.py").write_text("# mine\n")
-    assert main(["new", "things", "--site-dir", str(site), "--field", "a:str"]) == 2
+    assert main(["startapp", "things", "--site-dir", str(site), "--field", "a:str"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (site / "things.py").read_text() == "# mine\n"
 
 
-def test_new_is_the_same_command(tmp_path: Path) -> None:
+def test_startapp_search_is_refused_like_every_reserved_slug(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One reserved-name rule: startapp refuses what register() would refuse at start."""
+    from app.admin.resources import Resource
+    from app.errors import KeelError
+    from app.names import RESERVED_SLUGS
+
     site = site_dir(tmp_path)
-    proc = keel("new", "things", "--site-dir", str(site), "--field", "a:str", env=keel_env())
-    assert proc.returncode == 0, proc.stderr
-    assert (site / "migrations" / "0002_create_things.sql").exists()
+    for slug in sorted(RESERVED_SLUGS):
+        assert main(["startapp", slug, "--site-dir", str(site), "--field", "a:str"]) == 2
+        assert "reserved" in capsys.readouterr().err
+        with pytest.raises(KeelError) as refused:
+            register(Resource(slug))
+        assert "built-in page" in refused.value.why
 
 
 def test_outside_a_project_it_asks_for_a_site_dir(
@@ -131,5 +149,5 @@ def test_outside_a_project_it_asks_for_a_site_dir(
     monkeypatch.chdir(tmp_path)
     assert main(["startapp", "things", "--field", "a:str"]) == 2
     err = capsys.readouterr().err
-    assert "no site package in this directory" in err and "--site-dir" in err
+    assert "is not a site project" in err and "--site-dir" in err
     assert list(tmp_path.iterdir()) == []
