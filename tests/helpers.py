@@ -108,3 +108,43 @@ async def outbox_mail(conn: Any, secret: str | bytes) -> list[tuple[str, str]]:
         (to, unseal(key, seal, body) if seal is not None else body)
         for to, body, seal in await cur.fetchall()
     ]
+
+
+def built_keel() -> Path:
+    """dist/keel built from this working tree once for the whole test run, shared by every
+    test process: keyed by a hash of what goes into it, built under a file lock."""
+    import fcntl
+    import hashlib
+
+    digest = hashlib.sha256()
+    for top in ("app", "docs"):
+        for path in sorted((REPO / top).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    for name in ("build.py", "build-requirements.txt"):
+        digest.update((REPO / name).read_bytes())
+    cache = Path(os.environ.get("KEEL_TEST_BUILD_CACHE", "/tmp/keel-test-builds"))
+    cache.mkdir(parents=True, exist_ok=True)
+    output = cache / digest.hexdigest()[:16] / "keel"
+    with (cache / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not output.exists():
+            result = subprocess.run(
+                [sys.executable, str(REPO / "build.py"), "--output", str(output)],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise AssertionError(f"build.py failed:\n{result.stdout}\n{result.stderr}")
+    return output
+
+
+def bare_python_bin(where: Path) -> Path:
+    """A bin/ with a bare CPython of the build's version (a venv without pip), as on a host
+    that has only Python: nothing of the dev venv can stand in for what an artifact lacks."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(where)], check=True, timeout=120)
+    return where / "bin"

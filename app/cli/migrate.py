@@ -87,10 +87,14 @@ async def _plan(config: Config, out: Out) -> int:
 
 
 async def _apply(config: Config, out: Out) -> int:
+    from app import sites
     from app.config import secret_key_problem
     from app.db import migrate
     from app.db.pool import connect
 
+    site = sites.active()
+    if site is not None:
+        site.registry()  # a project whose declarations cannot load changes nothing
     async with connect(config) as conn:
         applied = await migrate.migrate(conn, progress=out.line)
         version = await migrate.schema_version(conn)

@@ -120,6 +120,14 @@ async def doctor_checks(config: Config) -> list[Check]:
             checks.append(Check("smtp", OK, f"{settings.host}:{settings.port} answers ({reply})"))
         except Exception as exc:
             checks.append(Check("smtp", FAIL, f"{settings.host}:{settings.port}: {describe(exc)}"))
+    else:
+        checks.append(
+            Check(
+                "smtp",
+                WARN,
+                "smtp_host is not set: password resets and security notices are not sent",
+            )
+        )
     try:
         async with connect(config) as conn:
             status = await queue_status(conn)

@@ -49,20 +49,6 @@ def probe(listen: str, timeout: float = 1.0) -> bool:
     return status == 200
 
 
-def pending_migrations(listen: str) -> int:
-    """How many migrations /readyz says are pending (0 when it cannot tell)."""
-    import json
-
-    status, body = fetch(listen, "/readyz", 5.0)
-    if status != 503:
-        return 0
-    try:
-        pending = json.loads(body.split(b"\r\n\r\n", 1)[1]).get("pending")
-    except (ValueError, IndexError, AttributeError):
-        return 0
-    return pending if isinstance(pending, int) else 0
-
-
 def fetch(listen: str, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
     """(status, raw response) of GET path on `listen`; (0, b"") when nothing answers."""
     try:
@@ -159,11 +145,7 @@ class DevServer:
                 return False
             if probe(self.listen):
                 took = time.monotonic() - started
-                waiting = pending_migrations(self.listen)
-                note = f"; {waiting} migration(s) pending: run `keel migrate`" if waiting else ""
-                self.out(
-                    f"✓ {why}: serving on {self.listen}, declarations valid ({took:.1f}s){note}"
-                )
+                self.out(f"✓ {why}: serving on {self.listen}, declarations valid ({took:.1f}s)")
                 return True
             time.sleep(0.05)
         self.out(f"✗ {why}: no answer on {self.listen} within {self.ready_timeout:.0f}s")

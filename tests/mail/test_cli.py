@@ -85,12 +85,14 @@ async def _fill(conn: psycopg.AsyncConnection[Any]) -> None:
 async def test_doctor_checks_smtp_and_the_queue(
     config: Any, smtp: SmtpServer, database_url: str
 ) -> None:
-    """OPS-5: the handshake when SMTP is configured; a warning when mail piles up unsent."""
+    """The handshake when SMTP is configured; a warning when it is not, and when mail piles up
+    unsent."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await _fill(conn)
     checks = await mail.doctor_checks(config)
-    assert [(c.name, c.status) for c in checks] == [("mail queue", "warn")]
-    assert "smtp_host is not set" in checks[0].detail
+    assert [(c.name, c.status) for c in checks] == [("smtp", "warn"), ("mail queue", "warn")]
+    assert "smtp_host is not set" in checks[0].detail and "not sent" in checks[0].detail
+    assert "smtp_host is not set" in checks[1].detail
     configured = config.with_values(smtp_host=smtp.host, smtp_port=smtp.port, smtp_tls="none")
     checks = await mail.doctor_checks(configured)
     assert [(c.name, c.status) for c in checks] == [("smtp", "ok"), ("mail queue", "warn")]
