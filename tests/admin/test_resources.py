@@ -75,8 +75,9 @@ async def test_every_wrong_name_is_reported_with_resource_option_and_name(databa
 
 
 def test_register_refuses_reserved_and_duplicate_slugs():
-    with pytest.raises(KeelError, match="reserved"):
+    with pytest.raises(KeelError, match="cannot use the slug 'users'") as reserved:
         register(Resource("users"))
+    assert "built-in page" in reserved.value.why
     with pytest.raises(KeelError, match="share the slug"):
         register(Resource("bookings"), Resource("public.bookings"))
     with pytest.raises(KeelError, match="not a Resource"):

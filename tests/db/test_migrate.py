@@ -109,7 +109,7 @@ def test_cli_status_and_plan(empty_database_url: str) -> None:
         )
     applied = keel("migrate", env=env)
     assert applied.returncode == 0, applied.stderr
-    assert "applied" in applied.stdout and "Next: keel serve" in applied.stdout
+    assert "applied" in applied.stdout and "Next: keel user create" in applied.stdout
     after = keel("migrate", "--status", "--json", env=env)
     assert {m["state"] for m in json.loads(after.stdout)["migrations"]} == {"applied"}
 

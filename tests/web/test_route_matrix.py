@@ -34,6 +34,7 @@ EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
     "/healthz": (EVERYONE, frozenset({"GET"}), "OPS-2 no authentication"),
     "/readyz": (EVERYONE, frozenset({"GET"}), "OPS-2 no authentication"),
     "/static/{name}": (EVERYONE, frozenset({"GET"}), "§0.1 assets"),
+    "/static/site/{path}": (EVERYONE, frozenset({"GET"}), "the site's own static files"),
     "/login": (EVERYONE, frozenset({"GET", "POST"}), "UI-6 public sign-in"),
     "/logout": (EVERYONE, frozenset({"POST"}), "SESS-8 signing out is never refused"),
     "/forgot": (EVERYONE, frozenset({"GET", "POST"}), "REC-1 self-service"),
