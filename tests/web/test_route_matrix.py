@@ -139,6 +139,7 @@ async def test_every_route_allows_exactly_the_roles_the_spec_allows(
             path.replace("{id}", str(target.id))
             .replace("{token}", token)
             .replace("{name}", "keel.css")
+            .replace("{path}", "service-desk.svg")
         )
 
     # Forms that reach the handler without changing anything it would need later; every
