@@ -190,7 +190,9 @@ def field_for(
     if kind == "number":
         step, lo, hi = _numeric_bounds(column)
     elif kind in ("datetime-local", "time"):
-        step = "any"  # stored values may carry seconds; the browser must accept them
+        # Shown to the second (the control refuses six decimals, see format_value): step 1
+        # lets the browser show and accept those seconds.
+        step = "1"
     # Identity and generated columns are the database's to fill (EDIT-3).
     locked = readonly or column.is_identity or column.is_generated
     required = not column.nullable and not column.has_default and kind != "checkbox"
@@ -385,21 +387,20 @@ def parse_form(
     return out
 
 
-def _timespec(value: datetime | time) -> str:
-    # Full precision only when there is some, so an untouched field round-trips unchanged.
-    return "microseconds" if value.microsecond else "seconds"
-
-
 def format_value(spec: FieldSpec, value: object) -> str:
-    """A stored value as the text an input shows (the inverse of parse_value)."""
+    """A stored value as the text an input shows (the inverse of parse_value).
+
+    Times are shown to the second: Chromium empties a datetime-local or time input whose value
+    has six decimals (`now()` stores microseconds), so the value would vanish from the page.
+    Saving such a field untouched keeps the stored fraction (`unchanged` below)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).isoformat(timespec=_timespec(value))
+        return value.replace(tzinfo=None).isoformat(timespec="seconds")
     if isinstance(value, time):
-        return value.isoformat(timespec=_timespec(value))
+        return value.isoformat(timespec="seconds")
     if spec.type_name in ("json", "jsonb"):
         return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     if isinstance(value, bool):
@@ -426,3 +427,14 @@ def parse_key(column: ColumnLike, text: str) -> Any:
     if not text or len(text) > 200 or CONTROL.search(text):
         raise FieldError("a key is 1 to 200 printable characters")
     return text
+
+
+def unchanged(stored: object, value: object) -> bool:
+    """`value`, read from a form, leaves `stored` as it is: equal, or a time the form showed to
+    the second (format_value) and sent back untouched, which must not drop the stored fraction."""
+    if stored == value:
+        return True
+    if isinstance(stored, datetime | time) and type(value) is type(stored):
+        assert isinstance(value, datetime | time)
+        return value.microsecond == 0 and stored.replace(microsecond=0) == value
+    return False

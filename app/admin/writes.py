@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Json, Jsonb
 
 from app import audit, audit_events
+from app.admin import forms
 from app.admin.resources import Action, BoundResource
 from app.db.catalog import TIME_TYPES, Table
 from app.errors import Conflict, Invalid, NotFound
@@ -194,7 +195,8 @@ async def update_row(
                     changes,
                     await _last_actor(conn, bound.slug, pk),
                 )
-            changed = {k: v for k, v in values.items() if before.get(k) != v}
+            # A value the form sent back as it showed it is no change (times shown to the second).
+            changed = {k: v for k, v in values.items() if not forms.unchanged(before.get(k), v)}
             if not changed:
                 return before
             sets = [

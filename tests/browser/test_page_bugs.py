@@ -1,0 +1,87 @@
+"""Pages that showed or saved the wrong thing, seen as an operator sees them in real Chromium:
+timestamps with microseconds, create forms and column defaults, the user profile layout, the
+footer's version, `/new/` with a trailing slash, bulk actions with nothing selected."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.browser.conftest import IN_CI, OpenPage, sign_in
+from tests.web.conftest import MakeUser
+
+if not IN_CI:  # in CI a missing package must fail, not skip
+    pytest.importorskip("playwright", reason="the `playwright` package is not installed")
+
+from playwright.async_api import expect
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DESKTOP = {"width": 1440, "height": 900}
+
+
+async def admin(make_user: MakeUser) -> tuple[str, str]:
+    user, password = await make_user("administrator", full_name="Ada Admin")
+    return user.email, password
+
+
+def one(database_url: str, query: str, params: Any = None) -> Any:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0] if len(row) == 1 else row
+
+
+def execute(database_url: str, query: str, params: Any = None) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(query, params)
+
+
+# ---- timestamps with microseconds -----------------------------------------------------------
+
+PRECISE = datetime(2026, 12, 4, 5, 26, 22, 143310, tzinfo=UTC)
+
+
+async def test_timestamps_with_microseconds_are_shown_and_kept_when_untouched(
+    open_page: OpenPage, make_user: MakeUser, seeded: str
+) -> None:
+    email, password = await admin(make_user)
+    execute(
+        seeded,
+        "UPDATE bookings SET created_at = %s, scheduled_at = %s WHERE id = 10",
+        (PRECISE, PRECISE.replace(hour=9)),
+    )
+    execute(seeded, "UPDATE technicians SET created_at = %s WHERE id = 1", (PRECISE,))
+    page = await open_page(viewport=DESKTOP)
+    await sign_in(page, email, password)
+
+    # Read-only Created of a technician: the value is on screen, not an empty box.
+    await page.goto("/admin/technicians/1/")
+    await expect(page.get_by_label("Created at")).to_have_value("2026-12-04T05:26:22")
+
+    # A booking's required, editable timestamps show their value; saving another field works
+    # without retyping them and leaves their microseconds alone.
+    await page.goto("/admin/bookings/10/")
+    await expect(page.get_by_label("Created at")).to_have_value("2026-12-04T05:26:22")
+    await expect(page.get_by_label("Scheduled")).to_have_value("2026-12-04T09:26:22")
+    await page.get_by_label("Amount").fill("77.25")
+    await page.get_by_role("button", name="Save", exact=True).click()
+    await page.wait_for_url(re.compile(r"/admin/bookings/(\?.*)?$"))
+    amount, created, scheduled = one(
+        seeded, "SELECT amount, created_at, scheduled_at FROM bookings WHERE id = 10"
+    )
+    assert str(amount) == "77.25"
+    assert created == PRECISE, "an untouched timestamp keeps its stored precision"
+    assert scheduled == PRECISE.replace(hour=9)
+
+    # Changing the timestamp itself does change it.
+    await page.goto("/admin/bookings/10/")
+    await page.get_by_label("Scheduled").fill("2026-12-05T08:00")
+    await page.get_by_role("button", name="Save", exact=True).click()
+    await page.wait_for_url(re.compile(r"/admin/bookings/(\?.*)?$"))
+    scheduled = one(seeded, "SELECT scheduled_at FROM bookings WHERE id = 10")
+    assert scheduled == datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
