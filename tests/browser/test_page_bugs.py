@@ -85,3 +85,35 @@ async def test_timestamps_with_microseconds_are_shown_and_kept_when_untouched(
     await page.wait_for_url(re.compile(r"/admin/bookings/(\?.*)?$"))
     scheduled = one(seeded, "SELECT scheduled_at FROM bookings WHERE id = 10")
     assert scheduled == datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+
+
+# ---- the user profile page ------------------------------------------------------------------
+
+INSIDE_MAIN_JS = """() => {
+  const main = document.querySelector("main"), footer = document.querySelector("footer");
+  const m = main.getBoundingClientRect(), f = footer.getBoundingClientRect();
+  const out = [];
+  for (const p of document.querySelectorAll(".k-panel")) {
+    const r = p.getBoundingClientRect();
+    const inside = main.contains(p) && r.left >= m.left - 0.5 && r.right <= m.right + 0.5
+                   && r.top >= m.top - 0.5 && r.bottom <= m.bottom + 0.5 && r.bottom <= f.top + 0.5;
+    if (!inside) out.push((p.getAttribute("aria-labelledby") || p.className) +
+                          ` ${Math.round(r.left)},${Math.round(r.top)} ${Math.round(r.width)}w`);
+  }
+  return {panels: document.querySelectorAll(".k-panel").length, outside: out};
+}"""
+
+
+async def test_user_profile_panels_sit_inside_main_above_the_footer(
+    open_page: OpenPage, make_user: MakeUser, seeded: str
+) -> None:
+    email, password = await admin(make_user)
+    other, _ = await make_user("staff", full_name="Sam Staff")
+    page = await open_page(viewport=DESKTOP)
+    await sign_in(page, email, password)
+    await page.goto(f"/admin/users/{other.id}/")
+    found = await page.evaluate(INSIDE_MAIN_JS)
+    assert found["panels"] >= 3, found
+    assert found["outside"] == [], f"panels outside <main> or below the footer: {found}"
+    width = await page.locator(".k-panel").first.evaluate("e => e.getBoundingClientRect().width")
+    assert width > 400, f"the first panel is squeezed into {width}px"
