@@ -330,7 +330,7 @@ async def render_form(
         "writable": writable,
         "read_only_reason": why_read_only,
         "can_delete": not creating and await can(request, who, bound.permission("delete")),
-        "version": raw.get("_version", ""),
+        "row_version": raw.get("_version", ""),
         "original": raw.get("_original", ""),
         "field_errors": errors,
         "form_errors": [],

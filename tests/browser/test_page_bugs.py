@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from app import __version__
 from tests.browser.conftest import IN_CI, OpenPage, sign_in
 from tests.web.conftest import MakeUser
 
@@ -117,3 +118,18 @@ async def test_user_profile_panels_sit_inside_main_above_the_footer(
     assert found["outside"] == [], f"panels outside <main> or below the footer: {found}"
     width = await page.locator(".k-panel").first.evaluate("e => e.getBoundingClientRect().width")
     assert width > 400, f"the first panel is squeezed into {width}px"
+
+
+# ---- the footer's version -------------------------------------------------------------------
+
+
+async def test_footer_shows_the_app_version_on_edit_pages(
+    open_page: OpenPage, make_user: MakeUser, seeded: str
+) -> None:
+    email, password = await admin(make_user)
+    page = await open_page(viewport=DESKTOP)
+    await sign_in(page, email, password)
+    for path in ("/admin/customers/3/", "/admin/technicians/1/", "/admin/technicians/new"):
+        await page.goto(path)
+        await expect(page.locator("footer")).to_contain_text(f"Keel {__version__}")
+        await expect(page.locator("footer")).not_to_contain_text(re.compile(r"[th]:\w"))
