@@ -352,3 +352,19 @@ async def test_a_forged_message_cookie_is_ignored(admin: Browser) -> None:
     forged = f"keel_session={admin.token}; keel_flash={payload.decode()}.{'0' * 32}"
     resp = await admin.get(f"{TECH}/", headers={"Cookie": forged})
     assert resp.status == 200 and "555-SCAM" not in await resp.text()
+
+
+async def test_addresses_with_a_trailing_slash_lead_to_the_page(admin: Browser) -> None:
+    """`/new/` is the create form (not "'new' is not a whole number"), and the other sub-pages
+    with a trailing slash redirect to their address, query string kept."""
+    for path, target in (
+        (f"{TECH}/new/?back=q%3Da", f"{TECH}/new?back=q%3Da"),
+        (f"{TECH}/lookup/?q=ada", f"{TECH}/lookup?q=ada"),
+        (f"{TECH}/1/delete/", f"{TECH}/1/delete"),
+        (f"{TECH}/1/history/", f"{TECH}/1/history"),
+        (f"{TECH}/bulk/deactivate/?ids=1", f"{TECH}/bulk/deactivate?ids=1"),
+    ):
+        resp = await admin.get(path)  # redirects are not followed
+        assert resp.status == 308 and resp.headers["Location"] == target, path
+    resp = await admin.get(f"{TECH}/new?back=q%3Da")
+    assert resp.status == 200 and "New technician" in await resp.text()

@@ -133,3 +133,19 @@ async def test_footer_shows_the_app_version_on_edit_pages(
         await page.goto(path)
         await expect(page.locator("footer")).to_contain_text(f"Keel {__version__}")
         await expect(page.locator("footer")).not_to_contain_text(re.compile(r"[th]:\w"))
+
+
+# ---- trailing slashes -----------------------------------------------------------------------
+
+
+async def test_new_with_a_trailing_slash_opens_the_create_form(
+    open_page: OpenPage, make_user: MakeUser, seeded: str
+) -> None:
+    email, password = await admin(make_user)
+    page = await open_page(viewport=DESKTOP)
+    await sign_in(page, email, password)
+    resp = await page.goto("/admin/technicians/new/?back=q%3Dada")
+    assert resp is not None and resp.status == 200
+    await expect(page.get_by_role("heading", level=1)).to_have_text("New technician")
+    await expect(page.get_by_label("Name")).to_be_visible()
+    assert page.url.endswith("/admin/technicians/new?back=q%3Dada"), page.url
