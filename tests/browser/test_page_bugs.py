@@ -149,3 +149,57 @@ async def test_new_with_a_trailing_slash_opens_the_create_form(
     await expect(page.get_by_role("heading", level=1)).to_have_text("New technician")
     await expect(page.get_by_label("Name")).to_be_visible()
     assert page.url.endswith("/admin/technicians/new?back=q%3Dada"), page.url
+
+
+# ---- bulk actions ---------------------------------------------------------------------------
+
+
+async def test_bulk_action_with_nothing_selected_returns_to_the_list_with_a_message(
+    open_page: OpenPage, make_user: MakeUser, seeded: str
+) -> None:
+    email, password = await admin(make_user)
+    page = await open_page(viewport=DESKTOP, java_script_enabled=False)
+    await sign_in(page, email, password)
+    await page.goto("/admin/bookings/?status=pending")
+    await page.get_by_role("button", name="Set status to confirmed").click()
+    await page.wait_for_url(re.compile(r"/admin/bookings/\?status=pending$"))
+    await expect(page.locator(".k-flashes")).to_contain_text("Select at least one booking")
+    await expect(page.locator("tbody tr").first).to_be_visible()  # the list is still there
+    statuses = await page.locator("tbody tr td:nth-child(4)").all_inner_texts()
+    assert statuses and {s.strip() for s in statuses} == {"pending"}, statuses
+
+
+async def test_bulk_confirm_buttons_name_the_verb_and_the_count(
+    open_page: OpenPage, make_user: MakeUser, seeded: str
+) -> None:
+    email, password = await admin(make_user)
+    page = await open_page(viewport=DESKTOP, java_script_enabled=False)
+    await sign_in(page, email, password)
+    await page.goto("/admin/bookings/?status=pending")
+    boxes = page.locator("tbody .k-row-select")
+    ids = [str(await boxes.nth(i).get_attribute("value")) for i in range(3)]
+    cancelled = "SELECT count(*) FROM bookings WHERE status = 'cancelled' AND id = ANY(%s)"
+
+    async def select_and_cancel() -> None:
+        await page.goto("/admin/bookings/?status=pending")
+        for pk in ids:
+            await page.get_by_label(f"Select row {pk}", exact=True).check()
+        await page.get_by_role("button", name="Cancel", exact=True).click()
+
+    await select_and_cancel()
+    await expect(page.get_by_role("button", name="Cancel 3 bookings", exact=True)).to_be_visible()
+    keep = page.get_by_role("link", name="Keep them", exact=True)
+    await expect(keep).to_be_visible()
+    labels = await page.locator("main form").get_by_role("button").all_inner_texts()
+    labels += await page.locator("main form").get_by_role("link").all_inner_texts()
+    assert "Cancel" not in [x.strip() for x in labels], labels
+
+    await keep.click()
+    await page.wait_for_url(re.compile(r"/admin/bookings/\?status=pending$"))
+    assert one(seeded, cancelled, ([int(i) for i in ids],)) == 0
+
+    await select_and_cancel()
+    await page.get_by_role("button", name="Cancel 3 bookings", exact=True).click()
+    await page.wait_for_url(re.compile(r"/admin/bookings/\?status=pending$"))
+    await expect(page.locator(".k-flashes")).to_contain_text("3 bookings")
+    assert one(seeded, cancelled, ([int(i) for i in ids],)) == 3
