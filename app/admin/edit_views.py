@@ -201,6 +201,7 @@ def field_specs(bound: BoundResource) -> tuple[forms.FieldSpec, ...]:
         help_texts=r.help_texts,
         widgets=r.widgets,
         order=order,
+        keel_filled=writes.keel_filled(bound.table),
     )
     if len(_SPECS) > 256:  # one entry per resource of each application; tests build many
         _SPECS.clear()
@@ -393,7 +394,8 @@ def prefill(request: web.Request, bound: BoundResource) -> dict[str, str]:
 async def create_page(request: web.Request) -> web.Response:
     bound = get_resource(request)
     who = await require(request, perm=bound.permission("add"))
-    raw = prefill(request, bound)
+    # Constant column defaults first (a new technician starts active), then `?column=value`.
+    raw = {**forms.defaults(field_specs(bound)), **prefill(request, bound)}
     saved = request.query.get("saved")
     flashes = (
         [{"kind": "success", "text": f"Saved {bound.title.lower()} {saved[:40]}."}] if saved else []

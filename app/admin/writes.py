@@ -49,6 +49,15 @@ def _managed(table: Table, name: str) -> bool:
     return col is not None and col.type_name in TIME_TYPES and not col.is_generated
 
 
+def keel_filled(table: Table) -> tuple[str, ...]:
+    """The managed timestamps insert_row fills itself: a create form need not ask for them."""
+    return tuple(
+        name
+        for name in (MANAGED_CREATED, MANAGED_UPDATED)
+        if _managed(table, name) and not getattr(table.column(name), "has_default", True)
+    )
+
+
 def row_version(table: Table, row: Mapping[str, Any]) -> str:
     """`updated_at` when the table has one, else a hash of every loaded value (EDIT-4)."""
     if _managed(table, MANAGED_UPDATED) and isinstance(row.get(MANAGED_UPDATED), datetime):

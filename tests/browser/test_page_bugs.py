@@ -88,6 +88,51 @@ async def test_timestamps_with_microseconds_are_shown_and_kept_when_untouched(
     assert scheduled == datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
 
 
+# ---- create forms and column defaults -------------------------------------------------------
+
+
+async def test_create_forms_start_from_the_column_defaults(
+    open_page: OpenPage, make_user: MakeUser, seeded: str
+) -> None:
+    email, password = await admin(make_user)
+    page = await open_page(viewport=DESKTOP)
+    await sign_in(page, email, password)
+
+    await page.goto("/admin/technicians/new")
+    await expect(page.get_by_label("Is active")).to_be_checked()
+    await expect(page.get_by_label("Skill level")).to_have_value("junior")
+    await expect(page.get_by_label("Hourly rate")).to_have_value("0")
+    hired = page.get_by_label("Hired on")
+    await expect(hired).to_have_value("")  # current_date: the database's to fill
+    await expect(hired).not_to_have_attribute("required", re.compile(".*"))
+    await page.get_by_label("Name").fill("Nina New")
+    await page.get_by_label("Email").fill("nina@example.org")
+    await page.get_by_role("button", name="Save", exact=True).click()
+    await page.wait_for_url(re.compile(r"/admin/technicians/(\?.*)?$"))
+    active, level, rate, hired_on, created = one(
+        seeded,
+        "SELECT is_active, skill_level, hourly_rate, hired_on = current_date,"
+        " created_at > now() - interval '1 hour' FROM technicians WHERE email = 'nina@example.org'",
+    )
+    assert (active, level, str(rate), hired_on, created) == (True, "junior", "0.00", True, True)
+
+    # A booking's Created at is Keel's to fill: nothing to type, the form saves without it.
+    await page.goto("/admin/bookings/new?customer_id=3")
+    created_at = page.get_by_label("Created at")
+    await expect(created_at).to_have_value("")
+    await expect(created_at).not_to_have_attribute("required", re.compile(".*"))
+    await page.get_by_label("Status").select_option("pending")
+    await page.get_by_label("Amount").fill("12.50")
+    await page.get_by_label("Scheduled").fill("2026-12-24T10:00")
+    await page.get_by_role("button", name="Save", exact=True).click()
+    await page.wait_for_url(re.compile(r"/admin/bookings/(\?.*)?$"))
+    fresh = one(
+        seeded,
+        "SELECT created_at > now() - interval '1 hour' FROM bookings WHERE id = 301",
+    )
+    assert fresh is True
+
+
 # ---- the user profile page ------------------------------------------------------------------
 
 INSIDE_MAIN_JS = """() => {
