@@ -267,6 +267,32 @@ async def test_unique_fk_and_check_violations_name_the_field(
     assert [e[0] for e in await audit_rows(conn)] == []  # nothing half-written
 
 
+async def test_a_time_sent_back_to_the_second_keeps_its_microseconds(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    """Forms show times to the second: the same second sent back is no change; another is."""
+    b = await bound(conn, "technicians")
+    pk = await add_technician(conn)
+    await conn.execute("UPDATE technicians SET shift_start = '07:30:15.25' WHERE id = %s", (pk,))
+    row = await writes.fetch_row(conn, b, pk)
+    assert row is not None
+    spec = next(f for f in fields_of(b) if f.name == "shift_start")
+    assert forms.format_value(spec, row["shift_start"]) == "07:30:15" and spec.step == "1"
+    created = forms.format_value(spec, row["created_at"])
+    assert len(created) == 19 and "." not in created  # 2026-12-04T05:26:22
+    sent = forms.parse_form(
+        fields_of(b), {"shift_start": "07:30:15", "name": "Tess", "is_active": "on"}, creating=False
+    )
+    version = writes.row_version(b.table, row)
+    after = await writes.update_row(conn, ctx(), b, pk, sent.values, version=version)
+    assert after["shift_start"] == row["shift_start"] and after["updated_at"] == row["updated_at"]
+    sent = forms.parse_form(
+        fields_of(b), {"shift_start": "07:30:16", "is_active": "on"}, creating=False
+    )
+    after = await writes.update_row(conn, ctx(), b, pk, sent.values, version=version)
+    assert str(after["shift_start"]) == "07:30:16"
+
+
 async def test_update_writes_only_changes_and_audits_from_to(
     conn: psycopg.AsyncConnection[Any],
 ) -> None:
