@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, quote, urlencode
 
 from aiohttp import web
@@ -50,6 +50,21 @@ class Selection:
         return out + list(self.state) + ([("back", self.back)] if self.back else [])
 
 
+class NothingSelected(Invalid):
+    """No row ticked and not "all matching": back to the list (`back`) with a message."""
+
+    def __init__(self, bound: BoundResource, back: str) -> None:
+        super().__init__(
+            f"Select at least one {singular(bound.title).lower()} first: nothing was changed."
+        )
+        self.back = back
+
+
+def nothing_selected(request: web.Request, bound: BoundResource, exc: NothingSelected) -> NoReturn:
+    """The list as it was (same filters, same page) with the message, rather than a 400 page."""
+    raise flash.see_other(request, list_url(bound, exc.back), exc.problem, "warning")
+
+
 def find_action(bound: BoundResource, name: str) -> Action:
     if name == "delete":
         return DELETE
@@ -84,9 +99,9 @@ def parse_selection(bound: BoundResource, data: MultiMapping[str]) -> Selection:
         raise Invalid(f"Unknown parameter {state[0][0][:40]!r}.")
     if all_matching:
         state += tuple(parse_qsl(listed, keep_blank_values=True))
-    if not ids and not all_matching:
-        raise Invalid("Select at least one record, or all records matching the filter.")
     back = back_query(str(data.get("back", "")) or None) or listed
+    if not ids and not all_matching:
+        raise NothingSelected(bound, back)
     return Selection(ids if not all_matching else (), all_matching, state, back)
 
 
@@ -104,6 +119,17 @@ async def matching_ids(conn: Any, bound: BoundResource, selection: Selection) ->
     )
     cur = await conn.execute(query, params, prepare=False)
     return [r[0] for r in await cur.fetchall()]
+
+
+def button_labels(bound: BoundResource, action: Action, count: int) -> tuple[str, str]:
+    """The confirmation's two buttons, never alike (an action called "Cancel" next to a way back
+    called "Cancel"): the verb with what it touches, and a way back that keeps the records."""
+    noun = singular(bound.title).lower() if count == 1 else bound.title.lower()
+    what = f"{count:,} {noun}"
+    # "Cancel 3 bookings"; a longer label reads better with the count after it.
+    label = f"{action.label} {what}" if " " not in action.label else f"{action.label}: {what}"
+    keep = "Keep it" if count == 1 else "Keep them"
+    return label, keep if action is DELETE or action.confirm else "Go back"
 
 
 async def confirm_page(
@@ -125,6 +151,7 @@ async def confirm_page(
     more = len(ids) - len(shown)
     verb = "delete" if action is DELETE else f"apply “{action.label}” to"
     count = f"{writes.MAX_BULK:,}+" if too_many else f"{len(ids):,}"
+    confirm_label, back_label = button_labels(bound, action, len(ids))
     ctx = {
         "bound": bound,
         "action": action,
@@ -145,6 +172,8 @@ async def confirm_page(
         "action_url": f"/admin/{bound.slug}/bulk/{action.name}",
         "cancel_url": f"/admin/{bound.slug}/" + (f"?{selection.back}" if selection.back else ""),
         "danger": action is DELETE,
+        "confirm_label": confirm_label,
+        "back_label": back_label,
         "error": error,
     }
     names = [f"admin/{bound.slug}/bulk_confirm.html", "admin/bulk_confirm.html"]
@@ -158,7 +187,10 @@ async def bulk_page(request: web.Request) -> web.Response:
     await require(request, perm=permission(bound, action))
     if action is DELETE:
         await require_elevated(request)
-    selection = parse_selection(bound, request.query)
+    try:
+        selection = parse_selection(bound, request.query)
+    except NothingSelected as exc:
+        nothing_selected(request, bound, exc)
     return await confirm_page(request, bound, action, selection)
 
 
@@ -168,7 +200,10 @@ async def bulk_submit(request: web.Request) -> web.StreamResponse:
     action = find_action(bound, request.match_info["action"])
     await require(request, perm=permission(bound, action))
     data = await read_form(request)
-    selection = parse_selection(bound, data)
+    try:
+        selection = parse_selection(bound, data)
+    except NothingSelected as exc:
+        nothing_selected(request, bound, exc)
     if action is DELETE and not is_elevated(session(request)):
         # Re-auth first; the selection travels in the GET address it returns to.
         raise web.HTTPSeeOther(f"{request.path}?{urlencode(selection.query())}")

@@ -31,6 +31,7 @@ SLUG = ROUTE_SLUG
 PK = r"{pk:[^/]{1,200}}"
 _BACK = re.compile(r"^[^\x00-\x1f\x7f#]{0,2000}$")
 SAVE_CHOICES = ("save", "continue", "add")
+RESERVED = "new|lookup"  # sub-pages whose names could be read as a record's key
 
 
 def routes() -> list[web.RouteDef]:
@@ -43,12 +44,48 @@ def routes() -> list[web.RouteDef]:
         web.get(f"{base}/lookup", lookup_json),
         web.get(f"{base}/bulk/{{action}}", bulk_page),
         web.post(f"{base}/bulk/{{action}}", bulk_submit),
+        # Every other admin address ends in "/": the same with a slash is a redirect, not an
+        # edit page of the record "new" (registered before `{PK}/`, which would take it).
+        web.get(f"{base}/{{pk:{RESERVED}}}/", reserved_or_edit_page),
+        web.post(f"{base}/{{pk:{RESERVED}}}/", reserved_or_edit_submit),
+        web.get(f"{base}/bulk/{{action}}/", without_slash),
+        web.get(f"{base}/{PK}/delete/", without_slash),
+        web.get(f"{base}/{PK}/history/", without_slash),
         web.get(f"{base}/{PK}/", edit_page),
         web.post(f"{base}/{PK}/", edit_submit),
         web.get(f"{base}/{PK}/delete", delete_page),
         web.post(f"{base}/{PK}/delete", delete_submit),
         web.get(f"{base}/{PK}/history", history_page),
     ]
+
+
+# ---- addresses with a trailing slash ------------------------------------------------------
+
+
+async def without_slash(request: web.Request) -> web.StreamResponse:
+    """The canonical address (no trailing slash), query kept; 308 keeps a POST a POST."""
+    target = request.rel_url.path.rstrip("/")
+    if request.rel_url.query_string:
+        target += "?" + request.rel_url.query_string
+    raise web.HTTPPermanentRedirect(target)
+
+
+def _is_key(request: web.Request) -> bool:
+    """ "new" or "lookup" can be a real key of a text-keyed table: then it names that record."""
+    bound = get_resource(request)
+    col = bound.column(bound.pk)
+    try:
+        return col is not None and forms.parse_key(col, request.match_info["pk"]) is not None
+    except forms.FieldError:
+        return False
+
+
+async def reserved_or_edit_page(request: web.Request) -> web.StreamResponse:
+    return await edit_page(request) if _is_key(request) else await without_slash(request)
+
+
+async def reserved_or_edit_submit(request: web.Request) -> web.StreamResponse:
+    return await edit_submit(request) if _is_key(request) else await without_slash(request)
 
 
 # ---- input (SEC-3) ----------------------------------------------------------------------
@@ -164,6 +201,7 @@ def field_specs(bound: BoundResource) -> tuple[forms.FieldSpec, ...]:
         help_texts=r.help_texts,
         widgets=r.widgets,
         order=order,
+        keel_filled=writes.keel_filled(bound.table),
     )
     if len(_SPECS) > 256:  # one entry per resource of each application; tests build many
         _SPECS.clear()
@@ -330,7 +368,7 @@ async def render_form(
         "writable": writable,
         "read_only_reason": why_read_only,
         "can_delete": not creating and await can(request, who, bound.permission("delete")),
-        "version": raw.get("_version", ""),
+        "row_version": raw.get("_version", ""),
         "original": raw.get("_original", ""),
         "field_errors": errors,
         "form_errors": [],
@@ -356,7 +394,8 @@ def prefill(request: web.Request, bound: BoundResource) -> dict[str, str]:
 async def create_page(request: web.Request) -> web.Response:
     bound = get_resource(request)
     who = await require(request, perm=bound.permission("add"))
-    raw = prefill(request, bound)
+    # Constant column defaults first (a new technician starts active), then `?column=value`.
+    raw = {**forms.defaults(field_specs(bound)), **prefill(request, bound)}
     saved = request.query.get("saved")
     flashes = (
         [{"kind": "success", "text": f"Saved {bound.title.lower()} {saved[:40]}."}] if saved else []

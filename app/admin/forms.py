@@ -7,7 +7,7 @@ import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
@@ -76,6 +76,8 @@ class ColumnLike(Protocol):
     @property
     def has_default(self) -> bool: ...
     @property
+    def default(self) -> str | None: ...
+    @property
     def is_identity(self) -> bool: ...
     @property
     def is_generated(self) -> bool: ...
@@ -105,6 +107,11 @@ class FieldSpec:
     help: str = ""
     fk_table: str | None = None
     fk_column: str | None = None
+    # A constant default as the input shows it ("junior", "0", "on"); None when there is none
+    # or it is an expression such as now(), which the database computes on insert.
+    default: str | None = None
+    # Shown under the field of a create form when the database fills an empty field.
+    default_help: str = ""
 
 
 @dataclass
@@ -177,6 +184,60 @@ def _numeric_bounds(column: ColumnLike) -> tuple[str | None, str | None, str | N
     return "any", None, None
 
 
+# How PostgreSQL prints a constant default (pg_get_expr): a quoted literal with a cast, a
+# number (negative ones in parentheses or quoted), a boolean, NULL.
+_QUOTED_DEFAULT = re.compile(r"^'((?:[^']|'')*)'::[\w \[\]\".(),]+$")
+_NUMBER_DEFAULT = re.compile(r"^\(?(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\)?(?:::[\w ]+)?$")
+# Expressions an operator knows by what they give, not by their SQL.
+_FILLED_AS = {
+    "now()": "the time of saving",
+    "CURRENT_TIMESTAMP": "the time of saving",
+    "LOCALTIMESTAMP": "the time of saving",
+    "clock_timestamp()": "the time of saving",
+    "statement_timestamp()": "the time of saving",
+    "transaction_timestamp()": "the time of saving",
+    "CURRENT_DATE": "the day of saving",
+    "CURRENT_TIME": "the time of saving",
+    "LOCALTIME": "the time of saving",
+    "gen_random_uuid()": "a new random id",
+    "uuid_generate_v4()": "a new random id",
+}
+KEEL_FILLED_HELP = "Leave empty for the time of saving."
+
+
+def constant_default(spec: FieldSpec, expr: str | None) -> str | None:
+    """The form text of a constant default (`'junior'::text` → "junior", `true` → "on"), or
+    None for none, NULL, or an expression the database must compute when the row is inserted."""
+    if expr is None:
+        return None
+    text = expr.strip()
+    quoted = _QUOTED_DEFAULT.match(text)
+    number = _NUMBER_DEFAULT.match(text)
+    if quoted:
+        literal = quoted.group(1).replace("''", "'")
+    elif number:
+        literal = number.group(1)
+    elif text.lower() in ("true", "false"):
+        literal = text.lower()
+    else:
+        return None  # NULL, now(), nextval(…), any other expression
+    try:
+        return format_value(spec, parse_value(spec, literal))
+    except (FieldError, ValueError):
+        return None  # a literal the form cannot show faithfully: left to the database
+
+
+def default_help(column: ColumnLike, constant: str | None) -> str:
+    """What an empty field becomes on insert, for an expression default: "Leave empty for …"."""
+    expr = (column.default or "").strip()
+    if not column.has_default or constant is not None or expr.upper().startswith("NULL"):
+        return ""
+    if expr.startswith("nextval("):
+        return "Leave empty for the next number."
+    what = _FILLED_AS.get(expr) or _FILLED_AS.get(expr.split("::")[0]) or f"the default ({expr})"
+    return f"Leave empty for {what[:80]}."
+
+
 def field_for(
     column: ColumnLike,
     *,
@@ -184,25 +245,31 @@ def field_for(
     help: str = "",
     widget: str | None = None,
     readonly: bool = False,
+    keel_filled: bool = False,
 ) -> FieldSpec:
+    """`keel_filled`: Keel fills the column on insert (a `created_at` without a default, see
+    writes.insert_row), so like a column with a default it may be left empty when creating."""
     kind = widget_for(column, widget)
     step = lo = hi = None
     if kind == "number":
         step, lo, hi = _numeric_bounds(column)
     elif kind in ("datetime-local", "time"):
-        step = "any"  # stored values may carry seconds; the browser must accept them
+        # Shown to the second (the control refuses six decimals, see format_value): step 1
+        # lets the browser show and accept those seconds.
+        step = "1"
     # Identity and generated columns are the database's to fill (EDIT-3).
     locked = readonly or column.is_identity or column.is_generated
-    required = not column.nullable and not column.has_default and kind != "checkbox"
+    has_default = column.has_default or keel_filled
+    required = not column.nullable and not has_default and kind != "checkbox"
     tz_help = " (UTC)" if kind == "datetime-local" else ""
-    return FieldSpec(
+    spec = FieldSpec(
         name=column.name,
         label=label or humanize(column.name),
         widget=kind,
         type_name=column.type_name,
         required=required and not locked,
         nullable=column.nullable,
-        has_default=column.has_default,
+        has_default=has_default,
         readonly=locked,
         maxlength=column.max_length,
         step=step,
@@ -213,6 +280,11 @@ def field_for(
         fk_table=getattr(column.fk, "target_table", None) if column.fk is not None else None,
         fk_column=getattr(column.fk, "target_column", None) if column.fk is not None else None,
     )
+    if locked or not has_default:
+        return spec
+    constant = constant_default(spec, column.default) if column.has_default else None
+    filled = KEEL_FILLED_HELP if keel_filled and not column.has_default else ""
+    return replace(spec, default=constant, default_help=filled or default_help(column, constant))
 
 
 def build_fields(
@@ -223,6 +295,7 @@ def build_fields(
     help_texts: Mapping[str, str] | None = None,
     widgets: Mapping[str, str] | None = None,
     order: Sequence[str] = (),
+    keel_filled: Sequence[str] = (),
 ) -> tuple[FieldSpec, ...]:
     """One FieldSpec per editable or displayable column, in `order` first, then table order."""
     by_name = {c.name: c for c in columns if c.type_name not in HIDDEN_TYPES}
@@ -235,9 +308,15 @@ def build_fields(
             help=help_texts.get(n, ""),
             widget=widgets.get(n) if widgets.get(n) in WIDGETS else None,
             readonly=n in readonly_fields,
+            keel_filled=n in keel_filled,
         )
         for n in names
     )
+
+
+def defaults(fields: Sequence[FieldSpec]) -> dict[str, str]:
+    """A create form's starting values: the constant defaults (an expression stays empty)."""
+    return {f.name: f.default for f in fields if f.default is not None and not f.readonly}
 
 
 class FieldError(ValueError):
@@ -349,9 +428,11 @@ def parse_form(
     """Read the allow-listed, writable fields from submitted data (SEC-3, EDIT-3).
 
     Unknown names are ignored and read-only fields are never taken, whatever the POST says.
-    On create, an empty field with a database default is left out so the default applies;
-    on update, a field missing from the POST altogether is left unchanged (an unchecked
-    checkbox sends nothing, so a missing checkbox still means false)."""
+    On create, an empty field with a database default is left out so the default applies, and
+    so is a value equal to the constant default the form started with: the INSERT names only
+    the columns the operator changed. On update, a field missing from the POST altogether is
+    left unchanged (an unchecked checkbox sends nothing, so a missing checkbox still means
+    false)."""
     out = ParsedForm()
     for spec in fields:
         if spec.readonly:
@@ -361,16 +442,18 @@ def parse_form(
             continue  # absent from the POST (not even empty): left as it is
         if spec.widget == "checkbox":
             # An unchecked box sends nothing: absence means false (docs/design.md).
-            out.values[spec.name] = raw is not None and parse_value(spec, raw or "on")
-            out.raw[spec.name] = "on" if out.values[spec.name] else ""
+            checked = raw is not None and bool(parse_value(spec, raw or "on"))
+            out.raw[spec.name] = "on" if checked else ""
+            if not (creating and spec.default is not None and checked == (spec.default == "on")):
+                out.values[spec.name] = checked
             continue
         text = "" if raw is None else str(raw)
         out.raw[spec.name] = text[:MAX_TEXT]
         if spec.widget not in ("textarea", "json"):
             text = text.strip()
         if text == "":
-            if creating and spec.has_default:
-                continue
+            if creating and (spec.has_default or spec.nullable):
+                continue  # left to the database: its default, or NULL
             if spec.nullable:
                 out.values[spec.name] = None
             elif spec.type_name in TEXT_TYPES and spec.has_default and not spec.choices:
@@ -379,27 +462,40 @@ def parse_form(
                 out.errors[spec.name] = "This field is required."
             continue
         try:
-            out.values[spec.name] = parse_value(spec, text)
+            value = parse_value(spec, text)
         except FieldError as exc:
             out.errors[spec.name] = str(exc)
+            continue
+        if creating and spec.default is not None and _is_default(spec, value):
+            continue  # as the form showed it: the database's default applies
+        out.values[spec.name] = value
     return out
 
 
-def _timespec(value: datetime | time) -> str:
-    # Full precision only when there is some, so an untouched field round-trips unchanged.
-    return "microseconds" if value.microsecond else "seconds"
+def _is_default(spec: FieldSpec, value: Any) -> bool:
+    assert spec.default is not None
+    try:
+        default = parse_value(spec, spec.default)
+    except FieldError:
+        return False
+    # 1 == True and 0 == False in Python: a type must match too.
+    return type(default) is type(value) and bool(default == value)
 
 
 def format_value(spec: FieldSpec, value: object) -> str:
-    """A stored value as the text an input shows (the inverse of parse_value)."""
+    """A stored value as the text an input shows (the inverse of parse_value).
+
+    Times are shown to the second: Chromium empties a datetime-local or time input whose value
+    has six decimals (`now()` stores microseconds), so the value would vanish from the page.
+    Saving such a field untouched keeps the stored fraction (`unchanged` below)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).isoformat(timespec=_timespec(value))
+        return value.replace(tzinfo=None).isoformat(timespec="seconds")
     if isinstance(value, time):
-        return value.isoformat(timespec=_timespec(value))
+        return value.isoformat(timespec="seconds")
     if spec.type_name in ("json", "jsonb"):
         return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     if isinstance(value, bool):
@@ -426,3 +522,14 @@ def parse_key(column: ColumnLike, text: str) -> Any:
     if not text or len(text) > 200 or CONTROL.search(text):
         raise FieldError("a key is 1 to 200 printable characters")
     return text
+
+
+def unchanged(stored: object, value: object) -> bool:
+    """`value`, read from a form, leaves `stored` as it is: equal, or a time the form showed to
+    the second (format_value) and sent back untouched, which must not drop the stored fraction."""
+    if stored == value:
+        return True
+    if isinstance(stored, datetime | time) and type(value) is type(stored):
+        assert isinstance(value, datetime | time)
+        return value.microsecond == 0 and stored.replace(microsecond=0) == value
+    return False

@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Json, Jsonb
 
 from app import audit, audit_events
+from app.admin import forms
 from app.admin.resources import Action, BoundResource
 from app.db.catalog import TIME_TYPES, Table
 from app.errors import Conflict, Invalid, NotFound
@@ -46,6 +47,15 @@ class StaleRow(Exception):
 def _managed(table: Table, name: str) -> bool:
     col = table.column(name)
     return col is not None and col.type_name in TIME_TYPES and not col.is_generated
+
+
+def keel_filled(table: Table) -> tuple[str, ...]:
+    """The managed timestamps insert_row fills itself: a create form need not ask for them."""
+    return tuple(
+        name
+        for name in (MANAGED_CREATED, MANAGED_UPDATED)
+        if _managed(table, name) and not getattr(table.column(name), "has_default", True)
+    )
 
 
 def row_version(table: Table, row: Mapping[str, Any]) -> str:
@@ -194,7 +204,8 @@ async def update_row(
                     changes,
                     await _last_actor(conn, bound.slug, pk),
                 )
-            changed = {k: v for k, v in values.items() if before.get(k) != v}
+            # A value the form sent back as it showed it is no change (times shown to the second).
+            changed = {k: v for k, v in values.items() if not forms.unchanged(before.get(k), v)}
             if not changed:
                 return before
             sets = [

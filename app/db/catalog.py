@@ -66,6 +66,7 @@ class Column:
     numeric_scale: int | None = None
     nullable: bool = True
     has_default: bool = False
+    default: str | None = None  # the default expression as PostgreSQL prints it (`'junior'::text`)
     is_identity: bool = False
     is_generated: bool = False
     choices: tuple[str, ...] | None = None
@@ -186,9 +187,11 @@ SELECT a.attname, t.typname, t.typtype, bt.typname AS base, a.atttypmod,
        NOT a.attnotnull AS nullable, a.atthasdef, a.attidentity <> '' AS is_identity,
        a.attgenerated <> '' AS is_generated, t.typcategory = 'A' AS is_array, et.typname AS elem,
        (SELECT array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e
-         WHERE e.enumtypid = t.oid) AS enum
+         WHERE e.enumtypid = t.oid) AS enum,
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS default_expr
   FROM pg_attribute a
   JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
   LEFT JOIN pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd'
   LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
  WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
@@ -310,6 +313,7 @@ async def _columns(conn: psycopg.AsyncConnection, oid: int, cons: _Constraints) 
                 numeric_scale=scale,
                 nullable=bool(a.nullable),
                 has_default=bool(a.atthasdef),
+                default=a.default_expr,
                 is_identity=bool(a.is_identity),
                 is_generated=bool(a.is_generated),
                 choices=cons.choices.get(a.attname) or (tuple(a.enum) if a.enum else None),

@@ -118,6 +118,9 @@ class Renderer:
         self.env.globals.update(
             site_name=config.site_name,
             version=__version__,
+            # The footer's own name for it: a page's context may use `version` for something
+            # else (an edit form's row version), which would shadow the global.
+            keel_version=__version__,
             static_url=static_url,
             read_only=config.read_only,
             icon=self.icon,

@@ -157,7 +157,6 @@ async def test_partial_failure_rolls_back_and_says_why(
 @pytest.mark.parametrize(
     ("data", "status", "text"),
     [
-        ([], 400, "Select at least one"),
         ([("ids", "abc")], 400, "not valid"),
         ([("ids", "1; DELETE FROM bookings")], 400, "not valid"),
         ([("ids", "99999999999999999999")], 400, "not valid"),
@@ -179,6 +178,26 @@ async def test_bad_selections_answer_400(
     resp = await b.post(f"{BASE}/confirm", data)
     assert resp.status == status
     assert text in await resp.text()
+    assert (await statuses(database_url))[1] == "pending"
+
+
+async def test_nothing_selected_returns_to_the_list_with_a_message(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    """No row ticked: the list again, with its filters, and a message saying what to do."""
+    b = await sign_in(client, database_url, secret_key)
+    for path, data in (
+        (f"{BASE}/confirm", [("query", "status=pending&o=amount")]),
+        (f"{BASE}/cancel", [("query", "status=pending&o=amount")]),
+        (f"{BASE}/delete", [("query", "status=pending&o=amount")]),
+    ):
+        resp = await b.post(path, data)
+        assert resp.status == 303, (path, resp.status)
+        assert resp.headers["Location"] == "/admin/bookings/?status=pending&o=amount"
+        listed = await (await b.get(resp.headers["Location"])).text()
+        assert "Select at least one booking first: nothing was changed." in listed
+    resp = await b.get(f"{BASE}/cancel?back=status%3Dpending")
+    assert resp.status == 303 and resp.headers["Location"] == "/admin/bookings/?status=pending"
     assert (await statuses(database_url))[1] == "pending"
 
 

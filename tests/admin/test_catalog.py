@@ -31,6 +31,7 @@ async def test_bookings_columns_types_and_constraints_come_from_the_database(dat
     )  # fmt: skip
     assert by["scheduled_at"].type_name == "timestamptz"
     assert by["notes"].has_default and not by["notes"].nullable
+    assert by["notes"].default == "''::text" and by["amount"].default is None
     assert b.leading_index("scheduled_at") is not None
     assert b.trigram_index("notes") is not None
     assert b.constraint_columns("bookings_status_check") == ("status",)

@@ -44,9 +44,12 @@ async def test_create_form_has_a_widget_per_column_type(admin: Browser) -> None:
     assert 'name="email" type="email" value="" required=""' in page
     assert 'name="phone" type="tel"' in page
     assert 'id="f-skill_level" name="skill_level"><option value="">—</option>' in page
+    assert '<option value="junior" selected>junior</option>' in page  # the column's default
     assert '<option value="senior">senior</option>' in page
     assert 'name="hourly_rate" type="number"' in page and 'step="0.01"' in page
-    assert '<input type="checkbox" id="f-is_active" name="is_active" value="on">' in page
+    assert '<input type="checkbox" id="f-is_active" name="is_active" value="on" checked=""' in page
+    assert 'name="hourly_rate" type="number" value="0"' in page
+    assert "Leave empty for the day of saving." in page  # hired_on DEFAULT current_date
     assert 'name="hired_on" type="date"' in page and 'name="shift_start" type="time"' in page
     assert 'data-autocomplete="/admin/technicians/lookup"' in page
     assert 'class="k-textarea k-textarea--mono"' in page  # the JSON profile
@@ -352,3 +355,58 @@ async def test_a_forged_message_cookie_is_ignored(admin: Browser) -> None:
     forged = f"keel_session={admin.token}; keel_flash={payload.decode()}.{'0' * 32}"
     resp = await admin.get(f"{TECH}/", headers={"Cookie": forged})
     assert resp.status == 200 and "555-SCAM" not in await resp.text()
+
+
+async def test_addresses_with_a_trailing_slash_lead_to_the_page(admin: Browser) -> None:
+    """`/new/` is the create form (not "'new' is not a whole number"), and the other sub-pages
+    with a trailing slash redirect to their address, query string kept."""
+    for path, target in (
+        (f"{TECH}/new/?back=q%3Da", f"{TECH}/new?back=q%3Da"),
+        (f"{TECH}/lookup/?q=ada", f"{TECH}/lookup?q=ada"),
+        (f"{TECH}/1/delete/", f"{TECH}/1/delete"),
+        (f"{TECH}/1/history/", f"{TECH}/1/history"),
+        (f"{TECH}/bulk/deactivate/?ids=1", f"{TECH}/bulk/deactivate?ids=1"),
+    ):
+        resp = await admin.get(path)  # redirects are not followed
+        assert resp.status == 308 and resp.headers["Location"] == target, path
+    resp = await admin.get(f"{TECH}/new?back=q%3Da")
+    assert resp.status == 200 and "New technician" in await resp.text()
+
+
+async def test_create_leaves_untouched_defaults_to_the_database(
+    admin: Browser, database_url: str
+) -> None:
+    """The form as shown (defaults untouched) saves an active technician hired today; a booking
+    saves without a "Created at", which Keel fills."""
+    page = await (await admin.get(f"{TECH}/new")).text()
+    assert 'name="is_active" value="on" checked=""' in page
+    shown = {"skill_level": "junior", "hourly_rate": "0", "is_active": "on", "profile": "{}"}
+    resp = await admin.post(
+        f"{TECH}/new", {**shown, "name": "Nina", "email": "nina@x.test", "hired_on": ""}
+    )
+    assert resp.status == 303, await resp.text()
+    row = await one(
+        database_url,
+        "SELECT (is_active, skill_level, hourly_rate::text, hired_on = current_date)::text"
+        " FROM technicians WHERE email = 'nina@x.test'",
+    )
+    assert row == "(t,junior,0.00,t)"
+
+    await execute(database_url, "INSERT INTO customers (name, email, city, created_at)"
+                  " VALUES ('C', 'c@x.test', 'Oslo', now())")  # fmt: skip
+    page = await (await admin.get("/admin/bookings/new")).text()
+    assert 'name="created_at" type="datetime-local" value=""' in page
+    assert "Leave empty for the time of saving." in page
+    cid = await one(database_url, "SELECT id FROM customers WHERE email = 'c@x.test'")
+    resp = await admin.post(
+        "/admin/bookings/new",
+        {"customer_id": str(cid), "status": "pending", "amount": "5", "created_at": "",
+         "scheduled_at": "2026-12-24T10:00", "notes": ""},
+    )  # fmt: skip
+    assert resp.status == 303, await resp.text()
+    fresh = await one(
+        database_url,
+        "SELECT created_at > now() - interval '1 hour' FROM bookings WHERE customer_id = %s",
+        (cid,),
+    )
+    assert fresh is True

@@ -17,7 +17,7 @@ from app import audit
 from app.admin import deletion, forms, writes
 from app.admin.registry import site_registry
 from app.admin.resources import BoundResource, bind
-from app.db.catalog import load_catalog
+from app.db.catalog import Column, load_catalog
 from app.errors import Conflict, Invalid
 
 
@@ -78,6 +78,84 @@ async def test_widgets_follow_the_column_types(conn: psycopg.AsyncConnection[Any
     p = {s.name: s for s in fields_of(await bound(conn, "properties"))}
     assert "search" not in p  # a generated tsvector is never a form field
     assert p["units"].step == "1" and p["floor_area_m2"].step == "0.1"
+
+
+async def test_create_forms_start_from_constant_defaults_and_insert_only_changes(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    """Constant defaults are the form's starting values; expressions stay empty and optional;
+    a value left as the form showed it is not written, so the database's default applies."""
+    b = await bound(conn, "technicians")
+    specs = {f.name: f for f in fields_of(b)}
+    assert forms.defaults(fields_of(b)) == {
+        "skill_level": "junior",
+        "hourly_rate": "0",
+        "is_active": "on",
+        "profile": "{}",
+        "bio": "",
+    }
+    hired = specs["hired_on"]
+    assert hired.default is None and not hired.required
+    assert hired.default_help == "Leave empty for the day of saving."
+    shown = {**forms.defaults(fields_of(b)), "name": "Nina", "email": "n@x.test", "hired_on": ""}
+    parsed = forms.parse_form(fields_of(b), shown, creating=True)
+    assert parsed.ok and parsed.values == {"name": "Nina", "email": "n@x.test"}
+    # Changed from the default: written, the unticked box too (it posts nothing).
+    changed = {**shown, "skill_level": "lead", "hourly_rate": "0.50"}
+    del changed["is_active"]
+    parsed = forms.parse_form(fields_of(b), changed, creating=True)
+    assert parsed.values == {
+        "name": "Nina",
+        "email": "n@x.test",
+        "skill_level": "lead",
+        "hourly_rate": Decimal("0.50"),
+        "is_active": False,
+    }
+    row = await writes.insert_row(conn, ctx(), b, parsed.values)
+    assert row["is_active"] is False and row["hired_on"] is not None
+
+    # properties: `units DEFAULT 1`, `has_parking DEFAULT false`, a nullable json without one.
+    p = await bound(conn, "properties")
+    assert forms.defaults(fields_of(p)) == {
+        "units": "1",
+        "has_parking": "",
+        "access_notes": "",
+    }
+    # bookings.created_at has no default: Keel fills it (writes.insert_row), so it is optional.
+    bk = await bound(conn, "bookings")
+    created = forms.build_fields(bk.table.columns, keel_filled=writes.keel_filled(bk.table))
+    spec = next(f for f in created if f.name == "created_at")
+    assert not spec.required and spec.default_help == "Leave empty for the time of saving."
+
+
+@pytest.mark.parametrize(
+    ("expr", "type_name", "shown"),
+    [
+        ("'junior'::text", "text", "junior"),
+        ("'it''s'::character varying", "varchar", "it's"),
+        ("0", "numeric", "0"),
+        ("'-1'::integer", "integer", "-1"),
+        ("(-2.5)", "numeric", "-2.5"),
+        ("true", "boolean", "on"),
+        ("false", "boolean", ""),
+        ("'{\"a\": 1}'::jsonb", "jsonb", '{\n  "a": 1\n}'),
+        (
+            "'2024-05-01 10:00:00+00'::timestamp with time zone",
+            "timestamptz",
+            "2024-05-01T10:00:00",
+        ),
+        ("now()", "timestamptz", None),
+        ("CURRENT_DATE", "date", None),
+        ("NULL::text", "text", None),
+        ("nextval('t_id_seq'::regclass)", "integer", None),
+        ("'abc'::text", "integer", None),  # not a number: left to the database
+    ],
+)
+def test_constant_defaults_are_read_from_the_catalog_expression(
+    expr: str, type_name: str, shown: str | None
+) -> None:
+    column = Column("c", type_name, has_default=True, default=expr)
+    assert forms.field_for(column).default == shown
 
 
 @pytest.mark.parametrize(
@@ -187,6 +265,32 @@ async def test_unique_fk_and_check_violations_name_the_field(
             await writes.insert_row(conn, ctx(), b, {"name": "N", **extra})
         assert text in info.value.fields[field]
     assert [e[0] for e in await audit_rows(conn)] == []  # nothing half-written
+
+
+async def test_a_time_sent_back_to_the_second_keeps_its_microseconds(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    """Forms show times to the second: the same second sent back is no change; another is."""
+    b = await bound(conn, "technicians")
+    pk = await add_technician(conn)
+    await conn.execute("UPDATE technicians SET shift_start = '07:30:15.25' WHERE id = %s", (pk,))
+    row = await writes.fetch_row(conn, b, pk)
+    assert row is not None
+    spec = next(f for f in fields_of(b) if f.name == "shift_start")
+    assert forms.format_value(spec, row["shift_start"]) == "07:30:15" and spec.step == "1"
+    created = forms.format_value(spec, row["created_at"])
+    assert len(created) == 19 and "." not in created  # 2026-12-04T05:26:22
+    sent = forms.parse_form(
+        fields_of(b), {"shift_start": "07:30:15", "name": "Tess", "is_active": "on"}, creating=False
+    )
+    version = writes.row_version(b.table, row)
+    after = await writes.update_row(conn, ctx(), b, pk, sent.values, version=version)
+    assert after["shift_start"] == row["shift_start"] and after["updated_at"] == row["updated_at"]
+    sent = forms.parse_form(
+        fields_of(b), {"shift_start": "07:30:16", "is_active": "on"}, creating=False
+    )
+    after = await writes.update_row(conn, ctx(), b, pk, sent.values, version=version)
+    assert str(after["shift_start"]) == "07:30:16"
 
 
 async def test_update_writes_only_changes_and_audits_from_to(

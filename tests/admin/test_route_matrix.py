@@ -64,6 +64,8 @@ def registered(app: Any) -> dict[str, set[str]]:
     """Canonical path → methods of every resource route, read from the router."""
     routes: dict[str, set[str]] = {}
     for route in app.router.routes():
+        if route.handler is edit_views.without_slash:  # a redirect, checked on its own below
+            continue
         path = route.resource.canonical if route.resource is not None else ""
         if route.method != "HEAD" and path.startswith(f"{RES}/"):
             routes.setdefault(path, set()).add(route.method)
