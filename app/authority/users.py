@@ -14,7 +14,7 @@ from psycopg.rows import class_row
 
 from app import audit
 from app import audit_events as events
-from app.authority import guards, permissions
+from app.authority import guards, permissions, ratelimit
 from app.authority.principal import ROLES, Principal
 from app.authority.roles import MANAGER_ROLE, ensure_role, parse_role
 from app.authority.userfields import PROFILE_FIELDS, clean_profile, normalise_email
@@ -567,11 +567,14 @@ async def unlock(
 
 
 async def write_unlock(conn: psycopg.AsyncConnection[Any], user_id: int) -> None:
+    """Lift every lock: the columns and the failed sign-ins the throttle counts, or the right
+    password would still be refused as locked until those failures age out of the window."""
     await conn.execute(
         "UPDATE keel_users SET locked_until = NULL, failed_login_count = 0,"
         " last_failed_login_at = NULL, updated_at = now() WHERE id = %s",
         (user_id,),
     )
+    await ratelimit.clear(conn, ratelimit.LOGIN_FAIL, user_id)
 
 
 # ---- the demo's administrator (OPS-8) ---------------------------------------------------
