@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from psycopg_pool import PoolTimeout, TooManyRequests
 
 from app.errors import KeelError, PermissionDenied
@@ -172,6 +173,12 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
     except KeelError as exc:
         return _error_page(
             request, exc.http_status, _TITLES.get(exc.http_status, "Error"), exc.problem
+        )
+    except HttpProcessingError:
+        # aiohttp's parser refused a malformed body (a control character in a multipart part
+        # header, a broken chunk) while a form was read: the client's fault, not a crash.
+        return _error_page(
+            request, 400, _TITLES[400], "The form data could not be read. Send the form again."
         )
     except (PoolTimeout, TooManyRequests):
         # DB-6: shed load instead of queueing forever, whether the wait for a connection
