@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 from psycopg_pool import PoolTimeout, TooManyRequests
 
@@ -39,6 +39,12 @@ SECURITY_HEADERS = {
     "X-Robots-Tag": "noindex",
 }
 HSTS = "max-age=63072000; includeSubDomains"
+# The Server header names the product, never the versions of Python and aiohttp (a free hint
+# to anyone matching a host against published vulnerabilities).
+SERVER = "keel"
+# aiohttp answers requests its parser refuses (bad header bytes, an oversized line) by itself,
+# outside every middleware and signal, with its default Server header: replace that default.
+web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
 # Path segments that carry secrets never reach the log (REC-6).
 _SECRET_PATHS = (re.compile(r"^(/reset/)[^/]+"), re.compile(r"^(/recover/)[^/]+"))
 
@@ -90,6 +96,7 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
 
 def apply_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SECURITY_HEADERS)
+    response.headers["Server"] = SERVER
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
     if request.get(keys.IS_HTTPS):

@@ -43,5 +43,19 @@ async def test_every_kind_of_response_carries_the_security_headers(client, signe
             assert resp.headers.get(name) == value, (where, name)
         assert resp.headers["Content-Security-Policy"] == CSP
         assert resp.headers.get("X-Request-ID"), where
+        assert resp.headers.get("Server") == "keel", (where, resp.headers.get("Server"))
         if not path.startswith("/static/"):
             assert resp.headers.get("Cache-Control") == "no-store", (where, resp.headers)
+
+
+async def test_answers_of_the_http_parser_itself_name_no_versions(client) -> None:
+    """A request the parser refuses never reaches the app; its 400 still says only `keel`."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head = answer.partition(b"\r\n\r\n")[0]
+    assert head.split(b" ")[1] == b"400", head
+    assert b"\r\nServer: keel" in head and b"aiohttp" not in answer and b"Python" not in answer
