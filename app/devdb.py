@@ -16,6 +16,8 @@ from pathlib import Path
 from app.errors import KeelError
 
 UNPRIVILEGED_USERS = ("postgres", "nobody")
+# runuser lives in sbin, which a root shell's PATH often lacks (su without -l, cron, containers).
+RUNUSER_FALLBACKS = ("/usr/sbin/runuser", "/sbin/runuser")
 
 
 def find_bindir() -> Path | None:
@@ -72,6 +74,22 @@ def _run_as_user() -> str | None:
     )
 
 
+def _runuser() -> str:
+    """The runuser executable: on PATH, else where Debian and most distributions install it."""
+    found = shutil.which("runuser")
+    if found:
+        return found
+    for path in RUNUSER_FALLBACKS:
+        if os.access(path, os.X_OK):
+            return path
+    raise KeelError(
+        "running as root and the runuser command was not found",
+        why="PostgreSQL refuses to run as root, so Keel starts it as an unprivileged user with"
+        f" runuser; it is not on PATH nor at {' or '.join(RUNUSER_FALLBACKS)}",
+        fix="install util-linux (apt-get install util-linux), or run Keel as an ordinary user",
+    )
+
+
 @dataclass
 class LocalPostgres:
     """One cluster in `root`: initdb on first start, started on a private port and socket."""
@@ -94,7 +112,7 @@ class LocalPostgres:
 
     def _cmd(self, args: list[str]) -> list[str]:
         user = _run_as_user()
-        return ["runuser", "-u", user, "--", *args] if user else args
+        return [_runuser(), "-u", user, "--", *args] if user else args
 
     def _chown(self, path: Path) -> None:
         user = _run_as_user()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ import stat
 from aiohttp import web
 
 from app.config import Config
+from app.errors import KeelError
 from app.ops import systemd
 from app.web import keys
 from app.web.app import build_app
@@ -31,6 +33,37 @@ def _sites(runner: web.AppRunner, config: Config) -> list[web.BaseSite]:
         return [web.UnixSite(runner, path)]
     host, _, port = config.listen.rpartition(":")
     return [web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)]
+
+
+def _listen_error(site: web.BaseSite, config: Config, exc: OSError) -> KeelError:
+    """Say why binding failed, by its cause: a missing directory is not a busy address."""
+    if isinstance(site, web.UnixSite):
+        path = config.listen[5:]
+        parent = os.path.dirname(path) or "."
+        if exc.errno == errno.ENOENT:
+            return KeelError(
+                f"the directory {parent} of the unix socket does not exist",
+                why=f"Keel creates the socket {path} but not the directories above it",
+                fix=f"create it (mkdir -p {parent}, owned by the user Keel runs as); under"
+                " systemd, RuntimeDirectory= in the unit creates it at every start",
+            )
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return KeelError(
+                f"cannot create the unix socket {path}: {exc.strerror}",
+                why=f"the user Keel runs as may not write in {parent}",
+                fix=f"let that user write in {parent}, or choose another path with --listen",
+            )
+    if exc.errno == errno.EADDRINUSE:
+        return KeelError(
+            f"cannot listen on {site.name}: the address is already in use",
+            why="another process (or another Keel) holds the address",
+            fix="choose another address with --listen, or stop the other process",
+        )
+    return KeelError(
+        f"cannot listen on {site.name}: {exc.strerror}",
+        why="the operating system refused the address",
+        fix="check the address given with --listen (listen in the configuration)",
+    )
 
 
 async def _watchdog(interval: float) -> None:
@@ -58,13 +91,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
             try:
                 await site.start()
             except OSError as exc:
-                from app.errors import KeelError
-
-                raise KeelError(
-                    f"cannot listen on {site.name}: {exc.strerror}",
-                    why="another process may hold the address, or the path is not writable",
-                    fix="choose another address with --listen or stop the other process",
-                ) from None
+                raise _listen_error(site, config, exc) from None
         names = ", ".join(s.name for s in sites)
         log.info(
             "serving on %s (schema %s)", names, app[keys.SCHEMA_VERSION], extra={"listen": names}

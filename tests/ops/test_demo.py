@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import signal
@@ -122,3 +123,13 @@ async def _sign_in(base: str, email: str, password: str) -> tuple[int, str]:
         form = {"email": email, "password": password, "csrf_token": m.group(1)}
         async with s.post(base + "/login", data=form, allow_redirects=False) as resp:
             return resp.status, resp.headers.get("Location", "")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_demo_as_root_finds_runuser_without_sbin_in_path(data_dir: Path) -> None:
+    """A root shell whose PATH lacks /usr/sbin (su without -l, cron) still starts PostgreSQL."""
+    env = keel_env(PATH="/usr/local/bin:/usr/bin:/bin")
+    proc = keel("demo", "--no-serve", "--data-dir", str(data_dir), env=env, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert not _postmaster_running(data_dir)

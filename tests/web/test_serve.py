@@ -155,6 +155,18 @@ def test_address_in_use_is_a_clear_error(database_url: str, secret_key: str) -> 
     assert_no_traceback(proc)
 
 
+def test_unix_socket_in_a_missing_directory_says_so(
+    database_url: str, secret_key: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "run" / "keel" / "http.sock"
+    proc = keel("serve", "--listen", f"unix:{path}", env=_env(database_url, secret_key))
+    assert proc.returncode == 1, proc.stderr
+    assert_no_traceback(proc)
+    assert f"Problem: the directory {path.parent} of the unix socket does not exist" in proc.stderr
+    assert "another process" not in proc.stderr
+    assert f"mkdir -p {path.parent}" in proc.stderr and "RuntimeDirectory=" in proc.stderr
+
+
 def test_unix_socket_and_json_logs_under_systemd(
     database_url: str, secret_key: str, tmp_path: Path
 ) -> None:
