@@ -365,3 +365,32 @@ def test_artifact_migrates_and_serves_from_the_file_alone(
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_packaging_metadata_builds_without_deprecation_warnings(tmp_path: Path) -> None:
+    """`pip install -e '.[dev]'` (README) builds the metadata in an isolated environment with
+    the setuptools that `[build-system]` allows: it must build and warn about nothing."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert isinstance(project["project"]["license"], str), "an SPDX expression, not a table"
+    [setuptools] = [r for r in project["build-system"]["requires"] if r.startswith("setuptools")]
+    assert ">=77" in setuptools and "<" in setuptools, "pinned: a floor and a ceiling"
+    # Built from a copy: setuptools writes build/ and *.egg-info next to pyproject.toml.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "app", src / "app", ignore=IGNORE)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    wheels = tmp_path / "wheels"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(wheels), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    if proc.returncode != 0 and "No matching distribution found for setuptools" in proc.stderr:
+        pytest.skip("no package index reachable for setuptools")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    output = proc.stdout + proc.stderr
+    assert "eprecat" not in output, output[-4000:]
+    assert list(wheels.glob("keel-*.whl"))

@@ -16,6 +16,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -286,7 +287,8 @@ def test_keelctl_runs_keel_as_the_service_does() -> None:
     assert os.stat(KEELCTL).st_mode & stat.S_IXUSR, "keelctl should be executable"
     assert run("sh", "-n", KEELCTL).returncode == 0
     units = directives(SERVICE)
-    assert "sudo -u " + one(units, "Service.User") in text
+    assert 'user="${KEEL_USER:-' + one(units, "Service.User") + '}"' in text
+    assert 'sudo -u "$user"' in text and 'runuser" -u "$user"' in text
     # %C is /var/cache for system services.
     assert "SHIV_ROOT=/var/cache/keel" in text
     credential_dirs = {
@@ -295,6 +297,50 @@ def test_keelctl_runs_keel_as_the_service_does() -> None:
     assert credential_dirs == {"/etc/keel/credentials"}
     assert "CREDENTIALS_DIRECTORY=/etc/keel/credentials" in text
     assert f"${{KEEL_BIN:-{BINARY}}}" in text
+
+
+def _keelctl_stub(base: Path) -> Path:
+    """A stand-in for the keel executable that prints who runs it and with what."""
+    stub = base / "keel"
+    stub.write_text(
+        '#!/bin/sh\necho "user=$(id -un) creds=$CREDENTIALS_DIRECTORY shiv=$SHIV_ROOT"\n'
+        'for a in "$@"; do echo "arg=$a"; done\n',
+        encoding="utf-8",
+    )
+    stub.chmod(0o755)
+    return stub
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_keelctl_as_root_needs_no_sudo(tmp_path: Path) -> None:
+    """A minimal Debian has no sudo and root's PATH may lack /usr/sbin: runuser is found."""
+    base = Path(tempfile.mkdtemp(prefix="keelctl-"))  # pytest's tmp root is 0700
+    try:
+        base.chmod(0o755)
+        env = {"PATH": "/usr/bin:/bin", "KEEL_BIN": str(_keelctl_stub(base)), "KEEL_USER": "nobody"}
+        proc = subprocess.run(
+            ["/bin/sh", str(KEELCTL), "doctor", "--reason", "two words"],
+            capture_output=True, text=True, env=env, timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "user=nobody creds=/etc/keel/credentials shiv=/var/cache/keel",
+        "arg=doctor", "arg=--reason", "arg=two words",
+    ]  # fmt: skip
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+@pytest.mark.skipif(shutil.which("sudo") is not None, reason="sudo is installed here")
+def test_keelctl_without_sudo_and_not_root_says_what_to_do() -> None:
+    proc = subprocess.run(
+        ["/usr/sbin/runuser", "-u", "nobody", "--", "/bin/sh", str(KEELCTL), "doctor"],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Problem: keelctl must switch to the keel account")
+    assert "Fix: run keelctl as root" in proc.stderr
 
 
 def test_nginx_site_forwards_and_logs_safely() -> None:
