@@ -11,7 +11,8 @@ import time
 from typing import Any, TextIO
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
-user_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("user_id", default="")
+# The signed-in user's id, never the email (OPS-3); set by the session middleware.
+user_id_var: contextvars.ContextVar[int | None] = contextvars.ContextVar("user_id", default=None)
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -40,7 +41,7 @@ class JsonFormatter(logging.Formatter):
         rid, uid = request_id_var.get(), user_id_var.get()
         if rid:
             out["request_id"] = rid
-        if uid:
+        if uid is not None:
             out["user_id"] = uid
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
@@ -64,6 +65,9 @@ class TextFormatter(logging.Formatter):
             line += f"  {extra}"
         if rid and "request_id" not in extra:
             line += f"  request_id={rid}"
+        uid = user_id_var.get()
+        if uid is not None and "user_id" not in extra:
+            line += f"  user_id={uid}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from app.authority import sessions
 from app.errors import PermissionDenied
+from app.ops.logging import user_id_var
 from app.web import keys
 from app.web.auth import (
     NAV,
@@ -78,6 +79,9 @@ async def session_actor(request: web.Request, handler: Handler) -> web.StreamRes
         else:
             sess, who, held = found
             request[PRINCIPAL] = who
+            # Every other line logged for this request names the user too (OPS-3); the
+            # variable belongs to this request's task, so it ends with the request.
+            user_id_var.set(who.user_id)
             request[PERMISSIONS] = held
             request[SESSION] = SessionInfo(
                 sess.id, sess.user_id, sess.trust, sess.elevated_until, sess.created_at,

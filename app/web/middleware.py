@@ -14,6 +14,7 @@ from psycopg_pool import PoolTimeout, TooManyRequests
 from app.errors import KeelError, PermissionDenied
 from app.ops.logging import request_id_var
 from app.web import keys
+from app.web.auth import PRINCIPAL
 from app.web.auth_middleware import login_required, session_actor
 from app.web.csrf import csrf_guard
 from app.web.flash import clear_shown
@@ -77,20 +78,18 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         response.headers["X-Request-ID"] = rid
         return response
     finally:
-        log.info(
-            "%s %s %s",
-            request.method,
-            mask_path(request.path),
-            status,
-            extra={
-                "method": request.method,
-                "path": mask_path(request.path),
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "bytes": size,
-                "client_ip": ip,
-            },
-        )
+        extra: dict[str, object] = {
+            "method": request.method,
+            "path": mask_path(request.path),
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "bytes": size,
+            "client_ip": ip,
+        }
+        who = request.get(PRINCIPAL)
+        if who is not None:
+            extra["user_id"] = who.user_id  # the id only: an email is personal data (OPS-3)
+        log.info("%s %s %s", request.method, mask_path(request.path), status, extra=extra)
         request_id_var.reset(token)
 
 
