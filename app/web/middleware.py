@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 
+import psycopg
 from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 from psycopg_pool import PoolTimeout, TooManyRequests
@@ -193,6 +194,20 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
             request, 503, _TITLES[503], "The server is busy. Try again in a moment."
         )
         response.headers["Retry-After"] = "2"
+        return response
+    except psycopg.OperationalError as exc:
+        # The connection broke under a request in flight (PostgreSQL stopped, restarted or
+        # failed over; a network cut) or a query ran past statement_timeout: the same 503 the
+        # requests after it get from the pool, not a 500. One line, no traceback: the cause is
+        # outside Keel and the operator sees it in PostgreSQL's log.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        errlog.warning(
+            "database error on %s %s: %s", request.method, mask_path(request.path), first
+        )
+        response = _error_page(
+            request, 503, _TITLES[503], "The database is not answering. Try again in a moment."
+        )
+        response.headers["Retry-After"] = "5"
         return response
     except Exception:
         errlog.exception("unhandled error on %s %s", request.method, mask_path(request.path))
