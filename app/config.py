@@ -305,6 +305,42 @@ SETTINGS: tuple[Setting, ...] = (
         example="30s",
     ),
     Setting(
+        "http_header_timeout",
+        _duration_between(1, 300, "1s to 5m"),
+        10.0,
+        "How long a new connection may take to send a complete request head; then it is closed.",
+        example="10s",
+    ),
+    Setting(
+        "http_body_timeout",
+        _duration_between(1, 3600, "1s to 1h"),
+        60.0,
+        "How long a request body may take to arrive once its head has; then the connection is closed.",
+        example="60s",
+    ),
+    Setting(
+        "http_keepalive_timeout",
+        _duration_between(1, 3600, "1s to 1h"),
+        75.0,
+        "How long a kept-alive connection may stay idle (or hold a half-sent request) between "
+        "requests. Keep it above the proxy's upstream keep-alive (nginx: 60s).",
+        example="75s",
+    ),
+    Setting(
+        "http_max_connections",
+        _range(16, 1_000_000),
+        1000,
+        "Most open client connections; more are answered 503 and closed. Lowered at start to fit "
+        "the process's file descriptor limit.",
+    ),
+    Setting(
+        "http_max_connections_per_client",
+        _range(1, 1_000_000),
+        100,
+        "Most open connections from one client address (503 above). Trusted proxies and the unix "
+        "socket are exempt.",
+    ),
+    Setting(
         "template_dir",
         _text(4096),
         "",
@@ -374,6 +410,11 @@ class Config:
     log_format: str = "auto"
     log_level: str = "info"
     shutdown_timeout: float = 30.0
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 60.0
+    http_keepalive_timeout: float = 75.0
+    http_max_connections: int = 1000
+    http_max_connections_per_client: int = 100
     template_dir: str = ""
     site_dir: str = ""
     smtp_host: str = ""

@@ -17,6 +17,7 @@ from app.ops.logging import request_id_var
 from app.web import keys
 from app.web.auth import PRINCIPAL
 from app.web.auth_middleware import login_required, session_actor
+from app.web.connections import body_deadline
 from app.web.csrf import csrf_guard
 from app.web.flash import clear_shown
 from app.web.readonly import read_only
@@ -153,6 +154,7 @@ _TITLES = {
     403: "Not allowed",
     404: "Page not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     413: "Request too large",
     429: "Too many requests",
@@ -195,6 +197,10 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         )
         response.headers["Retry-After"] = "2"
         return response
+    except ConnectionResetError:
+        # The client went away, or body_deadline closed a connection whose body did not come,
+        # while the body was being read: nobody is left to answer, and nothing is broken.
+        return web.Response(status=408, text="The request body did not arrive.")
     except psycopg.OperationalError as exc:
         # The connection broke under a request in flight (PostgreSQL stopped, restarted or
         # failed over; a network cut) or a query ran past statement_timeout: the same 503 the
@@ -221,6 +227,7 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
 
 MIDDLEWARES = [
     request_log,
+    body_deadline,  # a body that does not arrive in time closes the connection
     security_headers,
     clear_shown,  # after error pages rendered, so a 403 page that showed a message clears it
     error_pages,

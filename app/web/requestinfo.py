@@ -45,6 +45,11 @@ def _in(addr: str, cidrs: tuple[str, ...]) -> bool:
     return any(ip in net for net in _networks(cidrs))
 
 
+def in_networks(addr: str, cidrs: tuple[str, ...]) -> bool:
+    """Whether the address lies in one of the CIDRs (False for anything not an address)."""
+    return _in(addr, cidrs)
+
+
 UNIX_PEER = "unix"
 
 

@@ -17,6 +17,7 @@ from app.errors import KeelError
 from app.ops import systemd
 from app.web import keys
 from app.web.app import build_app
+from app.web.connections import GuardedRunner, Limits, QuietFilter
 
 log = logging.getLogger("keel.serve")
 
@@ -75,9 +76,20 @@ async def _watchdog(interval: float) -> None:
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests finish within shutdown_timeout."""
     app = build_app(config)
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_timeout
+    runner = GuardedRunner(
+        app,
+        Limits.from_config(config),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=config.shutdown_timeout,
+        # Idle between requests, and a half-sent later request: aiohttp's timer, which data
+        # does not reset. The first request head has its own, shorter deadline (Guard).
+        keepalive_timeout=config.http_keepalive_timeout,
     )
+    # Should descriptors run out anyway (other processes, a lower limit), asyncio logs each
+    # refused accept with a traceback, thousands a second: one line per interval instead.
+    quiet = QuietFilter()
+    logging.getLogger("asyncio").addFilter(quiet)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,4 +123,5 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+        logging.getLogger("asyncio").removeFilter(quiet)
         log.info("stopped")
