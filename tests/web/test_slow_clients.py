@@ -101,7 +101,8 @@ def test_half_sent_requests_are_cut_off_and_others_still_served(
         t0 = time.monotonic()
         # (Under the total cap that may be a 503, but at once, never a hang.)
         assert _get(base + "/healthz") in ((200,) if cap == "per_client" else (200, 503))
-        assert time.monotonic() - t0 < 2
+        # Past the total cap asyncio may pause accepting for a second (descriptors ran out).
+        assert time.monotonic() - t0 < (2 if cap == "per_client" else 4)
         # The half-sent connections are closed once the header timeout has passed.
         time.sleep(3.5)
         still_open = [s for s in attack if not _closed_by_server(s)]
