@@ -1,4 +1,6 @@
-"""What this executable is: version, build id, target Python and platform (OPS-7)."""
+"""What this executable is: version, build id, target Python and platform, and the site
+that `keel build` put into it (site_name, site_version, keel_build_id).
+"""
 
 from __future__ import annotations
 
@@ -31,3 +33,14 @@ def build_info() -> dict[str, str]:
     if isinstance(raw, dict):
         info.update({str(k): str(v) for k, v in raw.items()})
     return info
+
+
+def describe(info: dict[str, str] | None = None) -> str:
+    """One line naming this executable: `keel 0.4.0 (build …)`, or for a site built by
+    `keel build`: `acme 1.2.0 (build …), keel 0.4.0 (build …)`."""
+    info = build_info() if info is None else info
+    keel = f"keel {info['version']}"
+    if "site_name" not in info:
+        return f"{keel} (build {info['build_id']})"
+    site = f"{info['site_name']} {info.get('site_version', '')}".rstrip()
+    return f"{site} (build {info['build_id']}), {keel} (build {info.get('keel_build_id', '?')})"

@@ -19,6 +19,7 @@ COMMANDS = (
     "docs",
     "version",
     "new",
+    "build",
     "startapp",
     "audit",
     "mail",
