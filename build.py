@@ -1,4 +1,8 @@
-"""Build dist/keel: one reproducible, executable shiv zipapp of Keel (SPEC OPS-7)."""
+"""Build dist/keel: one reproducible, executable shiv zipapp of Keel (SPEC OPS-7).
+
+With `--site DIR`, then also the site's own executable (default dist/<site name>): dist/keel
+plus the site project, packed by app/sitebuild.py, the same code `keel build` runs.
+"""
 
 from __future__ import annotations
 
@@ -455,8 +459,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--output",
         type=Path,
-        default=ROOT / "dist" / "keel",
-        help="where to write the artifact (default: dist/keel)",
+        default=None,
+        help="where to write the artifact (default: dist/keel; with --site, the site's "
+        "executable, default dist/<site name>, while Keel's goes to dist/keel)",
+    )
+    parser.add_argument(
+        "--site",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also build the executable of the site project in DIR (what `keel build DIR` "
+        "does from a built keel)",
     )
     parser.add_argument(
         "--python-version",
@@ -491,14 +504,53 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def build_with_site(
+    site_dir: Path,
+    output: Path | None,
+    target: Target,
+    shebang: str | None = None,
+    compile_with: str | None = None,
+) -> None:
+    """dist/keel as without --site, then the site's executable from it (app/sitebuild.py)."""
+    sys.path.insert(0, str(ROOT))
+    from app.errors import KeelError
+    from app.sitebuild import pack, prepare
+
+    try:
+        # The project is checked first: a mistake in it should not cost a full build.
+        prepared = prepare(site_dir)
+    except KeelError as exc:
+        raise BuildError(exc.problem, exc.why, exc.fix) from None
+    base = ROOT / "dist" / "keel"
+    output = (output or ROOT / "dist" / prepared.site.name).resolve()
+    if output == base.resolve():
+        raise BuildError(
+            f"the site's executable would overwrite Keel's at {base}",
+            f"the site is named {prepared.site.name!r} and dist/keel is where Keel's goes.",
+            "Pass --output with another path.",
+        )
+    build(base, target, shebang, compile_with)
+    try:
+        built = pack(base, prepared, output)
+    except KeelError as exc:
+        raise BuildError(exc.problem, exc.why, exc.fix) from None
+    for line in built.summary():
+        print(line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     target = Target(args.python_version, tuple(args.platform))
     try:
-        build(args.output.resolve(), target, args.shebang, args.compile_with)
+        if args.site is not None:
+            build_with_site(args.site, args.output, target, args.shebang, args.compile_with)
+        else:
+            output = args.output or ROOT / "dist" / "keel"
+            build(output.resolve(), target, args.shebang, args.compile_with)
     except BuildError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
+
     except KeyboardInterrupt:
         return 130
     return 0
