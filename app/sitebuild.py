@@ -209,6 +209,14 @@ def _check_migrations(site: sites.Site) -> int:
         ) from None
     except OSError as exc:
         raise _unreadable(Path(exc.filename or site.migrations_dir), exc.strerror or "") from None
+    except KeelError as exc:
+        raise KeelError(
+            f"{exc.problem} (in {site.migrations_dir})",
+            why=exc.why
+            or "migrations are applied in number order and each number is recorded once in "
+            "the database",
+            fix=exc.fix,
+        ) from None
     for m in found:
         path = site.migrations_dir / f"{m.number:04d}_{m.name}.sql"
         try:

@@ -136,3 +136,52 @@ async def client(config: Config, aiohttp_client: object) -> AsyncIterator[object
     from app.web.app import build_app
 
     yield await aiohttp_client(build_app(config))  # type: ignore[operator]
+
+
+# -- the built executable, shared by every test file that runs it ------------------------------
+
+
+@pytest.fixture(scope="session")
+def keel_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """dist/keel built by build.py from the working tree, once per test run: (path, output).
+
+    Building takes from 20 s to a minute. Under xdist every worker asks for it: the first
+    builds it under a lock in the run's shared temporary directory, the others reuse the file."""
+    import fcntl
+    import subprocess
+    import sys
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if worker else base) / "keel-artifact"
+    shared.mkdir(exist_ok=True)
+    output, log = shared / "keel", shared / "build.log"
+    with (shared / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not output.exists():
+            repo = Path(__file__).resolve().parents[1]
+            result = subprocess.run(
+                [sys.executable, str(repo / "build.py"), "--output", str(output)],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+            log.write_text(result.stdout, encoding="utf-8")
+    return output, log.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def host_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bin/ with a bare CPython of the build's version, as on a fresh host.
+
+    A venv without pip of the base interpreter: neither the dev venv's packages nor the
+    base interpreter's site-packages can stand in for something missing from the artifact."""
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("hostpy")
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(home / "py")], check=True, timeout=120)
+    return home / "py" / "bin"

@@ -45,16 +45,14 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def build_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    output = tmp_path_factory.mktemp("dist") / "keel"
-    result = run_build(output)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return output, result.stdout
+def build_result(keel_artifact: tuple[Path, str]) -> tuple[Path, str]:
+    """dist/keel as built once per test run (conftest.py): its path and build.py's output."""
+    return keel_artifact
 
 
 @pytest.fixture(scope="module")
 def artifact(build_result: tuple[Path, str]) -> Path:
-    """dist/keel built once per module from the working tree; reuse it for artifact checks."""
+    """dist/keel built once per test run from the working tree; reuse it for artifact checks."""
     return build_result[0]
 
 
@@ -62,21 +60,6 @@ def artifact(build_result: tuple[Path, str]) -> Path:
 def artifact_build_id(artifact: Path) -> str:
     with zipfile.ZipFile(artifact) as zf:
         return str(json.loads(zf.read("site-packages/app/_build_info.json"))["build_id"])
-
-
-@pytest.fixture(scope="module")
-def host_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bin/ with a bare CPython of the build's version, as on a fresh host.
-
-    A venv without pip of the base interpreter: neither the dev venv's packages nor the
-    base interpreter's site-packages can stand in for something missing from the artifact.
-    """
-    home = tmp_path_factory.mktemp("hostpy")
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run(
-        [base, "-m", "venv", "--without-pip", str(home / "py")], check=True, timeout=RUN_TIMEOUT
-    )
-    return home / "py" / "bin"
 
 
 @pytest.fixture
