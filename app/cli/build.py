@@ -41,11 +41,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.errors import UsageError
     from app.sitebuild import build_site
 
+    directory = args.directory
+    # `--site DIR` (an option every command shares) names the project too.
+    site = getattr(args, "site", None)
+    if site is not None:
+        if directory not in (".", site):
+            raise UsageError(
+                f"two projects named: {directory} and --site {site}",
+                why="`keel build` builds one site",
+                fix=f"run `keel build {site}`",
+            )
+        directory = site
     out = out_from(args)
     started = time.monotonic()
-    built = build_site(args.directory, args.output)
+    built = build_site(directory, args.output)
     elapsed = time.monotonic() - started
     if args.json:
         out.json(
