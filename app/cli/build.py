@@ -80,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
     out.line(f"  took      {elapsed:.1f} s")
     out.next_step(
         f"copy {built.output.name} to the host, then `{built.output.name} migrate` and "
-        f"`{built.output.name} serve` (see docs/your-tables.md)"
+        f"`{built.output.name} serve` (`keel docs your-tables`)"
     )
     return 0
