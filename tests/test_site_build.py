@@ -281,6 +281,19 @@ def test_the_built_site_migrates_and_shows_itself_on_the_status_page(
             proc.kill()
 
 
+def test_keel_build_finds_its_executable_through_a_relative_symlink(
+    run: Runner, keel_exe: Path, project: Path, tmp_path: Path
+) -> None:
+    """shiv opens sys.argv[0]; `keel build` must find the same file however it was started."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "keel-current").symlink_to(keel_exe)
+    direct = build(run, keel_exe, project, tmp_path / "direct" / "acme")
+    result = run(Path("tools/keel-current"), "build", str(project), "-o", "via-link/acme")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sha256(tmp_path / "via-link" / "acme") == sha256(direct)
+
+
 # -- bad input: Problem / Why / Fix, and nothing written ----------------------------------------
 
 
