@@ -10,8 +10,10 @@ The result is a copy of a Keel executable (a shiv zipapp) in which only three th
   (`<SHIV_ROOT or ~/.shiv>/<file name>_<build id>`) is never one another build uses.
 
 The new build id is a hash of the base's build id and of every embedded file (path and
-bytes), and the archive is written in one fixed order with the base's timestamps and fixed
-modes, so the same executable and the same project give the same bytes. Nothing here needs
+bytes). Keel's entries are copied as they are, compressed bytes included; the new ones (the
+site's files and the two records) are stored uncompressed, dated like the base and mode 0644;
+all are written in name order. So the same executable and the same project give the same
+bytes, on any host: nothing depends on the clock, the umask or the local zlib. Nothing here needs
 pip, a network or a source checkout: only the running executable and its Python.
 
 Everything that can be checked without a database is checked before anything is written:
@@ -28,12 +30,15 @@ import hashlib
 import json
 import os
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import app
 from app import sites
@@ -44,6 +49,10 @@ SITE_PACKAGES = "site-packages/"
 BUILD_INFO_ENTRY = f"{SITE_PACKAGES}app/{BUILD_INFO_FILE}"
 EMBED_PREFIX = f"{SITE_PACKAGES}app/{sites.EMBEDDED_DIR}/"
 ENVIRONMENT_ENTRY = "environment.json"
+# The three zip records written (PKWARE APPNOTE 4.3.7, 4.3.12, 4.3.16), as in zipfile.
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+_CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")
+_END_RECORD = struct.Struct("<4s4H2LH")
 # Keys of _build_info.json that describe the embedded site; a rebuild replaces them all.
 SITE_KEYS = ("site_name", "site_version", "site_title", "keel_build_id")
 CHECK_TIMEOUT = 120  # seconds for importing the declarations in the child interpreter
@@ -315,6 +324,118 @@ def site_build_id(keel_build_id: str, files: tuple[tuple[str, bytes], ...]) -> s
     return digest.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One zip member as written: its data already in final (raw) form."""
+
+    name: str
+    mode: int
+    date_time: tuple[int, int, int, int, int, int]
+    method: int  # zipfile.ZIP_DEFLATED or zipfile.ZIP_STORED
+    crc: int
+    size: int  # uncompressed
+    data: bytes  # as stored in the archive
+    flags: int
+
+
+def _copied(raw: BinaryIO, info: zipfile.ZipInfo, mode: int) -> _Entry:
+    """A member of the base archive, its compressed bytes copied as they are (no recompression:
+    the entry is exactly Keel's, and the result does not depend on this host's zlib)."""
+    raw.seek(info.header_offset)
+    header = raw.read(_LOCAL_HEADER.size)
+    fields = _LOCAL_HEADER.unpack(header)
+    if fields[0] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+    raw.seek(info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1])
+    data = raw.read(info.compress_size)
+    if len(data) != info.compress_size:
+        raise zipfile.BadZipFile(f"{info.filename} is truncated")
+    return _Entry(
+        info.filename,
+        mode,
+        info.date_time,
+        info.compress_type,
+        info.CRC,
+        info.file_size,
+        data,
+        info.flag_bits & 0x800,  # keep only "name is UTF-8"; sizes are in the header
+    )
+
+
+def _stored(
+    name: str, mode: int, date_time: tuple[int, int, int, int, int, int], data: bytes
+) -> _Entry:
+    """A new member, stored uncompressed: its bytes do not depend on the host's zlib."""
+    flags = 0 if name.isascii() else 0x800
+    return _Entry(
+        name, mode, date_time, zipfile.ZIP_STORED, zlib.crc32(data), len(data), data, flags
+    )
+
+
+def _dos_time(date_time: tuple[int, int, int, int, int, int]) -> tuple[int, int]:
+    year, month, day, hour, minute, second = date_time
+    return hour << 11 | minute << 5 | second // 2, (year - 1980) << 9 | month << 5 | day
+
+
+def _write_zip(fh: BinaryIO, prefix: bytes, entries: list[_Entry]) -> None:
+    """The archive after `prefix` (the shebang line), offsets counted from the file's start
+    as zipfile writes them. No zip64: a Keel executable is far below its limits."""
+    if len(entries) >= 0xFFFF:
+        raise zipfile.LargeZipFile("too many files for a zip without zip64")
+    fh.write(prefix)
+    offset = len(prefix)
+    central = bytearray()
+    for e in entries:
+        name = e.name.encode("utf-8")
+        dostime, dosdate = _dos_time(e.date_time)
+        if offset >= 0xFFFFFFFF or len(e.data) >= 0xFFFFFFFF:
+            raise zipfile.LargeZipFile("the executable would need zip64")
+        header = _LOCAL_HEADER.pack(
+            b"PK\x03\x04",
+            20,
+            0,
+            e.flags,
+            e.method,
+            dostime,
+            dosdate,
+            e.crc,
+            len(e.data),
+            e.size,
+            len(name),
+            0,
+        )
+        central += _CENTRAL_HEADER.pack(
+            b"PK\x01\x02",
+            20,
+            3,
+            20,
+            0,
+            e.flags,
+            e.method,
+            dostime,
+            dosdate,
+            e.crc,
+            len(e.data),
+            e.size,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            (stat.S_IFREG | e.mode) << 16,
+            offset,
+        )
+        central += name
+        fh.write(header)
+        fh.write(name)
+        fh.write(e.data)
+        offset += len(header) + len(name) + len(e.data)
+    fh.write(central)
+    fh.write(
+        _END_RECORD.pack(b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), offset, 0)
+    )
+
+
 def _not_keel(path: Path, why: str) -> KeelError:
     return KeelError(
         f"{path} is not a Keel executable",
@@ -366,15 +487,24 @@ def pack(base: Path, prepared: PreparedSite, output: Path) -> SiteBuild:
             # shiv writes environment.json with json.dumps' defaults; key order is kept.
             ENVIRONMENT_ENTRY: json.dumps(environment).encode(),
         }
-        entries: list[tuple[str, int, bytes | zipfile.ZipInfo]] = []
-        for zinfo in infos:
-            name = zinfo.filename
-            if name.endswith("/") or name.startswith(EMBED_PREFIX):
-                continue
-            mode = 0o755 if (zinfo.external_attr >> 16) & 0o111 else 0o644
-            entries.append((name, mode, replaced.get(name, zinfo)))
-        entries += [(EMBED_PREFIX + rel, 0o644, data) for rel, data in prepared.files]
-        entries.sort(key=lambda entry: entry[0])
+        entries: list[_Entry] = []
+        try:
+            with base.open("rb") as raw:
+                for zinfo in infos:
+                    name = zinfo.filename
+                    if name.endswith("/") or name.startswith(EMBED_PREFIX):
+                        continue
+                    mode = 0o755 if (zinfo.external_attr >> 16) & 0o111 else 0o644
+                    if name in replaced:
+                        entries.append(_stored(name, mode, zinfo.date_time, replaced[name]))
+                    else:
+                        entries.append(_copied(raw, zinfo, mode))
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise _not_keel(base, f"it cannot be read back ({exc})") from None
+        entries += [
+            _stored(EMBED_PREFIX + rel, 0o644, date_time, data) for rel, data in prepared.files
+        ]
+        entries.sort(key=lambda entry: entry.name)
         shebang = first if first.startswith(b"#!") else b""
         output = output.expanduser().absolute()
         if output.is_dir():
@@ -395,19 +525,17 @@ def pack(base: Path, prepared: PreparedSite, output: Path) -> SiteBuild:
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(shebang)
-                with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as dst:
-                    for name, mode, content in entries:
-                        data = zf.read(content) if isinstance(content, zipfile.ZipInfo) else content
-                        entry = zipfile.ZipInfo(name, date_time=date_time)
-                        entry.compress_type = zipfile.ZIP_DEFLATED
-                        entry.create_system = 3
-                        entry.external_attr = (stat.S_IFREG | mode) << 16
-                        dst.writestr(entry, data)
+                _write_zip(fh, shebang, entries)
             tmp.chmod(0o755)
             tmp.replace(output)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, zipfile.LargeZipFile):
+                raise KeelError(
+                    f"the executable for {site.name} would be too large",
+                    why=str(exc),
+                    fix="move large static files out of the project (serve them elsewhere)",
+                ) from None
             if isinstance(exc, OSError):
                 raise KeelError(
                     f"writing {output} failed",

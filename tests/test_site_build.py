@@ -183,11 +183,22 @@ def test_build_embeds_the_site_and_is_byte_identical(
         assert base_names <= built_names
         for name in sorted(base_names - {INFO, "environment.json"}):
             a, b = base.getinfo(name), built.getinfo(name)
-            assert (a.date_time, a.external_attr, a.CRC) == (b.date_time, b.external_attr, b.CRC)
+            # Copied as they are, compressed bytes included.
+            assert (a.date_time, a.external_attr, a.CRC, a.compress_type, a.compress_size) == (
+                b.date_time,
+                b.external_attr,
+                b.CRC,
+                b.compress_type,
+                b.compress_size,
+            )
         assert built.namelist() == sorted(built.namelist())
         for rel in EMBEDDED:
             assert built.read(EMBED + rel) == (project / rel).read_bytes()
-            assert built.getinfo(EMBED + rel).external_attr >> 16 == stat.S_IFREG | 0o644
+            entry = built.getinfo(EMBED + rel)
+            assert entry.external_attr >> 16 == stat.S_IFREG | 0o644
+            # Stored: the bytes do not depend on the building host's zlib.
+            assert entry.compress_type == zipfile.ZIP_STORED
+        assert built.testzip() is None
     assert info["site_name"] == "acme"
     assert info["site_version"] == "0.3.0"
     assert info["keel_build_id"] == base_info["build_id"]
