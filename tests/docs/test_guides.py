@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import REPO, bare_python_bin, built_keel
+from tests.helpers import REPO
 
 DOCS = REPO / "docs"
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[a-z]*)[ \t]*$")
@@ -104,11 +104,14 @@ def test_the_matcher_is_strict_where_the_page_is() -> None:
 
 
 @pytest.fixture(scope="module")
-def keel_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bin/ where `keel` is the built executable and `python3.11` a bare interpreter."""
-    where = tmp_path_factory.mktemp("host")
-    bin_dir = bare_python_bin(where / "py")
-    shutil.copy(built_keel(), bin_dir / "keel")
+def keel_bin(
+    tmp_path_factory: pytest.TempPathFactory, keel_artifact: tuple[Path, str], host_python: Path
+) -> Path:
+    """A bin/ where `keel` is the built executable and `python3.X` a bare interpreter."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    for entry in host_python.iterdir():
+        (bin_dir / entry.name).symlink_to(entry)
+    shutil.copy(keel_artifact[0], bin_dir / "keel")
     return bin_dir
 
 
