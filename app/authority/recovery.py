@@ -12,8 +12,9 @@ import psycopg
 
 from app import audit, mail
 from app import audit_events as events
-from app.authority import login, ratelimit, sessions, users
+from app.authority import guards, login, ratelimit, sessions, users
 from app.authority.passwords import Hasher, Policy
+from app.authority.principal import Principal
 from app.errors import Invalid, KeelError
 
 log = logging.getLogger("keel.recovery")
@@ -90,27 +91,10 @@ async def request_reset(
         return False
     try:
         async with conn.transaction():
-            # INV-1: the mail waits in the outbox with a seal, never the token (app/mail/seal.py).
-            token, seal = mail.new_sealed_token(mail.seal_key(ctx.audit_key))
-            await issue_token(
-                conn, user_id=account.id, ttl_seconds=RESET_TTL, kind="reset", requested_ip=ip,
-                now=at, token=token,
+            token = await _queue_reset_mail(
+                conn, ctx, user_id=account.id, email=account.email, public_url=public_url,
+                site_name=site_name, now=at, requested_ip=ip,
             )  # fmt: skip
-            await mail.enqueue(
-                conn,
-                to=account.email,
-                template="password_reset",
-                context={
-                    "site_name": site_name,
-                    "email": account.email,
-                    "when": at,
-                    "ip": ctx.ip,
-                    "device": ctx.user_agent,
-                    "link": reset_link(public_url, mail.PLACEHOLDER),
-                    "expires_minutes": RESET_TTL // 60,
-                },
-                seal=seal,
-            )
             await audit.record(
                 conn,
                 ctx,
@@ -123,6 +107,80 @@ async def request_reset(
         log.exception("reset request failed for user %s", account.id)
         return False
     return True
+
+
+async def _queue_reset_mail(
+    conn: Conn,
+    ctx: audit.Context,
+    *,
+    user_id: int,
+    email: str,
+    public_url: str,
+    site_name: str,
+    now: datetime,
+    requested_ip: str | None,
+) -> str:
+    """A reset token and its mail, in the caller's transaction; returns the token.
+
+    The outbox holds a seal, never the token itself (app/mail/seal.py)."""
+    token, seal = mail.new_sealed_token(mail.seal_key(ctx.audit_key))
+    await issue_token(
+        conn, user_id=user_id, ttl_seconds=RESET_TTL, kind="reset",
+        requested_ip=requested_ip, now=now, token=token,
+    )  # fmt: skip
+    await mail.enqueue(
+        conn,
+        to=email,
+        template="password_reset",
+        context={
+            "site_name": site_name,
+            "email": email,
+            "when": now,
+            "ip": ctx.ip,
+            "device": ctx.user_agent,
+            "link": reset_link(public_url, mail.PLACEHOLDER),
+            "expires_minutes": RESET_TTL // 60,
+        },
+        seal=seal,
+    )
+    return token
+
+
+async def send_reset_link(
+    conn: Conn,
+    ctx: audit.Context,
+    actor: Principal | None,
+    user_id: int,
+    *,
+    reason: str,
+    public_url: str,
+    site_name: str = "Keel",
+    now: datetime | None = None,
+) -> None:
+    """An administrator sends someone of lower rank a single-use reset link.
+
+    Token, mail and audit event in one transaction: all happen or none. Unlike the
+    self-service request this one answers plainly when it cannot send."""
+    if not public_url:
+        raise Invalid(
+            "reset links cannot be sent: public_url is not set",
+            why="links in mail are built from the configured public_url only, never from the"
+            " address a browser used",
+            fix="set public_url in the configuration, or set a temporary password instead",
+        )
+    at = now or datetime.now(UTC)
+    async with conn.transaction():
+        target = await users.get(conn, user_id, for_update=True)
+        guards.check_rank(actor, target)
+        token = await _queue_reset_mail(
+            conn, ctx, user_id=target.id, email=target.email, public_url=public_url,
+            site_name=site_name, now=at, requested_ip=ctx.ip,
+        )  # fmt: skip
+        event = events.password_reset_by_other(
+            target.id, target.email, "link", reason,
+            details={"token_fingerprint": audit.fingerprint(token)},
+        )  # fmt: skip
+        await audit.record(conn, ctx, event)
 
 
 @dataclass(frozen=True)

@@ -300,17 +300,14 @@ async def _set_role(
     config: Config,
     out: Out,
 ) -> int:
-    from app.authority import groups, users
+    from app.authority import accounts, users
 
     user = await users.get_by_email(conn, args.email)
     role = GROUP_ROLES.get(args.role, args.role)
-    if args.role in GROUP_ROLES:
-        await groups.ensure_default_groups(conn, ctx)  # as in `create`
-        await groups.grant_resource_defaults(conn, ctx)
-    async with conn.transaction():
-        changed = await users.set_role(conn, ctx, None, user.id, role)
-        if args.role in GROUP_ROLES:
-            await groups.add_member(conn, ctx, None, args.role, user.id)
+    # The default groups (and their access to resources) are made first when `serve` never
+    # ran, as `create` does.
+    join = args.role if args.role in GROUP_ROLES else None
+    changed = await accounts.set_role(conn, ctx, None, user.id, role, join_group=join)
     if changed.role == user.role and args.role not in GROUP_ROLES:
         out.ok(f"{user.email} already has the role {user.role}")
     else:
@@ -480,12 +477,9 @@ async def _sessions(
 async def _revoke_sessions(
     args: argparse.Namespace, conn: Any, ctx: Context, config: Config, out: Out
 ) -> int:
-    from app.authority import sessions, users
+    from app.authority import accounts, users
 
     user = await users.get_by_email(conn, args.email)
-    async with conn.transaction():
-        ids = await sessions.revoke(
-            conn, ctx, reason="administrative_revoke", user_id=user.id, note=args.reason
-        )
+    ids = await accounts.end_sessions(conn, ctx, None, user.id, reason=args.reason)
     out.ok(f"ended {len(ids)} session(s) of {user.email}")
     return 0

@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from aiohttp import web
 
-from app.authority import groups, permissions, users
+from app.authority import accounts, groups, permissions, users
 from app.authority.principal import Principal
 from app.errors import Conflict, Invalid, NotFound, PermissionDenied
 from app.web import admin_users_forms as f
@@ -135,23 +135,13 @@ async def save(request: web.Request) -> web.Response:
     values = {"name": f.raw(form, "name"), "description": f.raw(form, "description")}
     try:
         chosen = f.many(form, "perms", "Permissions", ctx["grid"].names)
-        rename: dict[str, str] = {}
         name = f.text(form, "name", "The name", max_len=NAME_MAX, required=True)
         description = f.text(form, "description", "The description", max_len=DESCRIPTION_MAX)
-        if name != group.name:
-            rename["name"] = name
-        if description != group.description:
-            rename["description"] = description
-        audit_ctx = audit_context(request)
-        async with pool.connection() as conn, conn.transaction():
-            if rename:
-                await groups.update(conn, audit_ctx, actor, group_id, **rename)
-            grant = sorted(set(chosen) - set(held))
-            revoke = sorted(set(held) - set(chosen))
-            if grant:
-                await groups.grant(conn, audit_ctx, actor, group_id, grant)
-            if revoke:
-                await groups.revoke(conn, audit_ctx, actor, group_id, revoke)
+        async with pool.connection() as conn:
+            changed = await accounts.save_group(
+                conn, audit_context(request), actor, group_id, name=name,
+                description=description, permissions=chosen,
+            )  # fmt: skip
     except PermissionDenied as exc:
         return refused(request, exc)
     except (Invalid, Conflict) as exc:
@@ -164,7 +154,7 @@ async def save(request: web.Request) -> web.Response:
             {**ctx, "values": values, "errors": fields, "form_errors": problem},
             status=409 if isinstance(exc, Conflict) else 400,
         )
-    done = "group_saved" if rename or grant or revoke else "unchanged"
+    done = "group_saved" if changed else "unchanged"
     raise web.HTTPSeeOther(f"/admin/groups/{group_id}/?done={done}")
 
 

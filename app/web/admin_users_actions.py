@@ -10,12 +10,10 @@ from typing import Any
 import psycopg
 from aiohttp import web
 
-from app import audit, mail
-from app import audit_events as events
-from app.authority import guards, passwords, recovery, sessions, users
+from app.authority import accounts, guards, recovery, sessions, users
 from app.authority.principal import Principal
 from app.authority.setup import HASHER
-from app.errors import Invalid, NotFound, PermissionDenied
+from app.errors import Invalid, PermissionDenied
 from app.web import admin_users_forms as f
 from app.web import keys
 from app.web.admin_users_view import crumbs, form_problem, manager, refused
@@ -194,70 +192,21 @@ def _done(target: users.User, key: str) -> web.HTTPSeeOther:
 
 
 async def _send_link(call: Call) -> web.StreamResponse:
-    """Token, mail and audit event in one transaction: all happen or none (MAIL-1, AUDIT-5)."""
-    request, conn, actor, target, reason = (
-        call.request,
-        call.conn,
-        call.actor,
-        call.target,
-        call.reason,
-    )
-    config = request.app[keys.CONFIG]
-    if not config.public_url:
-        raise Invalid(
-            "reset links cannot be sent: public_url is not set",
-            why="links in mail are built from public_url only, never the Host header (REC-1)",
-            fix="set public_url in the configuration, or set a temporary password instead",
-        )
-    ctx = audit_context(request)
-    now = datetime.now(UTC)
-    async with conn.transaction():
-        locked = await users.get(conn, target.id, for_update=True)
-        guards.check_rank(actor, locked)
-        # INV-1: the outbox holds a seal, never the token (app/mail/seal.py).
-        token, seal = mail.new_sealed_token(mail.seal_key(ctx.audit_key))
-        await recovery.issue_token(
-            conn, user_id=locked.id, ttl_seconds=recovery.RESET_TTL, kind="reset",
-            requested_ip=ctx.ip, now=now, token=token,
-        )  # fmt: skip
-        await mail.enqueue(
-            conn,
-            to=locked.email,
-            template="password_reset",
-            context={
-                "site_name": config.site_name,
-                "email": locked.email,
-                "when": now,
-                "ip": ctx.ip,
-                "device": ctx.user_agent,
-                "link": recovery.reset_link(config.public_url, mail.PLACEHOLDER),
-                "expires_minutes": recovery.RESET_TTL // 60,
-            },
-            seal=seal,
-        )
-        event = events.password_reset_by_other(
-            locked.id, locked.email, "link", reason,
-            details={"token_fingerprint": audit.fingerprint(token)},
-        )  # fmt: skip
-        await audit.record(conn, ctx, event)
-    raise _done(target, "link_sent")
+    config = call.request.app[keys.CONFIG]
+    await recovery.send_reset_link(
+        call.conn, audit_context(call.request), call.actor, call.target.id, reason=call.reason,
+        public_url=config.public_url, site_name=config.site_name,
+    )  # fmt: skip
+    raise _done(call.target, "link_sent")
 
 
 async def _temporary_password(call: Call) -> web.StreamResponse:
-    request, conn, actor, target, reason = (
-        call.request,
-        call.conn,
-        call.actor,
-        call.target,
-        call.reason,
-    )
-    one_time = passwords.generate()
-    password_hash = await request.app[HASHER].hash(one_time)
-    user = await users.set_password(
-        conn, audit_context(request), actor, target.id, password_hash, temporary=True,
-        reason=reason,
+    request = call.request
+    user, one_time = await accounts.set_temporary_password(
+        call.conn, audit_context(request), call.actor, call.target.id, request.app[HASHER],
+        reason=call.reason,
     )  # fmt: skip
-    # Shown once, on this response only (REC-5); Cache-Control: no-store keeps it out of caches.
+    # Shown once, on this response only; Cache-Control: no-store keeps it out of caches.
     return render(
         request,
         "users/one_time.html",
@@ -287,56 +236,27 @@ def lock_until(form: Any, now: datetime) -> datetime | None:
 
 
 async def _lock(call: Call) -> web.StreamResponse:
-    request, conn, actor, target, reason = (
-        call.request,
-        call.conn,
-        call.actor,
-        call.target,
-        call.reason,
-    )
-    form = call.form
-    until = lock_until(form, datetime.now(UTC))
-    await users.lock(conn, audit_context(request), actor, target.id, until=until, reason=reason)
-    raise _done(target, "locked")
+    until = lock_until(call.form, datetime.now(UTC))
+    await users.lock(
+        call.conn, audit_context(call.request), call.actor, call.target.id, until=until,
+        reason=call.reason,
+    )  # fmt: skip
+    raise _done(call.target, "locked")
 
 
 async def _unlock(call: Call) -> web.StreamResponse:
-    request, conn, actor, target, reason = (
-        call.request,
-        call.conn,
-        call.actor,
-        call.target,
-        call.reason,
+    await users.unlock(
+        call.conn, audit_context(call.request), call.actor, call.target.id, reason=call.reason
     )
-    await users.unlock(conn, audit_context(request), actor, target.id, reason=reason)
-    raise _done(target, "unlocked")
+    raise _done(call.target, "unlocked")
 
 
 async def _revoke(call: Call) -> web.StreamResponse:
-    """One session or all of them, through the single revocation writer (SESS-4, INV-4)."""
-    request, conn, actor, target, reason = (
-        call.request,
-        call.conn,
-        call.actor,
-        call.target,
-        call.reason,
-    )
-    form = call.form
-    which = f.raw(form, "session", "all")
-    session_id = None if which == "all" else f.form_id(form, "session", "The session")
-    ctx = audit_context(request)
-    async with conn.transaction():
-        locked = await users.get(conn, target.id, for_update=True)
-        guards.check_rank(actor, locked)
-        if session_id is None:
-            await sessions.revoke(
-                conn, ctx, reason="administrative_revoke", user_id=locked.id, note=reason
-            )
-        else:
-            found = await sessions.get(conn, session_id)
-            if found is None or found.user_id != locked.id:
-                raise NotFound("that session does not belong to this user")
-            await sessions.revoke(
-                conn, ctx, reason="administrative_revoke", session_id=session_id, note=reason
-            )
-    raise _done(target, "revoked")
+    """One session or all of them, through the single revocation writer."""
+    which = f.raw(call.form, "session", "all")
+    session_id = None if which == "all" else f.form_id(call.form, "session", "The session")
+    await accounts.end_sessions(
+        call.conn, audit_context(call.request), call.actor, call.target.id, reason=call.reason,
+        session_id=session_id,
+    )  # fmt: skip
+    raise _done(call.target, "revoked")

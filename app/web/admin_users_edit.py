@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from aiohttp import web
 
-from app.authority import groups, guards, permissions, users
+from app.authority import accounts, groups, guards, permissions, users
 from app.authority.principal import ROLES, Principal
 from app.errors import Conflict, Invalid, PermissionDenied
 from app.web import admin_users_forms as f
@@ -127,7 +127,6 @@ async def save(request: web.Request) -> web.Response:
     async with pool.connection() as conn:
         held = await permissions.direct_permissions(conn, target.id)
         ctx = await _edit_context(conn, actor, target, held)
-        member_of = await users.group_names(conn, target.id)
     values: dict[str, Any] = {name: f.raw(form, name) for name, _, _ in PROFILE}
     values.update(
         email=f.raw(form, "email"),
@@ -140,12 +139,18 @@ async def save(request: web.Request) -> web.Response:
         if parsed["role"] != target.role or parsed["is_active"] != target.is_active:
             _check_guards(actor, target, parsed)  # a refusal needs no password first
             await require_elevated(request)  # REAUTH-1: role changes and deactivation
-        async with pool.connection() as conn, conn.transaction():
-            # One transaction: a refusal by any guard leaves the user exactly as they were.
-            changed = await _apply(
-                conn, request, actor=actor, target=target, parsed=parsed, held=held,
-                member_of=member_of,
-            )  # fmt: skip
+        wanted = accounts.UserEdit(
+            profile={name: parsed[name] for name in ("email", *(n for n, _, _ in PROFILE))},
+            role=parsed["role"],
+            is_active=parsed["is_active"],
+            groups=parsed["groups"],
+            permissions=parsed["perms"],
+        )
+        async with pool.connection() as conn:
+            # One transaction in the service: a refusal by any guard changes nothing.
+            changed = await accounts.save_user(
+                conn, audit_context(request), actor, target.id, wanted
+            )
     except PermissionDenied as exc:
         return refused(request, exc)
     except (Invalid, Conflict) as exc:
@@ -170,46 +175,6 @@ def _check_guards(actor: Principal, target: users.User, parsed: dict[str, Any]) 
     guards.check_self(actor, target, new_role=new_role, deactivate=deactivate)
     guards.check_rank(actor, target)
     guards.check_role_ceiling(actor, new_role)
-
-
-async def _apply(
-    conn: psycopg.AsyncConnection[Any],
-    request: web.Request,
-    *,
-    actor: Principal,
-    target: users.User,
-    parsed: dict[str, Any],
-    held: list[str],
-    member_of: list[str],
-) -> bool:
-    """Each change through its service, which checks the guards and records its event."""
-    ctx = audit_context(request)
-    changed = False
-    profile = {
-        name: parsed[name]
-        for name in ("email", *(n for n, _, _ in PROFILE))
-        if parsed[name] != getattr(target, name)
-    }
-    if profile:
-        await users.update_profile(conn, ctx, actor, target.id, profile)
-        changed = True
-    if parsed["role"] != target.role:
-        await users.set_role(conn, ctx, actor, target.id, parsed["role"])
-        changed = True
-    if parsed["is_active"] != target.is_active:
-        await users.set_active(conn, ctx, actor, target.id, parsed["is_active"])
-        changed = True
-    for name in sorted(set(parsed["groups"]) - set(member_of)):
-        changed |= await groups.add_member(conn, ctx, actor, name, target.id)
-    for name in sorted(set(member_of) - set(parsed["groups"])):
-        changed |= await groups.remove_member(conn, ctx, actor, name, target.id)
-    grant = sorted(set(parsed["perms"]) - set(held))
-    revoke = sorted(set(held) - set(parsed["perms"]))
-    if grant:
-        changed |= bool(await users.grant(conn, ctx, actor, target.id, grant))
-    if revoke:
-        changed |= bool(await users.revoke(conn, ctx, actor, target.id, revoke))
-    return changed
 
 
 # ---- delete (EDIT-5 style confirmation; REAUTH-1) ----------------------------------------

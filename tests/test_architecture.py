@@ -1,0 +1,71 @@
+"""Rules about where code lives, checked by parsing app/ (see tests/archrules.py).
+
+Each rule has a fixture that breaks it, to show the checker reports the break.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from tests.archrules import transaction_violations
+from tests.helpers import REPO
+
+# ---- services own transactions -----------------------------------------------------------
+
+THIN_LAYERS = ("app/web", "app/cli")
+
+# A handler that does what a service should: a fixture, never imported.
+BAD_HANDLER = textwrap.dedent(
+    """
+    from app import audit as journal
+    from app.audit import record as write_event
+
+    async def lock(request, conn, ctx, event):
+        async with conn.transaction():
+            await conn.execute("UPDATE keel_users SET locked_until = now()")
+            await journal.record(conn, ctx, event)
+        await write_event(conn, ctx, event)
+        await conn.execute("insert into keel_audit (id) values (1)")
+    """
+)
+
+
+def test_the_checker_reports_each_way_of_breaking_the_rule() -> None:
+    found = transaction_violations(BAD_HANDLER, "bad_handler.py")
+    assert found == [
+        "bad_handler.py:6: opens a transaction (conn.transaction())",
+        "bad_handler.py:8: writes the audit log (journal.record())",
+        "bad_handler.py:9: writes the audit log (write_event())",
+        "bad_handler.py:10: writes the audit log (INSERT INTO keel_audit)",
+    ]
+
+
+def test_the_checker_accepts_a_thin_handler() -> None:
+    thin = textwrap.dedent(
+        """
+        from app import audit
+        from app.authority import accounts
+
+        async def lock(request, conn, ctx, actor):
+            await accounts.end_sessions(conn, ctx, actor, 4, reason="left the company")
+            return audit.fingerprint("not a write")
+        """
+    )
+    assert transaction_violations(thin) == []
+
+
+@pytest.mark.parametrize("layer", THIN_LAYERS)
+def test_web_handlers_and_commands_leave_transactions_to_the_services(layer: str) -> None:
+    modules = sorted((REPO / layer).rglob("*.py"))
+    assert modules, f"no modules under {layer}"
+    found = [
+        v
+        for path in modules
+        for v in transaction_violations(path.read_text(), str(path.relative_to(REPO)))
+    ]
+    assert found == [], (
+        "move these into a function of app/authority (or app/admin's services) that opens the"
+        " transaction and records the audit event, and call it from here:\n" + "\n".join(found)
+    )
