@@ -6,10 +6,11 @@ Each rule has a fixture that breaks it, to show the checker reports the break.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from tests.archrules import transaction_violations
+from tests.archrules import find_cycles, import_graph, transaction_violations
 from tests.helpers import REPO
 
 # ---- services own transactions -----------------------------------------------------------
@@ -68,4 +69,68 @@ def test_web_handlers_and_commands_leave_transactions_to_the_services(layer: str
     assert found == [], (
         "move these into a function of app/authority (or app/admin's services) that opens the"
         " transaction and records the audit event, and call it from here:\n" + "\n".join(found)
+    )
+
+
+# ---- no import cycles ---------------------------------------------------------------------
+
+
+def _package(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+def test_the_checker_finds_a_cycle_hidden_in_a_function(tmp_path: Path) -> None:
+    # views imports setup at the top; setup reaches back for views inside a function, and
+    # names it as `from pkg import views`, which must resolve to the submodule.
+    root = _package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/views.py": "from pkg.setup import STATE\n",
+            "pkg/setup.py": """
+                STATE = {}
+
+                def setup(app):
+                    from pkg import views
+
+                    return views
+                """,
+            "pkg/leaf.py": "import pkg.setup\n",
+        },
+    )
+    graph = import_graph(root, "pkg")
+    assert graph["pkg.setup"] == {"pkg.views"}
+    assert find_cycles(graph) == [["pkg.setup", "pkg.views", "pkg.setup"]]
+
+
+def test_the_checker_ignores_type_checking_imports_and_parent_packages(tmp_path: Path) -> None:
+    root = _package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "from pkg.a import A\n",
+            "pkg/a.py": """
+                from typing import TYPE_CHECKING
+
+                from pkg.b import B
+
+                A = 1
+                if TYPE_CHECKING:
+                    from pkg.c import C
+                """,
+            "pkg/b.py": "B = 2\n",
+            "pkg/c.py": "from pkg.a import A\nC = A\n",
+        },
+    )
+    assert find_cycles(import_graph(root, "pkg")) == []
+
+
+def test_app_has_no_import_cycles() -> None:
+    cycles = find_cycles(import_graph(REPO, "app"))
+    assert cycles == [], (
+        "move the shared code into the module that owns it (or a new one both import):\n"
+        + "\n".join(" → ".join(c) for c in cycles)
     )

@@ -34,31 +34,6 @@ SAVE_CHOICES = ("save", "continue", "add")
 RESERVED = "new|lookup"  # sub-pages whose names could be read as a record's key
 
 
-def routes() -> list[web.RouteDef]:
-    from app.admin.delete_views import bulk_page, bulk_submit, delete_page, delete_submit
-
-    base = f"/admin/{SLUG}"
-    return [
-        web.get(f"{base}/new", create_page),
-        web.post(f"{base}/new", create_submit),
-        web.get(f"{base}/lookup", lookup_json),
-        web.get(f"{base}/bulk/{{action}}", bulk_page),
-        web.post(f"{base}/bulk/{{action}}", bulk_submit),
-        # Every other admin address ends in "/": the same with a slash is a redirect, not an
-        # edit page of the record "new" (registered before `{PK}/`, which would take it).
-        web.get(f"{base}/{{pk:{RESERVED}}}/", reserved_or_edit_page),
-        web.post(f"{base}/{{pk:{RESERVED}}}/", reserved_or_edit_submit),
-        web.get(f"{base}/bulk/{{action}}/", without_slash),
-        web.get(f"{base}/{PK}/delete/", without_slash),
-        web.get(f"{base}/{PK}/history/", without_slash),
-        web.get(f"{base}/{PK}/", edit_page),
-        web.post(f"{base}/{PK}/", edit_submit),
-        web.get(f"{base}/{PK}/delete", delete_page),
-        web.post(f"{base}/{PK}/delete", delete_submit),
-        web.get(f"{base}/{PK}/history", history_page),
-    ]
-
-
 # ---- addresses with a trailing slash ------------------------------------------------------
 
 

@@ -26,7 +26,8 @@ from app.admin.setup import CURSOR_KEY, DISPLAYS, SLUGS, get_resource
 from app.errors import Invalid
 from app.names import ROUTE_SLUG
 from app.web import keys
-from app.web.auth import csrf_token, require
+from app.web.auth import require
+from app.web.csrf import token_for
 from app.web.render import render
 
 # A resource slug in a path: never one of the built-in pages (users, groups, audit, search).
@@ -222,7 +223,7 @@ def list_context(
         "actions": [
             {"name": a.name, "label": a.label, "confirm": a.confirm} for a in b.resource.actions
         ],
-        "csrf_token": csrf_token(request),
+        "csrf_token": token_for(request),
         "filtered": lq.filtered,
     }
 
@@ -252,17 +253,3 @@ async def delete_filter(request: web.Request) -> web.StreamResponse:
     async with request.app[keys.POOL].connection() as conn:
         await saved_filters.delete(conn, who.user_id, int(raw))
     raise web.HTTPSeeOther(f"/admin/{b.slug}/")
-
-
-def routes() -> list[web.RouteDef]:
-    from app.admin import dashboard, export
-
-    return [
-        web.get("/admin/", dashboard.dashboard_view),
-        web.get("/admin/search", dashboard.search_view),
-        web.get(f"/admin/{SLUG}/", list_view),
-        web.get(f"/admin/{SLUG}/export.csv", export.export_csv),
-        web.get(f"/admin/{SLUG}/export.jsonl", export.export_jsonl),
-        web.post(f"/admin/{SLUG}/saved-filters", save_filter),
-        web.post(f"/admin/{SLUG}/saved-filters/{{filter_id}}/delete", delete_filter),
-    ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -36,8 +35,6 @@ WARNINGS = web.AppKey("admin_warnings", list[Problem])
 CURSOR_KEY = web.AppKey("admin_cursor_key", bytes)  # HMAC key of list page cursors (LIST-3)
 DISPLAYS = web.AppKey("admin_displays", dict[str, str])  # table → column naming its rows
 SLUGS = web.AppKey("admin_slugs", dict[str, str])  # table → resource slug, for FK links
-# Route modules of the two admin engineers; each has routes() -> list[web.RouteDef].
-ROUTE_MODULES = ("app.admin.list_views", "app.admin.edit_views")
 
 
 async def load_tables(conn: psycopg.AsyncConnection[Any], registry: Registry) -> dict[str, Table]:
@@ -100,20 +97,8 @@ def displays_of(bound: dict[str, BoundResource]) -> dict[str, str]:
 
 
 def setup(app: web.Application) -> None:
+    """Catalog and declarations at start-up; the routes are added by app.admin.routes."""
     app.cleanup_ctx.append(_admin)
-    from app.admin.dashboard import nav_items
-    from app.web.auth import add_nav_provider
-
-    add_nav_provider(app, nav_items)
-    for name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real import error inside the module: surface it
-                raise
-            log.debug("admin routes %s not present", name)
-            continue
-        app.router.add_routes(module.routes())
 
 
 def get_resource(request: web.Request, slug: str | None = None) -> BoundResource:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from types import ModuleType
 
 from aiohttp import web
 
-from app import sites
+from app import mail, sites
+from app.admin import routes as admin_routes
+from app.admin import setup as admin_setup
+from app.authority import setup as authority_setup
 from app.config import Config
 from app.db import migrate
 from app.db.pool import open_pool
 from app.errors import KeelError
 from app.ops import health
-from app.web import keys, public
+from app.web import account, admin_groups, admin_users, audit_views, flash, keys, public
 from app.web.middleware import MIDDLEWARES, on_prepare
 from app.web.render import Renderer
 from app.web.static import StaticFiles
@@ -43,16 +47,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 # Feature modules, each with setup(app) adding its routes, middleware hooks and contexts.
-# Order matters only for middleware hooks; routes do not overlap.
-FEATURES: tuple[str, ...] = (
-    "app.authority.setup",
-    "app.mail",
-    "app.admin.setup",
-    "app.web.flash",
-    "app.web.account",
-    "app.web.admin_users",
-    "app.web.admin_groups",
-    "app.web.audit_views",  # after users and groups: one "Administration" sidebar section
+# Order matters only for middleware hooks and the sidebar; routes do not overlap.
+FEATURES: tuple[ModuleType, ...] = (
+    authority_setup,
+    mail,
+    admin_setup,  # catalog and declarations
+    admin_routes,  # the admin's route table and sidebar entries
+    flash,
+    account,
+    admin_users,
+    admin_groups,
+    audit_views,  # after users and groups: one "Administration" sidebar section
 )
 
 
@@ -71,8 +76,6 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/static/{name}", static.handle)
     app.router.add_get("/static/site/{path:.+}", static.handle_site)
-    import importlib
-
-    for name in FEATURES:
-        importlib.import_module(name).setup(app)
+    for feature in FEATURES:
+        feature.setup(app)
     return app

@@ -176,10 +176,3 @@ def audit_context(request: web.Request) -> Context:
 def add_nav_provider(app: web.Application, provider: NavProvider) -> None:
     """Register sidebar items (e.g. the admin's resources); called from a feature's setup()."""
     app.setdefault(NAV_PROVIDERS, []).append(provider)
-
-
-def csrf_token(request: web.Request) -> str:
-    """The token forms must carry as hidden input `csrf_token` (SEC-1)."""
-    from app.web.csrf import token_for  # the CSRF module owns the derivation
-
-    return token_for(request)

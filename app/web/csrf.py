@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from app.web import keys
+from app.web.auth import session as current_session
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -88,8 +89,6 @@ def token_for_cookie(secret_key: str, cookie: str, *, session: bool = True) -> s
 def token_for(request: web.Request) -> str:
     """The token this page's forms carry: bound to the live session, or before sign-in to the
     pre-session cookie, which is created here when missing and set by the middleware."""
-    from app.web.auth import session as current_session
-
     key = _key(request.app)
     if current_session(request) is not None:
         cookie = request.cookies.get(session_cookie(request), "")

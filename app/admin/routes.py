@@ -1,0 +1,53 @@
+"""The admin's route table: every URL of the admin over the company's tables, in one list.
+
+The list pages come first: aiohttp tries routes in the order they were added.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from app.admin import dashboard, delete_views, edit_views, export, list_views
+from app.web.auth import add_nav_provider
+
+_LIST = f"/admin/{list_views.SLUG}"
+_EDIT = f"/admin/{edit_views.SLUG}"
+_ROW = f"{_EDIT}/{edit_views.PK}"
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        # dashboard and search
+        web.get("/admin/", dashboard.dashboard_view),
+        web.get("/admin/search", dashboard.search_view),
+        # the read side: lists, exports, saved filters
+        web.get(f"{_LIST}/", list_views.list_view),
+        web.get(f"{_LIST}/export.csv", export.export_csv),
+        web.get(f"{_LIST}/export.jsonl", export.export_jsonl),
+        web.post(f"{_LIST}/saved-filters", list_views.save_filter),
+        web.post(f"{_LIST}/saved-filters/{{filter_id}}/delete", list_views.delete_filter),
+        # the write side: create, lookup, bulk actions, edit, delete, history
+        web.get(f"{_EDIT}/new", edit_views.create_page),
+        web.post(f"{_EDIT}/new", edit_views.create_submit),
+        web.get(f"{_EDIT}/lookup", edit_views.lookup_json),
+        web.get(f"{_EDIT}/bulk/{{action}}", delete_views.bulk_page),
+        web.post(f"{_EDIT}/bulk/{{action}}", delete_views.bulk_submit),
+        # Every other admin address ends in "/": the same with a slash is a redirect, not an
+        # edit page of the record "new" (registered before the row's own, which would take it).
+        web.get(f"{_EDIT}/{{pk:{edit_views.RESERVED}}}/", edit_views.reserved_or_edit_page),
+        web.post(f"{_EDIT}/{{pk:{edit_views.RESERVED}}}/", edit_views.reserved_or_edit_submit),
+        web.get(f"{_EDIT}/bulk/{{action}}/", edit_views.without_slash),
+        web.get(f"{_ROW}/delete/", edit_views.without_slash),
+        web.get(f"{_ROW}/history/", edit_views.without_slash),
+        web.get(f"{_ROW}/", edit_views.edit_page),
+        web.post(f"{_ROW}/", edit_views.edit_submit),
+        web.get(f"{_ROW}/delete", delete_views.delete_page),
+        web.post(f"{_ROW}/delete", delete_views.delete_submit),
+        web.get(f"{_ROW}/history", edit_views.history_page),
+    ]
+
+
+def setup(app: web.Application) -> None:
+    """Listed in FEATURES after app.admin.setup: the sidebar entries and the routes."""
+    add_nav_provider(app, dashboard.nav_items)
+    app.router.add_routes(routes())
