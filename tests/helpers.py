@@ -13,7 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from app.authority.passwords import Cost
+
 REPO = Path(__file__).resolve().parents[1]
+# Argon2id at almost no cost, for tests whose sign-ins are not about hashing (the app takes it
+# only through authority.setup.TEST_HASHER_COST; see docs/decisions.md).
+CHEAP_HASHING = Cost(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 def keel_env(*, site: bool = True, **extra: str) -> dict[str, str]:

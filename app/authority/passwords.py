@@ -24,8 +24,22 @@ MAX_BYTES = 1024  # LOGIN-6 upper bound; also keeps hostile 1 MB "passwords" che
 _DUMMY_PASSWORD = "keel-dummy-password-for-unknown-accounts"
 
 
+@dataclass(frozen=True)
+class Cost:
+    """Argon2id parameters: passes, memory in KiB, lanes."""
+
+    time_cost: int
+    memory_cost: int
+    parallelism: int
+
+
+# argon2-cffi's defaults (RFC 9106's second recommendation); hashes made with anything else are
+# rehashed at the next sign-in. The tests' cheaper set never lives in app/.
+PRODUCTION = Cost(time_cost=3, memory_cost=65536, parallelism=4)
+
+
 class Hasher:
-    """Argon2id with argon2-cffi's defaults (64 MiB, 3 passes, 4 lanes) unless told otherwise.
+    """Argon2id with the `PRODUCTION` parameters (64 MiB, 3 passes, 4 lanes) unless told otherwise.
 
     Every hash and verify runs in a private thread pool of at most `max_in_flight` workers,
     entered through a semaphore, so a burst of logins waits its turn on the event loop instead
@@ -40,7 +54,7 @@ class Hasher:
         memory_cost: int | None = None,
         parallelism: int | None = None,
     ) -> None:
-        base = PasswordHasher()
+        base = PRODUCTION
         self._ph = PasswordHasher(
             time_cost=time_cost or base.time_cost,
             memory_cost=memory_cost or base.memory_cost,

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from app import audit
 from app.authority.groups import ensure_default_groups, grant_resource_defaults
-from app.authority.passwords import Hasher, Policy
+from app.authority.passwords import PRODUCTION, Cost, Hasher, Policy
 from app.config import Config
 from app.db.migrate import os_actor
 from app.errors import KeelError
@@ -25,11 +25,20 @@ log = logging.getLogger("keel.authority")
 # The app's one hasher (bounded thread pool, LOGIN-5) and the policy built from the config.
 HASHER = web.AppKey("keel_hasher", Hasher)
 POLICY = web.AppKey("keel_password_policy", Policy)
+# For the test suite only: cheaper Argon2 parameters for an app whose sign-ins are not about
+# hashing. No setting, environment variable or flag reaches it and nothing in app/ sets it; the
+# test harness puts it on the app after build_app() (docs/decisions.md, 2026-12-04).
+TEST_HASHER_COST = web.AppKey("keel_test_hasher_cost", Cost)
 
 
 async def _authority(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
-    hasher = Hasher()
+    cost = app.get(TEST_HASHER_COST, PRODUCTION)
+    if cost != PRODUCTION:
+        log.warning("password hashing uses test parameters %s: never in production", cost)
+    hasher = Hasher(
+        time_cost=cost.time_cost, memory_cost=cost.memory_cost, parallelism=cost.parallelism
+    )
     app[HASHER] = hasher
     try:
         # Runs after the database context (build_app appends it first), so the pool is open.

@@ -173,3 +173,36 @@ def test_generated_one_time_passwords_pass_the_policy_and_differ() -> None:
     seen = {generate() for _ in range(50)}
     assert len(seen) == 50
     assert all(check_policy(p, **POLICY) is None for p in seen)  # type: ignore[arg-type]
+
+
+async def test_an_app_started_without_the_test_hook_hashes_at_production_cost(
+    config: Any, aiohttp_client: Any
+) -> None:
+    """The cheap set the page tests use is reachable only through TEST_HASHER_COST."""
+    from app.authority.passwords import PRODUCTION
+    from app.authority.setup import HASHER, TEST_HASHER_COST
+    from app.config import SETTINGS
+    from app.web.app import build_app
+
+    app = build_app(config)
+    assert TEST_HASHER_COST not in app
+    await aiohttp_client(app)  # runs the start-up contexts
+    stored = await app[HASHER].hash("a perfectly fine passphrase")
+    assert PRODUCTION.memory_cost == 65536 and PRODUCTION.time_cost == 3
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    # No setting an operator could write selects other parameters.
+    assert not [s.name for s in SETTINGS if "argon" in s.name or "hash" in s.name]
+
+
+async def test_the_test_hook_is_loud(
+    config: Any, aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app.authority.setup import HASHER, TEST_HASHER_COST
+    from app.web.app import build_app
+    from tests.helpers import CHEAP_HASHING
+
+    app = build_app(config)
+    app[TEST_HASHER_COST] = CHEAP_HASHING
+    await aiohttp_client(app)
+    assert "m=1024,t=1,p=1" in await app[HASHER].hash("a perfectly fine passphrase")
+    assert any("test parameters" in r.getMessage() for r in caplog.records)

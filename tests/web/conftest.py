@@ -30,10 +30,11 @@ from app.authority import users
 from app.authority.passwords import Hasher
 from app.config import Config
 from app.web import csrf
+from tests.helpers import CHEAP_HASHING
 
 _TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 DEFAULT_PASSWORD = "plum orbit kettle 4711"
-_HASHES: dict[str, str] = {}  # Argon2 at production cost is slow: hash each password once
+_HASHES: dict[str, str] = {}  # hash each password once per test process
 
 
 def page_token(html: str) -> str:
@@ -89,7 +90,13 @@ MakeUser = Callable[..., Awaitable[tuple[users.User, str]]]
 
 @pytest.fixture
 async def hasher() -> AsyncIterator[Hasher]:
-    h = Hasher(max_in_flight=2)
+    """The cheap set the `client` app uses, so its sign-ins verify cheaply and never rehash."""
+    h = Hasher(
+        max_in_flight=2,
+        time_cost=CHEAP_HASHING.time_cost,
+        memory_cost=CHEAP_HASHING.memory_cost,
+        parallelism=CHEAP_HASHING.parallelism,
+    )
     yield h
     h.close()
 
