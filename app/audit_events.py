@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-# Target resource slugs of the built-in administration (SPEC 0.1: /admin/users, /admin/groups).
+# Target resource slugs of the built-in administration (/admin/users, /admin/groups).
 USERS = "users"
 GROUPS = "groups"
 

@@ -256,7 +256,7 @@ SETTINGS: tuple[Setting, ...] = (
         "login_lock_failures",
         _range(3, 100),
         5,
-        "Wrong passwords for one account within login_lock_window that lock it (LOGIN-2).",
+        "Wrong passwords for one account within login_lock_window that lock it.",
     ),
     Setting(
         "login_lock_window",
@@ -277,7 +277,7 @@ SETTINGS: tuple[Setting, ...] = (
         "login_ip_limit",
         _range(5, 1_000_000),
         30,
-        "Sign-in attempts per minute from one client address, across accounts, before 429 (LOGIN-3).",
+        "Sign-in attempts per minute from one client address, across accounts, before 429.",
     ),
     Setting(
         "mfa_policy",
@@ -587,18 +587,18 @@ def reference_markdown() -> str:
         "",
         "Generated from the settings table by `keel docs --config-reference`; a test keeps it complete.",
         "",
-        "Sources, later wins (CONF-1): built-in defaults → TOML file (`--config PATH`, else "
+        "Sources, later wins: built-in defaults → TOML file (`--config PATH`, else "
         "`$KEEL_CONFIG`, else `/etc/keel/keel.toml` if present) → systemd credentials "
         "(`$CREDENTIALS_DIRECTORY/<name>` for `secret_key`, `database_url`, `smtp_password`) → "
         "environment (`KEEL_<NAME>`; the database also reads `DATABASE_URL`, and `KEEL_DATABASE_URL` "
         "wins over it) → command-line flags.",
         "",
-        "Secret settings accept `file:/path`: the value is read from that file (CONF-2). Secrets are "
+        "Secret settings accept `file:/path`: the value is read from that file. Secrets are "
         "never printed; `keel doctor --settings` shows every value masked, with its source.",
         "",
         "Durations are written `500ms`, `30s`, `15m`, `12h`, `7d`, or a number of seconds. Lists "
         "are TOML arrays, or comma-separated in the environment. An invalid value stops the program "
-        "with one line naming the key, the problem and the fix (CONF-5).",
+        "with one line naming the key, the problem and the fix.",
         "",
     ]
     for s in SETTINGS:

@@ -1,4 +1,4 @@
-"""A throwaway local PostgreSQL for `keel demo` and the test harness (OPS-8, DESIGN §4)."""
+"""A throwaway local PostgreSQL for `keel demo` and the test harness (OPS-8)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def check_reason(raw: object) -> str:
         raise Invalid(
             f"the reason must be at least {REASON_MIN} characters",
             fields={"reason": f"at least {REASON_MIN} characters"},
-            why="break-glass actions are explained in the audit log (R4-1)",
+            why="every break-glass action is explained in the audit log",
             fix='say why in a few words, e.g. --reason "locked out after phone loss"',
         )
     if len(value) > REASON_MAX or any(not c.isprintable() for c in value):
@@ -184,7 +184,7 @@ async def emergency_access(
     if not public_url:
         raise KeelError(
             "public_url is not set, so no link can be built",
-            why="links are built from public_url only, never guessed from the host (REC-1)",
+            why="links are built from public_url only, never guessed from the host",
             fix="set public_url (KEEL_PUBLIC_URL or public_url in keel.toml) to the site's address",
         )
     at = now or datetime.now(UTC)

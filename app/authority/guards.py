@@ -1,6 +1,6 @@
 """The four authority guards on every change of a user, shared by the web and the CLI (AUTHZ-3).
 
-In SPEC order, each with its own message, each a PermissionDenied (HTTP 403, CLI exit 1):
+In a fixed order, each with its own message, each a PermissionDenied (HTTP 403, CLI exit 1):
 1. no self-deactivation, self-deletion or self-demotion;
 2. no action on a user of equal or higher rank (so only developers act on administrators);
 3. no assigning a role above one's own;
@@ -151,7 +151,7 @@ async def check_user_change(
     deactivate: bool = False,
     delete: bool = False,
 ) -> None:
-    """All four guards, in SPEC order; call inside the transaction that makes the change."""
+    """All four guards, in their fixed order; call inside the transaction that makes the change."""
     check_self(actor, target, new_role=new_role, deactivate=deactivate, delete=delete)
     check_rank(actor, target)
     check_role_ceiling(actor, new_role)

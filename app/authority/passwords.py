@@ -43,7 +43,7 @@ class Hasher:
 
     Every hash and verify runs in a private thread pool of at most `max_in_flight` workers,
     entered through a semaphore, so a burst of logins waits its turn on the event loop instead
-    of allocating 64 MiB per request (LOGIN-5, DESIGN rule 5). One per app and per CLI command.
+    of allocating 64 MiB per request (LOGIN-5). One per app and per CLI command.
     """
 
     def __init__(
@@ -148,7 +148,7 @@ def check_policy(password: object, *, email: str, site_name: str, min_length: in
 
 @dataclass(frozen=True)
 class Policy:
-    """The two settings the policy needs, so callers pass one value (DESIGN §3: no deep reads)."""
+    """The two settings the policy needs, so callers pass one value (no reads deep into the configuration)."""
 
     min_length: int = 12
     site_name: str = "Keel"
@@ -170,7 +170,7 @@ async def hash_new(hasher: Hasher, policy: Policy, password: object, *, email: s
         raise Invalid(
             problem,
             fields={"password": problem},
-            why="the password policy (LOGIN-6) refuses it",
+            why="the password policy refuses it",
             fix="choose a longer, less common password",
         )
     assert isinstance(password, str)  # check() refuses anything else

@@ -51,7 +51,7 @@ def well_formed(names: Iterable[str]) -> list[str]:
             raise Invalid(
                 f"{_shown(name)} is not a permission name",
                 fields={"permission": "not a permission name"},
-                why="permissions are named <resource>.<action>, e.g. bookings.change (AUTHZ-4)",
+                why="permissions are named <resource>.<action>, e.g. bookings.change",
                 fix="see `keel perm list` for every permission this site declares",
             )
     return wanted

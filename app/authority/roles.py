@@ -35,7 +35,7 @@ def parse_role(value: object) -> str:
         raise Invalid(
             f"{shown!r} is not a role",
             fields={"role": "unknown role"},
-            why="the role ladder has five tiers (AUTHZ-2)",
+            why="the role ladder has five tiers",
             fix=f"use one of {', '.join(ROLES)}",
         )
     return text

@@ -244,7 +244,7 @@ async def create(
     except pgerrors.UniqueViolation:
         raise Conflict(
             f"a user with the email {address} already exists",
-            why="emails are unique, ignoring case (AUTHZ-1)",
+            why="emails are unique, ignoring case",
             fix="use another email, or change the existing user",
         ) from None
     return await get(conn, user_id)

@@ -89,7 +89,7 @@ def confirm(
     if not stream.isatty():
         raise UsageError(
             "refused: no terminal to confirm on and --yes was not given",
-            why="break-glass actions need a person to confirm them (R4-1)",
+            why="break-glass actions need a person to confirm them",
             fix="run it in a terminal and type yes, or add --yes in a script",
         )
     print(question, end="", flush=True)

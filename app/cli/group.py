@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "group",
         parents=[common_options()],
         help="create groups, add members, grant permissions",
-        description="Groups hold permissions; users in a group hold them too (AUTHZ-4). "
+        description="Groups hold permissions; users in a group hold them too. "
         "Changes are audited with your OS user and the command line.",
     )
     p.set_defaults(run=lambda args: _usage(p))

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "perm",
         parents=[common_options()],
         help="list permissions; grant or revoke them directly on users",
-        description="Permissions are named <resource>.<action> (AUTHZ-4). Prefer groups; direct "
+        description="Permissions are named <resource>.<action>. Prefer groups; direct "
         "grants are for exceptions. Changes are audited.",
     )
     p.set_defaults(run=lambda args: _usage(p))

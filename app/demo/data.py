@@ -20,7 +20,7 @@ SIZES = {"small": (1_000, 3_000, 30, 300), "large": (100_000, 1_000_000, 60, 2_0
 CHUNK = 100_000
 SEED = 20240501
 
-# The benchmark's integer mixer (../shared/bench/seed.sql): every value is a pure function of
+# The benchmark's integer mixer (the benchmark's seed.sql): every value is a pure function of
 # the row number, so `large` reproduces seed.sql row for row and chunking changes nothing.
 MIX = """
 CREATE OR REPLACE FUNCTION pg_temp.bench_mix(x bigint) RETURNS bigint

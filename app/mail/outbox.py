@@ -108,7 +108,7 @@ def render(template: str, context: Mapping[str, Any]) -> Rendered:
     if missing:
         raise KeelError(
             f"mail template {template!r} needs {', '.join(missing)}",
-            why="security mail must say when, from which IP and device, and what to do (MAIL-3)",
+            why="security mail must say when, from which IP and device, and what to do",
             fix="pass them in the context",
         )
     ctx = {**_OPTIONAL, **{k: _safe(v) for k, v in context.items()}}

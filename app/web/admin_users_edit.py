@@ -168,7 +168,7 @@ async def save(request: web.Request) -> web.Response:
 
 
 def _check_guards(actor: Principal, target: users.User, parsed: dict[str, Any]) -> None:
-    """AUTHZ-3 guards 1–3, in SPEC order, before the re-auth wall; the services check all
+    """AUTHZ-3 guards 1–3, in their fixed order, before the re-auth wall; the services check all
     four again inside the transaction that makes the change."""
     new_role = parsed["role"] if parsed["role"] != target.role else None
     deactivate = target.is_active and not parsed["is_active"]

@@ -1,4 +1,4 @@
-"""The one factory that builds the web application (DESIGN §2.1)."""
+"""The one factory that builds the web application."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Other feature modules import only this module to ask "who is this and may they?":
 
-- `@public` marks a handler that needs no login; every other route requires one (DESIGN rule 3).
+- `@public` marks a handler that needs no login; every other route requires one (deny by default).
 - `principal(request)` is the signed-in user, loaded fresh from the database for this request
   by the session middleware (AUTHZ-5), or None.
 - `await require(request, perm=…, role=…)` is the one-line route guard (AUTHZ-8).

@@ -37,7 +37,7 @@ from app.web.csrf import (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("keel.auth")
 
-# Tests and benchmarks may set this before start-up to move time (DESIGN rule 6).
+# Tests and benchmarks may set this before start-up to move time.
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("keel_clock")
 # Foundation routes registered by app.py that need no login (OPS-2, UI-6).
 FOUNDATION_PUBLIC = frozenset(
@@ -150,7 +150,7 @@ def _see_other(location: str) -> web.Response:
 
 @web.middleware
 async def login_required(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Deny by default (DESIGN rule 3): every route not marked @public needs a signed-in user."""
+    """Deny by default: every route not marked @public needs a signed-in user."""
     if request.match_info.http_exception is not None or _route_is_public(request):
         return await handler(request)
     who = principal(request)

@@ -1,4 +1,4 @@
-"""Typed keys for application and request state (no string-keyed state, DESIGN §3)."""
+"""Typed keys for application and request state (no string-keyed state)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The middleware list, written once (DESIGN §2.2): log+id → headers → errors → the rest."""
+"""The middleware list, written once (docs/decisions.md says why this order): log+id → headers → errors → the rest."""
 
 from __future__ import annotations
 

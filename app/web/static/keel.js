@@ -1,4 +1,4 @@
-/* keel.js — progressive enhancement only (SPEC UI-2); every page works without it.
+/* keel.js — progressive enhancement only (UI-2); every page works without it.
    Theme persistence, drawer and menus, "/" for search, select-all, confirm, FK autocomplete. */
 (function () {
   "use strict";
@@ -100,7 +100,7 @@
     if (form.hasAttribute("data-confirm") && !window.confirm(form.getAttribute("data-confirm"))) e.preventDefault();
   });
 
-  /* FK autocomplete (SPEC EDIT-9): <input name=… data-autocomplete="/admin/x/lookup"> becomes a combobox;
+  /* FK autocomplete (EDIT-9): <input name=… data-autocomplete="/admin/x/lookup"> becomes a combobox;
      the key moves to a hidden input of the same name. Endpoint answers {results:[{id,label}]}. */
   var acCount = 0;
   function initAutocomplete(input) {
