@@ -1,4 +1,4 @@
-"""Test harness: a real throwaway PostgreSQL started by the suite itself (DESIGN §4).
+"""Test harness: a real throwaway PostgreSQL started by the suite itself.
 
 One cluster per test process (per xdist worker); one migrated template database per
 process; every test that asks for a database gets a fresh clone of the template

@@ -169,7 +169,7 @@ def test_cli_bad_setting_is_one_line_exit_2() -> None:
 
 
 def test_configuration_reference_documents_every_setting() -> None:
-    """The reference in docs/ is kept complete (CONF, DESIGN rule 8)."""
+    """The reference in docs/ is kept complete (CONF)."""
     text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
     documented = set(re.findall(r"^### `([a-z_]+)`", text, flags=re.M))
     assert documented == {s.name for s in SETTINGS}

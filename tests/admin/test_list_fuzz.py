@@ -1,7 +1,7 @@
 """Query strings thrown at every list URL never produce a 500 or an SQL error (SEC-3, INV-5).
 
 Issue 4: "filters, sort keys, cursors, page sizes and search terms from the query string are
-validated: … answer 400 (or are ignored where the SPEC says so), never 500". The filter names
+validated: … answer 400 (or are ignored where the requirements say so), never 500". The filter names
 are read from the app's bound resources (every `list_filter` of every declared resource, with
 `__gte`/`__lte`), and each gets values of its own kind: boundary dates and datetimes with
 offsets, decimals with extreme exponents, NaN/Infinity, integers past int8, choices, booleans.

@@ -1,13 +1,13 @@
 """Issue 4 acceptance: every admin route of every declared resource, requested as anonymous, as
-each of the five roles, and as staff with and without each permission; allowed ⇔ SPEC.
+each of the five roles, and as staff with and without each permission; allowed ⇔ the requirements (docs/requirements.md).
 
 The routes come from the app's own router and the resources from its bound declarations, so a
 new route (or a new resource, action or permission) without an expectation here fails the test.
 
-SPEC: AUTHZ-2 (`user` only its own account pages; staff and up enter the admin; administrators
+Requirements: AUTHZ-2 (`user` only its own account pages; staff and up enter the admin; administrators
 and developers bypass per-resource permissions), AUTHZ-4 (`<slug>.view|add|change|delete` and
 `<slug>.<action>`), AUTHZ-8 (a refusal is a 403 naming what is missing; the route guard is the
-check), §0.1 (the resource URLs), LIST-8/9/10, EDIT-5/8/9, REAUTH-1 (bulk delete behind the
+check), the URL map (the resource URLs), LIST-8/9/10, EDIT-5/8/9, REAUTH-1 (bulk delete behind the
 re-auth wall: every signed-in session here is elevated, so the permission is what decides).
 
 Verdicts, strictly: *allowed* is the status a working request gets (200 for a page, 303 after a
@@ -39,7 +39,7 @@ from tests.web.conftest import login_form
 
 ACTION = "<action>"  # the bulk route's permission is the action's own (delete → delete)
 RES = "/admin/{resource}"
-# canonical route → {method: the CRUD permission it needs}, with the SPEC reason.
+# canonical route → {method: the CRUD permission it needs}, with the reason.
 EXPECTED: dict[str, tuple[dict[str, str], str]] = {
     f"{RES}/": ({"GET": "view"}, "LIST-1..7, LIST-10 (?format=json)"),
     f"{RES}/export.csv": ({"GET": "view"}, "LIST-9 export of the list"),
@@ -266,7 +266,7 @@ async def fresh(client: Any, database_url: str, secret_key: str) -> Batch:
     app = client.server.app
     routes = registered(app)
     assert routes == {path: set(methods) for path, (methods, _) in EXPECTED.items()}, (
-        "resource routes and expectations differ: add the new route to EXPECTED with its SPEC "
+        "resource routes and expectations differ: add the new route to EXPECTED with the "
         f"reason; the router has {sorted(routes)}"
     )
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:

@@ -1,4 +1,4 @@
-"""What a person at a real browser notices (SPEC UI-1, UI-2): keyboard use and a visible focus ring,
+"""What a person at a real browser notices (UI-1, UI-2): keyboard use and a visible focus ring,
 the "/" search shortcut, a 360 px screen, pages without JavaScript, light and dark contrast, and
 no CSP violations or console errors. Headless Chromium via Playwright, against the real app."""
 

@@ -89,7 +89,7 @@ def test_parser_builds_with_every_command() -> None:
 
 
 def test_cli_reference_file_is_generated_from_the_parser() -> None:
-    """docs/cli.md is `keel docs --cli-reference` (DESIGN rule 8); regenerate it when commands change."""
+    """docs/cli.md is `keel docs --cli-reference`; regenerate it when commands change."""
     generated = keel("docs", "--cli-reference", env=keel_env(COLUMNS="100")).stdout
     assert (Path(REPO) / "docs" / "cli.md").read_text() == generated, (
         "regenerate: COLUMNS=100 python -m app docs --cli-reference > docs/cli.md"

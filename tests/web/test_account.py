@@ -22,7 +22,7 @@ async def _db(database_url: str, query: str, *params: Any) -> list[tuple[Any, ..
 
 
 async def test_anonymous_visitors_are_sent_to_login_with_the_page_to_return_to(client) -> None:
-    """Deny by default (DESIGN rule 3): only @public routes answer without a session."""
+    """Deny by default: only @public routes answer without a session."""
     for path, back in (("/account", "/account"), ("/admin/users/?q=a", "/admin/users/?q=a")):
         resp = await client.get(path, allow_redirects=False)
         assert resp.status == 303

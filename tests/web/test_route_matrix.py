@@ -1,5 +1,5 @@
 """Issue 3 acceptance: every route of the built-in pages, requested as every role, is allowed
-exactly for the roles the SPEC allows (§0.1, AUTHZ-2, AUTHZ-7, SESS-7, SESS-8, REC-1..4, REAUTH).
+exactly for the roles the requirements allow (the URL map, AUTHZ-2, AUTHZ-7, SESS-7, SESS-8, REC-1..4, REAUTH).
 Every method is requested: each GET, and each POST with a valid CSRF token, so the POST
 handlers' own guards are checked too, not only the pages that show their forms.
 
@@ -27,13 +27,13 @@ SIGNED_IN = EVERYONE - {"anonymous"}
 STAFF_UP = frozenset({"staff", "supervisor", "administrator", "developer"})  # AUTHZ-2
 ADMIN_UP = frozenset({"administrator", "developer"})  # AUTHZ-7
 
-# canonical path → (roles allowed, methods registered, SPEC reason). Targets of {id} are a
+# canonical path → (roles allowed, methods registered, reason). Targets of {id} are a
 # `user`-role account and the `viewer` group, both below every administrator.
 EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
-    "/": (EVERYONE, frozenset({"GET"}), "§0.1 public status page"),
+    "/": (EVERYONE, frozenset({"GET"}), "URL map: public status page"),
     "/healthz": (EVERYONE, frozenset({"GET"}), "OPS-2 no authentication"),
     "/readyz": (EVERYONE, frozenset({"GET"}), "OPS-2 no authentication"),
-    "/static/{name}": (EVERYONE, frozenset({"GET"}), "§0.1 assets"),
+    "/static/{name}": (EVERYONE, frozenset({"GET"}), "URL map: assets"),
     "/static/site/{path}": (EVERYONE, frozenset({"GET"}), "the site's own static files"),
     "/login": (EVERYONE, frozenset({"GET", "POST"}), "UI-6 public sign-in"),
     "/logout": (EVERYONE, frozenset({"POST"}), "SESS-8 signing out is never refused"),
