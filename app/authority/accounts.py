@@ -39,8 +39,8 @@ async def save_user(
 ) -> bool:
     """Bring a user to the wanted state; returns whether anything changed.
 
-    The difference is taken inside the transaction, against the locked row, so two
-    administrators saving at once cannot undo each other's unseen changes by accident."""
+    The difference is taken inside the transaction, against the locked row: saves of the same
+    user run one after the other, and each audit event records what the row really held."""
     async with conn.transaction():
         # The authority lock first, then the row: the order every authority change uses.
         await guards.lock_authority(conn)
