@@ -471,7 +471,12 @@ def parse_form(
                 continue  # left to the database: its default, or NULL
             if spec.nullable:
                 out.values[spec.name] = None
-            elif spec.type_name in TEXT_TYPES and spec.has_default and not spec.choices:
+            elif (
+                spec.type_name in TEXT_TYPES
+                and (spec.has_default or not creating)
+                and not spec.choices
+            ):
+                # An empty text is a value NOT NULL allows: a stored "" saves unchanged.
                 out.values[spec.name] = ""
             else:
                 out.errors[spec.name] = "This field is required."
