@@ -127,6 +127,7 @@ def get_resource(request: web.Request, slug: str | None = None) -> BoundResource
 
 async def doctor_checks(config: Config) -> list[Check]:
     """OPS-5 / RES-2: every declared name exists in this database's catalog."""
+    from app.admin.drift import drift_checks
     from app.db.pool import connect
     from app.ops.doctor import FAIL, OK, WARN, Check
 
@@ -134,6 +135,7 @@ async def doctor_checks(config: Config) -> list[Check]:
         registry = site_registry()
         async with connect(config) as conn:
             bound, problems = await check_declarations(conn, registry)
+            drift = await drift_checks(conn, registry, bound)
     except (KeelError, psycopg.Error) as exc:
         return [Check("declarations", WARN, f"not checked: {str(exc).splitlines()[0][:200]}")]
     errors = [p for p in problems if p.level == "error"]
@@ -143,4 +145,4 @@ async def doctor_checks(config: Config) -> list[Check]:
         checks.insert(0, Check("declarations", FAIL, "; ".join(str(p) for p in errors[:3]) + more))
     else:
         checks.insert(0, Check("declarations", OK, f"{len(bound)} resources match the catalog"))
-    return checks
+    return checks + drift
