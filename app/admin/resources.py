@@ -102,7 +102,12 @@ class Resource:
         if self.slug is None:
             object.__setattr__(self, "slug", default_slug(self.table))
         if self.title is None:
-            object.__setattr__(self, "title", bare.replace("_", " ").capitalize())
+            title = bare.replace("_", " ")
+            title = title[:1].upper() + title[1:]  # "Kunden", "Order lines"
+            schema = split_name(self.table)[0]
+            if schema not in (None, "public"):
+                title = f"{title} ({schema})"  # two schemas may hold the same name
+            object.__setattr__(self, "title", title)
 
     @property
     def key(self) -> str:
