@@ -18,13 +18,13 @@ import psycopg
 from app.admin import types
 from app.admin.resources import (
     LIST_PARAMETERS,
-    RESERVED_SLUGS,
     default_slug,
     filter_kind,
     inherent_read_only,
 )
 from app.db.catalog import TEXT_TYPES, TIME_TYPES, Column, Table, load_table
 from app.errors import KeelError
+from app.names import RESERVED_SLUGS
 
 LINE = 88  # ruff's default line length: the site project has no configuration of its own
 MAX_LIST = 6
