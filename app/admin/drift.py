@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from app.ops.doctor import Check
 
 LARGE_TABLE = 100_000  # estimated rows from which an unindexed substring search is flagged
-NAME = "site"
+NAME = "site drift"  # not "site": doctor has a check of that name (which site is loaded)
 
 _RELTUPLES = (
     "SELECT c.reltuples::bigint FROM pg_class c"

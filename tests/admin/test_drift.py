@@ -29,7 +29,7 @@ async def test_matching_declarations_give_one_ok_line(database_url: str) -> None
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute(TABLES)
         checks = await run(conn, register(Resource("parts", search_fields=("name",))))
-    assert [(c.status, c.name) for c in checks] == [(OK, "site")]
+    assert [(c.status, c.name) for c in checks] == [(OK, "site drift")]
 
 
 async def test_a_dropped_column_or_table_is_a_failure_with_the_fix(database_url: str) -> None:
@@ -112,4 +112,4 @@ async def test_unindexed_search_on_a_large_table_names_the_index_to_create(
 
 async def test_doctor_reports_the_site_check(config: Config) -> None:
     checks = await doctor_checks(config)
-    assert any(c.name == "site" for c in checks), checks
+    assert any(c.name == "site drift" for c in checks), checks
