@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 from psycopg import sql
 
-from app.admin import deletion, forms, writes
+from app.admin import deletion, forms, rowkey, writes
 from app.admin.edit_views import (
     back_query,
     breadcrumbs,
@@ -83,6 +83,11 @@ def parse_selection(bound: BoundResource, data: MultiMapping[str]) -> Selection:
 
     The list page posts `ids`, `all_matching=1` and its state as one `query` string; links and
     the confirmation page carry `all=1` and the state as separate parameters. Both are read."""
+    if not bound.keyed or bound.composite:
+        raise Invalid(
+            f"{bound.title} has no bulk actions: they need a single-column primary key.",
+            fix="change records one at a time",
+        )
     col = bound.column(bound.pk)
     assert col is not None
     raw_ids = data.getall("ids", [])
@@ -260,7 +265,7 @@ def render_delete(
     status: int = 200,
 ) -> web.Response:
     back = back_query(request.query.get("back"))
-    key = quote(str(pk), safe="")
+    key = rowkey.segment(pk)
     label = writes.label_of(bound, row)
     ctx = {
         "bound": bound,
@@ -297,5 +302,7 @@ async def delete_submit(request: web.Request) -> web.StreamResponse:
                 raise
             return render_delete(request, bound, pk, row, plan, error=exc.problem, status=409)
     raise flash.see_other(
-        request, list_url(bound), f"Deleted {singular(bound.title).lower()} {pk}."
+        request,
+        list_url(bound),
+        f"Deleted {singular(bound.title).lower()} {rowkey.audit_id(bound.key, pk)}.",
     )

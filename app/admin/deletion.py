@@ -83,7 +83,12 @@ async def _count(
 
 
 async def plan_delete(conn: psycopg.AsyncConnection[Any], table: Table, ids: Sequence[Any]) -> Plan:
-    """Walk the FK graph from `table`; follow cascades up to MAX_DEPTH, each level capped."""
+    """Walk the FK graph from `table`; follow cascades up to MAX_DEPTH, each level capped.
+
+    Only a single-column key is walked: for a composite key the database still enforces every
+    foreign key when the row is deleted, but nothing is counted beforehand."""
+    if len(table.primary_key) != 1:
+        return Plan(())
     found: list[Consequence] = []
     keys: sql.Composable = sql.SQL("SELECT unnest(%s::{}[])").format(sql.SQL(_pk_type(table)))
     await _walk(conn, table, keys, [list(ids)], found, depth=1, seen={table.name})

@@ -13,7 +13,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from app import audit
-from app.admin import field_html, forms, lookup, writes
+from app.admin import field_html, forms, lookup, rowkey, writes
 from app.admin.resources import BoundResource, display_column_of
 from app.admin.setup import ADMIN, get_resource
 from app.authority.principal import Principal
@@ -87,12 +87,28 @@ def first_values(data: Mapping[str, Any]) -> dict[str, str]:
 
 
 def path_key(bound: BoundResource, raw: str) -> Any:
-    col = bound.column(bound.pk)
-    assert col is not None
+    """The key a row's address names: a typed value, or a tuple for a composite key
+    (app/admin/rowkey.py). A resource without a primary key has no row pages."""
+    if not bound.keyed:
+        raise NotFound(
+            f"{bound.title} has no pages per record",
+            why=bound.read_only_reason or "it has no primary key",
+            fix=f"use the list at /admin/{bound.slug}/",
+        )
+    parts = rowkey.split_key(raw, len(bound.key))
+    if parts is None:
+        raise Invalid(
+            f"{bound.title}: the address names no record; it needs {len(bound.key)} key values "
+            "separated by commas."
+        )
     try:
-        return forms.parse_key(col, raw)
+        values = tuple(
+            forms.parse_key(bound.column(k), part)  # type: ignore[arg-type]
+            for k, part in zip(bound.key, parts, strict=True)
+        )
     except forms.FieldError as exc:
         raise Invalid(f"{bound.title}: {exc}; the address names no record.") from None
+    return values if bound.composite else values[0]
 
 
 def back_query(raw: str | None) -> str:
@@ -127,8 +143,9 @@ def resources(request: web.Request) -> dict[str, BoundResource]:
 
 
 def resource_for_table(request: web.Request, table: str) -> BoundResource | None:
+    """The resource over `table`: its `schema.name`, or the name a declaration used."""
     for b in resources(request).values():
-        if b.table.name == table:
+        if table in (b.table.qualified, b.resource.table):
             return b
     return None
 
@@ -207,10 +224,11 @@ def fk_target(
     request: web.Request, bound: BoundResource, spec: forms.FieldSpec
 ) -> tuple[BoundResource | None, Table | None]:
     """The resource (for its lookup URL) and table a foreign-key field points to."""
-    if spec.fk_table is None:
+    col = bound.table.column(spec.name)
+    if spec.fk_table is None or col is None or col.fk is None:
         return None, None
-    target = resource_for_table(request, spec.fk_table)
-    return target, target.table if target else bound.related.get(spec.fk_table)
+    target = resource_for_table(request, col.fk.target)
+    return target, target.table if target else bound.related.get(col.fk.target)
 
 
 async def fk_facts(
@@ -339,7 +357,7 @@ async def render_form(
         "back": back,
         "action_url": f"/admin/{bound.slug}/new"
         if creating
-        else f"/admin/{bound.slug}/{quote(str(pk), safe='')}/",
+        else f"/admin/{bound.slug}/{rowkey.segment(pk)}/",
         "writable": writable,
         "read_only_reason": why_read_only,
         "can_delete": not creating and await can(request, who, bound.permission("delete")),
@@ -391,7 +409,11 @@ async def create_submit(request: web.Request) -> web.StreamResponse:
         except Invalid as exc:
             return await _invalid(request, bound, who, raw, exc)
         raise redirect_after_save(
-            request, bound, row[bound.pk], data, f"Added {writes.label_of(bound, row)}."
+            request,
+            bound,
+            rowkey.row_key(bound.key, row),
+            data,
+            f"Added {writes.label_of(bound, row)}.",
         )
     return await render_form(
         request, bound, who, raw=raw, errors=parsed.errors, status=400,
@@ -426,7 +448,7 @@ def redirect_after_save(
     The page it lands on says what was saved."""
     choice = data.get("_save", "save")
     back = back_query(data.get("_back"))
-    key = quote(str(pk), safe="")
+    key = rowkey.segment(pk)
     if choice == "continue":
         return web.HTTPSeeOther(with_back(f"/admin/{bound.slug}/{key}/?saved=1", back))
     if choice == "add":
@@ -540,7 +562,9 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
         label = writes.label_of(bound, stale.current)
         raw = {**displayed(bound, stale.current), **data, **parsed.raw, "_label": label}
         return await conflict_page(request, bound, who, pk, raw=raw, stale=stale)
-    raise redirect_after_save(request, bound, pk, data, f"Saved {_noun(bound)} {pk}.")
+    raise redirect_after_save(
+        request, bound, pk, data, f"Saved {_noun(bound)} {rowkey.audit_id(bound.key, pk)}."
+    )
 
 
 async def redisplay(
@@ -592,11 +616,13 @@ async def history_page(request: web.Request) -> web.Response:
     pk = path_key(bound, request.match_info["pk"])
     async with request.app[keys.POOL].connection() as conn:
         row = await writes.fetch_row(conn, bound, pk)
-        events = await audit.object_history(conn, bound.slug, pk, limit=100)
+        events = await audit.object_history(
+            conn, bound.slug, rowkey.audit_id(bound.key, pk), limit=100
+        )
     if row is None and not events:
         raise NotFound(f"{bound.title} {str(pk)[:60]} has no record and no history")
-    key = quote(str(pk), safe="")
-    label = writes.label_of(bound, row) if row else str(pk)
+    key = rowkey.segment(pk)
+    label = writes.label_of(bound, row) if row else str(rowkey.audit_id(bound.key, pk))
     ctx = {
         "bound": bound,
         "page_title": f"History of {singular(bound.title).lower()} {label}",

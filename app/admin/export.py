@@ -64,7 +64,13 @@ def export_query(
 ) -> tuple[sql.Composable, list[Any]]:
     where, params = where_clause(b, lq)
     query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT {}").format(
-        sql.SQL(", ").join(sql.Identifier(b.table.name, c) for c in columns),
+        sql.SQL(", ").join(
+            # Opaque types go out as PostgreSQL's text form (app/admin/types.py).
+            sql.SQL("{}::text").format(sql.Identifier(b.table.name, c))
+            if c in b.opaque_names
+            else sql.Identifier(b.table.name, c)
+            for c in columns
+        ),
         sql.Identifier(b.table.schema, b.table.name),
         where,
         order_by(b, lq.ordering),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -12,8 +13,11 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-# Types a form never shows: search vectors are derived, never typed in.
-HIDDEN_TYPES = frozenset({"tsvector", "bytea"})
+from app.admin import types
+
+# Types a form never shows. None: a type the form cannot edit (a search vector, bytes, an
+# array…) is shown read-only as its text, with the reason (app/admin/types.py).
+HIDDEN_TYPES: frozenset[str] = frozenset()
 INT_RANGES = {
     "smallint": (-(2**15), 2**15 - 1),
     "integer": (-(2**31), 2**31 - 1),
@@ -139,6 +143,8 @@ def widget_for(column: ColumnLike, override: str | None = None) -> str:
     if override:
         return override
     t = column.type_name
+    if types.is_opaque(column):
+        return "textarea"  # read-only text, possibly long
     if column.fk is not None:
         return "autocomplete"
     if column.choices:
@@ -257,8 +263,10 @@ def field_for(
         # Shown to the second (the control refuses six decimals, see format_value): step 1
         # lets the browser show and accept those seconds.
         step = "1"
-    # Identity and generated columns are the database's to fill (EDIT-3).
-    locked = readonly or column.is_identity or column.is_generated
+    # Identity and generated columns are the database's to fill (EDIT-3); types the form
+    # cannot edit are shown as text, with the reason.
+    reason = types.readonly_reason(column)
+    locked = readonly or column.is_identity or column.is_generated or reason is not None
     has_default = column.has_default or keel_filled
     required = not column.nullable and not has_default and kind != "checkbox"
     tz_help = " (UTC)" if kind == "datetime-local" else ""
@@ -276,7 +284,7 @@ def field_for(
         min=lo,
         max=hi,
         choices=tuple(column.choices or ()),
-        help=(help + tz_help).strip(),
+        help=" ".join(p for p in (help + tz_help, reason or "") if p).strip(),
         fk_table=getattr(column.fk, "target_table", None) if column.fk is not None else None,
         fk_column=getattr(column.fk, "target_column", None) if column.fk is not None else None,
     )
@@ -413,6 +421,13 @@ def parse_value(spec: FieldSpec, text: str) -> Any:
             return uuid.UUID(text)
         except ValueError:
             raise FieldError("Enter a UUID like 123e4567-e89b-12d3-a456-426614174000.") from None
+    if t in ("inet", "cidr"):
+        try:
+            return ipaddress.ip_interface(text) if t == "inet" else ipaddress.ip_network(text)
+        except ValueError:
+            raise FieldError(
+                f"Enter an address like 192.0.2.1{'/24' if t == 'cidr' else ''}."
+            ) from None
     if t in ("json", "jsonb"):
         _parse_text(spec, text)
         try:
@@ -456,7 +471,12 @@ def parse_form(
                 continue  # left to the database: its default, or NULL
             if spec.nullable:
                 out.values[spec.name] = None
-            elif spec.type_name in TEXT_TYPES and spec.has_default and not spec.choices:
+            elif (
+                spec.type_name in TEXT_TYPES
+                and (spec.has_default or not creating)
+                and not spec.choices
+            ):
+                # An empty text is a value NOT NULL allows: a stored "" saves unchanged.
                 out.values[spec.name] = ""
             else:
                 out.errors[spec.name] = "This field is required."

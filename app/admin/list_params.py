@@ -14,6 +14,7 @@ from typing import Any
 
 from multidict import MultiMapping
 
+from app.admin import types
 from app.admin.resources import BoundResource, filter_kind
 from app.db.catalog import INTEGER_TYPES, TEXT_TYPES, Column
 from app.errors import Invalid
@@ -47,7 +48,7 @@ _INT_RANGE = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
 MAX_EXPONENT = 1000  # decimal places accepted in a numeric filter value
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TRUE, _FALSE = ("yes", "true", "1", "on"), ("no", "false", "0", "off")
-UNSORTABLE = ("json", "jsonb", "tsvector")
+MAX_TIEBREAK = 8  # columns ordering a list that is paged by position
 
 
 def parse_value(col: Column, text: str, *, strict: bool = True) -> Any:
@@ -59,6 +60,8 @@ def parse_value(col: Column, text: str, *, strict: bool = True) -> Any:
     if strict and (len(text) > MAX_VALUE or _CONTROL.search(text)):
         raise ValueError(f"at most {MAX_VALUE} printable characters")
     s = text.strip()
+    if col.choices and t not in TEXT_TYPES and not t.endswith("[]"):  # an enum: its labels
+        return text if not strict else s
     if t in INTEGER_TYPES:
         if not re.fullmatch(r"[+-]?[0-9]{1,20}", s):
             raise ValueError("a whole number")
@@ -181,25 +184,35 @@ def _bad(name: str, message: str) -> Invalid:
 
 
 def _ordering(b: BoundResource, raw: str | None) -> tuple[tuple[tuple[str, bool], ...], str]:
-    """Requested (or declared) ordering; unknown keys are ignored (LIST-2); the key is last."""
-    sortable = {c.name for c in b.list_columns} | {b.pk}
+    """Requested (or declared) ordering; unknown keys are ignored (LIST-2); the key is last.
+
+    A resource paged by position (no usable key) is ordered by its sortable columns after
+    the requested ones, so that every row has one place."""
+    sortable = {c.name for c in b.list_columns} | set(b.key)
     sortable |= {o.removeprefix("-") for o in b.resource.ordering}
     keys: list[tuple[str, bool]] = []
     for item in (raw or "").split(",")[:MAX_ORDER_KEYS] if raw else ():
         name = item.strip().removeprefix("-")
         col = b.resolve_column(name)
-        if col is None or col.name not in sortable or col.type_name in UNSORTABLE:
+        if col is None or col.name not in sortable or not types.sortable(col):
             continue
         if col.name not in (k for k, _d in keys):
             keys.append((col.name, item.strip().startswith("-")))
     used = ",".join(("-" if d else "") + n for n, d in keys)
     if not keys:
-        for item in b.resource.ordering or (f"-{b.pk}",):
+        for item in b.resource.ordering or tuple(f"-{k}" for k in b.key):
             col = b.resolve_column(item.removeprefix("-"))
-            if col is not None:
+            if col is not None and types.sortable(col):
                 keys.append((col.name, item.startswith("-")))
-    if b.pk not in (k for k, _d in keys):
-        keys.append((b.pk, keys[0][1] if keys else True))
+    named = {k for k, _d in keys}
+    if b.offset_paging:
+        for c in b.table.columns:
+            if len(keys) < MAX_TIEBREAK and c.name not in named and types.sortable(c):
+                keys.append((c.name, False))
+        return tuple(keys), used
+    for k in b.key:
+        if k not in named:
+            keys.append((k, keys[0][1] if keys else True))
     return tuple(keys), used
 
 

@@ -17,6 +17,7 @@ from markupsafe import Markup, escape
 
 from app.admin.listing import Page
 from app.admin.resources import BoundResource
+from app.admin.rowkey import path_segment
 from app.db.catalog import NUMBER_TYPES, Column
 
 # markupsafe's own C escaper without the Markup wrapping: the same text, a tenth of the cost.
@@ -167,12 +168,15 @@ class RowRenderer:
         self._searched = searched if self.pattern is not None else set()
         self.columns = b.list_columns
         self.index = [page.columns.index(c.name) for c in self.columns]
-        self.pk_index = page.columns.index(b.pk)
+        # Rows link to their edit page by key; a resource without a key has no row pages.
+        self.keyed = b.keyed
+        self.pk_index = page.columns.index(b.pk) if b.keyed else 0
+        self.key_index = [page.columns.index(k) for k in b.key] if b.composite else None
         # The first column links to the edit page and carries the list state back (LIST-7);
         # escaping is per character, so the fixed parts of the link are escaped once.
         self.href_start = str(escape(f"/admin/{b.slug}/"))
         self.href_end = str(escape("/" + (f"?{urlencode({'back': back})}" if back else "")))
-        self.selectable = selectable
+        self.selectable = selectable and b.keyed and not b.composite
         texts = [
             self._text_for(c, searched, slugs_by_table, i == 0) for i, c in enumerate(self.columns)
         ]
@@ -228,7 +232,7 @@ class RowRenderer:
                 label = names.get(value)
                 return label if label is not None else str(escape(value))
 
-            target = slugs.get(col.fk.target_table)
+            target = slugs.get(col.fk.target)
             if target is None or first:  # the first column links to this row instead
                 return name
             url = f"/admin/{target}/"
@@ -251,8 +255,13 @@ class RowRenderer:
             value = values[self.index[0]]
             if value is None:
                 parts.append(NULL)
+            elif not self.keyed:
+                parts.append(f"{self.first_start}{self.first(value)}</td>")
             else:
-                key = str(pk) if type(pk) is int else str(escape(_key_text(pk)))
+                if self.key_index is not None:
+                    key = str(escape(path_segment([values[i] for i in self.key_index])))
+                else:
+                    key = str(pk) if type(pk) is int else str(escape(_key_text(pk)))
                 parts.append(
                     f'{self.first_start}<a class="k-row-link" href="{self.href_start}{key}'
                     f'{self.href_end}">{self.first(value)}</a></td>'
@@ -266,7 +275,7 @@ class RowRenderer:
 
 def json_rows(b: BoundResource, page: Page) -> list[dict[str, Any]]:
     """Rows for `?format=json` (LIST-10): the key and list columns, JSON-typed."""
-    wanted = [b.pk] + [c.name for c in b.list_columns if c.name != b.pk]
+    wanted = list(dict.fromkeys([*b.key, *(c.name for c in b.list_columns)]))
     idx = [page.columns.index(n) for n in wanted]
     return [{n: _jsonable(r[i]) for n, i in zip(wanted, idx, strict=True)} for r in page.rows]
 

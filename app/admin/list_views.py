@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 from multidict import MultiDict
 
-from app.admin import saved_filters
+from app.admin import saved_filters, types
 from app.admin.list_params import DATE_PRESETS, ListQuery, parse_query
 from app.admin.list_render import RowRenderer, json_rows, querystring
 from app.admin.listing import (
@@ -125,7 +125,7 @@ def _draw_headers(b: BoundResource, lq: ListQuery) -> list[dict[str, Any]]:
         url = "?" + querystring(lq.state, o=key, cursor=None, last=None)
         direction = None if desc is None else ("desc" if desc else "asc")
         numeric = col.type_name in ("integer", "bigint", "smallint", "numeric") and col.fk is None
-        sortable = col.type_name not in ("json", "jsonb", "tsvector")
+        sortable = types.sortable(col)
         out.append(
             {
                 "label": b.label(col.name),
@@ -161,7 +161,7 @@ def _filters(
             item["input"] = "date"
         elif kind == "fk" and col.fk is not None:
             # The target resource's autocomplete (EDIT-9), which checks view on the target.
-            target = slugs.get(col.fk.target_table)
+            target = slugs.get(col.fk.target)
             item["lookup"] = f"/admin/{target}/lookup" if target else None
         out.append(item)
     return out
@@ -216,7 +216,9 @@ def list_context(
         "next_url": f"{base}?{querystring(state, cursor=page.next_cursor)}"
         if page.next_cursor
         else None,
-        "last_url": f"{base}?{querystring(state, last='1')}" if page.next_cursor else None,
+        "last_url": f"{base}?{querystring(state, last='1')}"
+        if page.next_cursor and not b.offset_paging
+        else None,
         "export_csv": f"{base}export.csv?{plain}",
         "export_jsonl": f"{base}export.jsonl?{plain}",
         "state_query": plain,
@@ -225,6 +227,8 @@ def list_context(
         ],
         "csrf_token": token_for(request),
         "filtered": lq.filtered,
+        "selectable": renderer.selectable,
+        "read_only_reason": b.read_only_reason,
     }
 
 

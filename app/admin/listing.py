@@ -75,7 +75,7 @@ def _table(b: BoundResource) -> str:
 
 def _param(col: Column, array: bool = False) -> str:
     """A placeholder cast to the column's type, so the predicate stays sargable (LIST-5)."""
-    cast = CAST.get(col.type_name)
+    cast = CAST.get(col.type_name) or (col.cast_type if col.choices else None)
     if cast is None:
         return "%s"
     return f"%s::{cast}[]" if array else f"%s::{cast}"
@@ -244,9 +244,19 @@ class Page:
 
 
 def selected_columns(b: BoundResource, lq: ListQuery) -> list[str]:
-    names = [b.pk] + [c.name for c in b.list_columns]
+    names = [*b.key] + [c.name for c in b.list_columns]
     names += [n for n, _d in lq.ordering]
     return list(dict.fromkeys(names))
+
+
+def _select(b: BoundResource, name: str) -> str:
+    """A list cell's select expression: opaque types come as (the start of) their text."""
+    if name in b.opaque_names:
+        return f"left({_col(b, name)}::text, {MAX_CELL_TEXT})"
+    return _col(b, name)
+
+
+MAX_CELL_TEXT = 121  # list_render.MAX_CELL + 1: enough to know the cell is cut
 
 
 def encode_cursor(
@@ -254,7 +264,19 @@ def encode_cursor(
 ) -> str:
     """An opaque, tamper-evident page link (LIST-3): the keyset values, signed with HMAC."""
     values = [encode_value(row[name]) for name, _d in lq.ordering]
-    payload = json.dumps([1, b.slug, lq.order_signature, direction, values], separators=(",", ":"))
+    return _signed(key, [1, b.slug, lq.order_signature, direction, values])
+
+
+def encode_offset(key: bytes, b: BoundResource, lq: ListQuery, offset: int) -> str:
+    """A page link by position, for resources without a usable key (see `offset_paging`)."""
+    return _signed(key, [1, b.slug, lq.order_signature, "o", [max(0, offset)]])
+
+
+MAX_OFFSET = 10_000_000
+
+
+def _signed(key: bytes, payload_items: list[Any]) -> str:
+    payload = json.dumps(payload_items, separators=(",", ":"))
     raw = payload.encode()
     mac = hmac.new(key, raw, hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(raw + mac).decode().rstrip("=")
@@ -283,9 +305,19 @@ def decode_cursor(key: bytes, b: BoundResource, lq: ListQuery, token: str) -> tu
         version != 1
         or slug != b.slug
         or signature != lq.order_signature
-        or direction not in ("n", "p")
+        or direction not in ("o", "p", "n")
+        or (direction == "o") != b.offset_paging
     ):
         raise bad
+    if direction == "o":
+        if not (
+            isinstance(values, list)
+            and len(values) == 1
+            and type(values[0]) is int
+            and 0 <= values[0] <= MAX_OFFSET
+        ):
+            raise bad
+        return direction, values
     if not isinstance(values, list) or len(values) != len(lq.ordering):
         raise bad
     typed = []
@@ -309,9 +341,30 @@ class PageQuery:
     from_cursor: bool
     backwards: bool
     prepare: bool | None
+    offset: int | None = None  # position paging: the first row's position
+
+
+def _offset_page_query(b: BoundResource, lq: ListQuery, key: bytes) -> PageQuery:
+    """Pages by position (LIMIT … OFFSET …), ordered by every sortable column so that pages
+    neither overlap nor skip rows while the data stays the same."""
+    params: list[Any] = []
+    where = _where_text(b, lq, params)
+    offset = 0
+    if lq.cursor:
+        offset = int(decode_cursor(key, b, lq, lq.cursor)[1][0])
+    names = selected_columns(b, lq)
+    order = f" ORDER BY {_order_text(b, lq.ordering, False)}" if lq.ordering else ""
+    query = (
+        f"SELECT {', '.join(_select(b, n) for n in names)} FROM {_table(b)} WHERE {where}"
+        f"{order} LIMIT {int(lq.per_page) + 1} OFFSET {offset}"
+    )
+    prepare = False if lq.words else None
+    return PageQuery(sql.SQL(query), params, names, "o", offset > 0, False, prepare, offset)
 
 
 def page_query(b: BoundResource, lq: ListQuery, key: bytes) -> PageQuery:
+    if b.offset_paging:
+        return _offset_page_query(b, lq, key)
     params: list[Any] = []
     where = _where_text(b, lq, params)
     direction, values = ("n", None)
@@ -323,7 +376,7 @@ def page_query(b: BoundResource, lq: ListQuery, key: bytes) -> PageQuery:
         where = f"{where} AND {_keyset_text(b, scan, values, params)}"
     names = selected_columns(b, lq)
     query = (
-        f"SELECT {', '.join(_col(b, n) for n in names)} FROM {_table(b)} WHERE {where}"
+        f"SELECT {', '.join(_select(b, n) for n in names)} FROM {_table(b)} WHERE {where}"
         f" ORDER BY {_order_text(b, lq.ordering, backwards)} LIMIT {int(lq.per_page) + 1}"
     )
     # Trigram searches must not become generic prepared plans: they lose the index (BASELINE).
@@ -360,6 +413,13 @@ async def read_page(
         rows.reverse()
     names = pq.columns
     page = Page(names, rows)
+    if pq.offset is not None:
+        page.at_start = pq.offset == 0
+        if pq.offset:
+            page.prev_cursor = encode_offset(key, b, lq, pq.offset - lq.per_page)
+        if more:
+            page.next_cursor = encode_offset(key, b, lq, pq.offset + lq.per_page)
+        return page
     if not rows:
         return page
     first, last = dict(zip(names, rows[0], strict=True)), dict(zip(names, rows[-1], strict=True))
@@ -387,11 +447,11 @@ async def fk_labels(
             continue
         i = page.columns.index(col.name)
         ids = list({row[i] for row in page.rows if row[i] is not None})
-        target = b.related.get(col.fk.target_table)
+        target = b.related.get(col.fk.target)
         if not ids or target is None:
             continue
         tcol = target.column(col.fk.target_column)
-        shown = display.get(target.name) or col.fk.target_column
+        shown = display.get(target.qualified) or col.fk.target_column
         key = col.fk.target_column
         cast = CAST.get(tcol.type_name) if tcol else None
         query = _labels_query(target.schema, target.name, key, shown, cast)

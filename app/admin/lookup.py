@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from app.admin import writes
 from app.admin.deletion import CAP
 from app.admin.resources import BoundResource, search_kind
 from app.db.catalog import INTEGER_TYPES, Table
@@ -49,7 +50,10 @@ async def search(
 ) -> list[dict[str, str]]:
     """EDIT-9: `[{id, label}]` for rows whose key equals q or whose name columns contain it.
 
-    Never the whole table: always a LIMIT, and an empty query gives the first rows by key."""
+    Never the whole table: always a LIMIT, and an empty query gives the first rows by key.
+    Only a single-column key can be chosen in a foreign-key field: other resources have none."""
+    if not bound.keyed or bound.composite:
+        return []
     table = bound.table
     pk = table.column(bound.pk)
     display = bound.display_column
@@ -94,7 +98,9 @@ async def labels(
     if not wanted or table.column(display) is None or table.column(key) is None:
         return {}
     col = table.column(key)
-    cast = col.type_name if col and col.type_name in (*INTEGER_TYPES, "uuid") else "text"
+    # The key's own type (from the catalog's format_type, never from input): text would not
+    # compare with a date or enum key.
+    cast = (col.cast_type if col else None) or "text"
     query = sql.SQL("SELECT {}::text, {}::text FROM {} WHERE {} = ANY(%s::{}[])").format(
         sql.Identifier(key),
         sql.Identifier(display),
@@ -125,8 +131,10 @@ async def row_with_labels(
     however many foreign keys it shows; a dangling or empty key names nothing (None)."""
     usable = [r for r in refs if r.table.column(r.display) and r.table.column(r.key)]
     shape = tuple((r.field, r.table.schema, r.table.name, r.display, r.key) for r in usable)
-    query = _row_query(bound.table.schema, bound.table.name, bound.pk, shape)
-    cur = await conn.execute(query, (pk,))
+    select = writes.row_select(bound.table, "t")
+    query = _row_query(bound.table.schema, bound.table.name, select, bound.key, shape)
+    _where, params = writes.key_where(bound, pk)
+    cur = await conn.execute(query, params)
     row = await cur.fetchone()
     if row is None:
         return None
@@ -139,7 +147,11 @@ async def row_with_labels(
 
 @lru_cache(maxsize=256)
 def _row_query(
-    schema: str, table: str, pk: str, refs: tuple[tuple[str, str, str, str, str], ...]
+    schema: str,
+    table: str,
+    select: str,
+    key: tuple[str, ...],
+    refs: tuple[tuple[str, str, str, str, str], ...],
 ) -> sql.SQL:
     """Built once per resource: composing SQL costs more than running this query."""
     names = [
@@ -151,8 +163,12 @@ def _row_query(
         )
         for field, tschema, tname, display, key in refs
     ]
-    query = sql.SQL("SELECT t.*{} FROM {} AS t WHERE t.{} = %s").format(
-        sql.SQL("").join(names), sql.Identifier(schema, table), sql.Identifier(pk)
+    where = sql.SQL(" AND ").join(
+        sql.SQL("t.{} = %({})s").format(sql.Identifier(k), sql.SQL(f"__k{i}"))
+        for i, k in enumerate(key)
+    )
+    query = sql.SQL("SELECT {}{} FROM {} AS t WHERE {}").format(
+        sql.SQL(select), sql.SQL("").join(names), sql.Identifier(schema, table), where
     )
     return sql.SQL(query.as_string(None))
 
@@ -181,12 +197,16 @@ async def inline_rows(
     columns: Sequence[str],
     limit: int,
 ) -> InlineRows:
-    pk = child.primary_key[0]
-    shown = tuple(dict.fromkeys([pk, *(c for c in columns if child.column(c))]))
+    key = child.primary_key
+    shown = tuple(dict.fromkeys([*key, *(c for c in columns if child.column(c))]))
     ident = sql.Identifier(child.schema, child.name)
     fk = sql.Identifier(fk_column)
-    query = sql.SQL("SELECT {} FROM {} WHERE {} = %s ORDER BY {} DESC LIMIT %s").format(
-        sql.SQL(", ").join(map(sql.Identifier, shown)), ident, fk, sql.Identifier(pk)
+    order = sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(k)) for k in key)
+    query = sql.SQL("SELECT {} FROM {} WHERE {} = %s {} LIMIT %s").format(
+        sql.SQL(", ").join(map(sql.Identifier, shown)),
+        ident,
+        fk,
+        sql.SQL("ORDER BY ") + order if key else sql.SQL(""),
     )
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, (parent_key, max(1, min(limit, 100))))

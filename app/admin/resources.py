@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
-from app.db.catalog import INTEGER_TYPES, NUMBER_TYPES, TEXT_TYPES, TIME_TYPES, Column, Table
+from app.admin import types
+from app.db.catalog import (
+    INTEGER_TYPES,
+    NUMBER_TYPES,
+    TEXT_TYPES,
+    TIME_TYPES,
+    Column,
+    Table,
+    split_name,
+)
 from app.errors import KeelError
 from app.names import RESERVED_SLUGS, slug_problem, slugify
 
@@ -21,6 +31,15 @@ DEFAULT_ACCESS: Mapping[str, tuple[str, ...]] = {
 FILTERABLE = NUMBER_TYPES | TIME_TYPES | {"boolean"}
 DISPLAY_CANDIDATES = ("name", "title", "label", "email", "code")
 LIST_PARAMETERS = frozenset({"q", "o", "cursor", "last", "per_page", "format"})  # list_params
+
+
+def default_slug(table: str) -> str:
+    """The URL name of a declared table: `customers` → customers, `billing.invoices` →
+    billing_invoices (a table outside `public` keeps its schema in the slug, so it cannot
+    clash with a same-named table elsewhere and its permission names never change when one
+    is added), `Kunden` → kunden, `straße` → strasse."""
+    schema, bare = split_name(table)
+    return slugify(bare if schema in (None, "public") else f"{schema}_{bare}")
 
 
 @dataclass(frozen=True)
@@ -79,11 +98,16 @@ class Resource:
         object.__setattr__(self, "inlines", tuple(self.inlines))
         object.__setattr__(self, "actions", tuple(self.actions))
         object.__setattr__(self, "fieldsets", tuple((t, tuple(f)) for t, f in self.fieldsets))
-        bare = self.table.rpartition(".")[2]
+        bare = split_name(self.table)[1]
         if self.slug is None:
-            object.__setattr__(self, "slug", slugify(bare))
+            object.__setattr__(self, "slug", default_slug(self.table))
         if self.title is None:
-            object.__setattr__(self, "title", bare.replace("_", " ").capitalize())
+            title = bare.replace("_", " ")
+            title = title[:1].upper() + title[1:]  # "Kunden", "Order lines"
+            schema = split_name(self.table)[0]
+            if schema not in (None, "public"):
+                title = f"{title} ({schema})"  # two schemas may hold the same name
+            object.__setattr__(self, "title", title)
 
     @property
     def key(self) -> str:
@@ -191,7 +215,9 @@ class BoundResource:
 
     resource: Resource
     table: Table
-    related: Mapping[str, Table] = field(default_factory=dict)  # FK target tables by table name
+    related: Mapping[str, Table] = field(default_factory=dict)  # FK targets by `schema.name`
+    # Why rows cannot be changed whatever the declaration says (a view, no primary key).
+    read_only_reason: str | None = None
 
     @property
     def slug(self) -> str:
@@ -203,8 +229,33 @@ class BoundResource:
 
     @property
     def pk(self) -> str:
-        """The primary-key column (the admin needs a single-column key)."""
+        """The (first) primary-key column; only for resources that have a key (`keyed`)."""
         return self.table.primary_key[0]
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The primary-key columns, in key order; empty for views and tables without one."""
+        return self.table.primary_key
+
+    @property
+    def keyed(self) -> bool:
+        return bool(self.table.primary_key)
+
+    @property
+    def composite(self) -> bool:
+        return len(self.table.primary_key) > 1
+
+    @cached_property
+    def opaque_names(self) -> frozenset[str]:
+        """Columns read as their text form (see app/admin/types.py)."""
+        return frozenset(c.name for c in self.table.columns if types.is_opaque(c))
+
+    @cached_property
+    def offset_paging(self) -> bool:
+        """Pages by position rather than by key (LIST-3's keyset needs a key whose values come
+        back from a page link unchanged): resources without a key, or with an exotic one."""
+        cols = [self.table.column(n) for n in self.key]
+        return not cols or not all(c is not None and types.sortable(c) for c in cols)
 
     def column(self, name: str) -> Column | None:
         return self.table.column(name)
@@ -224,7 +275,7 @@ class BoundResource:
         fk_col = self.resolve_column(rel)
         if fk_col is None or fk_col.fk is None:
             return None
-        target = self.related.get(fk_col.fk.target_table)
+        target = self.related.get(fk_col.fk.target)
         col = target.column(target_col) if target else None
         return (fk_col, target, col) if target is not None and col is not None else None
 
@@ -244,7 +295,9 @@ class BoundResource:
 
     def _default_list(self) -> tuple[str, ...]:
         shown = [
-            c.name for c in self.table.columns if c.type_name not in ("tsvector", "jsonb", "json")
+            c.name
+            for c in self.table.columns
+            if c.type_name not in ("jsonb", "json") and not types.is_opaque(c)
         ]
         return tuple(shown[:6])
 
@@ -274,6 +327,8 @@ def display_column_of(table: Table) -> str:
 
 def filter_kind(col: Column) -> str | None:
     """The filter a column gets (LIST-5), or None when its type cannot be filtered."""
+    if types.is_opaque(col):
+        return None
     if col.fk is not None:
         return "fk"
     if col.choices:
@@ -324,12 +379,15 @@ class _Checker:
         self.problems.append(Problem(level, self.r.key, option, str(name), message))
 
     def bound(self, table: Table) -> BoundResource:
-        related = {
-            fk.target_table: self.catalog[fk.target_table]
-            for fk in table.foreign_keys
-            if fk.target_table in self.catalog
-        }
-        return BoundResource(self.r, table, related)
+        related = {}
+        for fk in table.foreign_keys:
+            # Keyed by `schema.name`; a catalog may also hold a target under its bare name.
+            target = self.catalog.get(fk.target) or self.catalog.get(fk.target_table)
+            if target is not None and target.qualified == fk.target:
+                related[fk.target] = target
+        why = inherent_read_only(table)
+        resource = replace(self.r, read_only=True) if why and not self.r.read_only else self.r
+        return BoundResource(resource, table, related, why)
 
     def column(self, b: BoundResource, option: str, name: object) -> Column | None:
         col = b.resolve_column(name) if isinstance(name, str) else None
@@ -342,9 +400,13 @@ class _Checker:
         if table is None:
             self.add("table", self.r.table, "no such table (run `keel migrate`?)")
             return self.problems
-        if len(table.primary_key) != 1:
-            self.add("table", self.r.table, "needs a single-column primary key")
-            return self.problems
+        if table.is_partition:
+            self.add(
+                "table",
+                self.r.table,
+                "is a partition: declare its partitioned parent table instead",
+                "warning",
+            )
         b = self.bound(table)
         for name in self.r.list_display:
             self.column(b, "list_display", name)
@@ -358,7 +420,11 @@ class _Checker:
             self.search_field(b, name)
         for name in self.r.ordering:
             col = self.column(b, "ordering", str(name).removeprefix("-"))
-            if col is not None and table.leading_index(col.name) is None and col.name != b.pk:
+            if col is not None and not types.sortable(col):
+                self.add("ordering", name, f"cannot order by type {col.type_name}")
+            elif (
+                col is not None and table.leading_index(col.name) is None and col.name not in b.key
+            ):
                 self.add("ordering", name, "no index starts with this column", "warning")
         self.names(b)
         self.inlines(b)
@@ -425,7 +491,7 @@ class _Checker:
                 self.add("inlines", inline.table, "no such table")
                 continue
             col = child.column(inline.fk_column)
-            if col is None or col.fk is None or col.fk.target_table != b.table.name:
+            if col is None or col.fk is None or col.fk.target != b.table.qualified:
                 self.add("inlines", inline.fk_column, f"is not a foreign key to {b.table.name}")
             for name in inline.list_display:
                 if child.column(name) is None:
@@ -462,6 +528,18 @@ def bind(registry: Registry, catalog: Mapping[str, Table]) -> dict[str, BoundRes
     out: dict[str, BoundResource] = {}
     for resource in registry:
         table = catalog.get(resource.table)
-        if table is not None and table.primary_key:
+        if table is not None:
             out[resource.key] = _Checker(resource, catalog).bound(table)
     return out
+
+
+def inherent_read_only(table: Table) -> str | None:
+    """Why a relation's rows cannot be edited in the admin whatever is declared, or None."""
+    if table.kind in ("view", "materialized view"):
+        return f"This is a {table.kind}: its rows are shown read-only."
+    if not table.primary_key:
+        return (
+            "This table has no primary key, so a row cannot be named safely: "
+            "its rows are shown read-only. Add a primary key to edit them here."
+        )
+    return None

@@ -33,15 +33,15 @@ ADMIN = web.AppKey("admin", dict[str, BoundResource])  # slug → bound resource
 REGISTRY = web.AppKey("admin_registry", Registry)  # tests may set it before start-up
 WARNINGS = web.AppKey("admin_warnings", list[Problem])
 CURSOR_KEY = web.AppKey("admin_cursor_key", bytes)  # HMAC key of list page cursors (LIST-3)
-DISPLAYS = web.AppKey("admin_displays", dict[str, str])  # table → column naming its rows
-SLUGS = web.AppKey("admin_slugs", dict[str, str])  # table → resource slug, for FK links
+DISPLAYS = web.AppKey("admin_displays", dict[str, str])  # schema.table → column naming its rows
+SLUGS = web.AppKey("admin_slugs", dict[str, str])  # schema.table → resource slug, for FK links
 
 
 async def load_tables(conn: psycopg.AsyncConnection[Any], registry: Registry) -> dict[str, Table]:
     """The declared tables, their inline tables, and every table their foreign keys point to."""
     names = registry.tables() + [i.table for r in registry for i in r.inlines]
     catalog = await load_catalog(conn, list(dict.fromkeys(names)))
-    targets = {fk.target_table for t in catalog.values() for fk in t.foreign_keys}
+    targets = {fk.target for t in catalog.values() for fk in t.foreign_keys}
     missing = [t for t in sorted(targets) if t not in catalog]
     catalog.update(await load_catalog(conn, missing))
     return catalog
@@ -81,18 +81,18 @@ async def _admin(app: web.Application) -> AsyncIterator[None]:
     app[WARNINGS] = problems
     app[CURSOR_KEY] = cursor_key(app[keys.CONFIG].secret_key)
     app[DISPLAYS] = displays_of(bound)
-    app[SLUGS] = {b.table.name: b.slug for b in bound.values()}
+    app[SLUGS] = {b.table.qualified: b.slug for b in bound.values()}
     yield
 
 
 def displays_of(bound: dict[str, BoundResource]) -> dict[str, str]:
-    """Table name → the column that names its rows (declared, else a name-like column)."""
+    """`schema.table` → the column that names its rows (declared, else a name-like column)."""
     out: dict[str, str] = {}
     for b in bound.values():
-        out[b.table.name] = b.display_column
+        out[b.table.qualified] = b.display_column
     for b in bound.values():
         for target in b.related.values():
-            out.setdefault(target.name, display_column_of(target))
+            out.setdefault(target.qualified, display_column_of(target))
     return out
 
 
@@ -112,6 +112,7 @@ def get_resource(request: web.Request, slug: str | None = None) -> BoundResource
 
 async def doctor_checks(config: Config) -> list[Check]:
     """OPS-5 / RES-2: every declared name exists in this database's catalog."""
+    from app.admin.drift import drift_checks
     from app.db.pool import connect
     from app.ops.doctor import FAIL, OK, WARN, Check
 
@@ -119,6 +120,7 @@ async def doctor_checks(config: Config) -> list[Check]:
         registry = site_registry()
         async with connect(config) as conn:
             bound, problems = await check_declarations(conn, registry)
+            drift = await drift_checks(conn, registry, bound)
     except (KeelError, psycopg.Error) as exc:
         return [Check("declarations", WARN, f"not checked: {str(exc).splitlines()[0][:200]}")]
     errors = [p for p in problems if p.level == "error"]
@@ -128,4 +130,4 @@ async def doctor_checks(config: Config) -> list[Check]:
         checks.insert(0, Check("declarations", FAIL, "; ".join(str(p) for p in errors[:3]) + more))
     else:
         checks.insert(0, Check("declarations", OK, f"{len(bound)} resources match the catalog"))
-    return checks
+    return checks + drift

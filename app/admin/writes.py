@@ -15,8 +15,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Json, Jsonb
 
 from app import audit, audit_events
-from app.admin import forms
+from app.admin import forms, types
 from app.admin.resources import Action, BoundResource
+from app.admin.rowkey import audit_id, row_key
 from app.db.catalog import TIME_TYPES, Table
 from app.errors import Conflict, Invalid, NotFound
 
@@ -80,6 +81,48 @@ def adapt(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_SELECTS: dict[tuple[int, str], tuple[Table, str]] = {}
+
+
+def row_select(table: Table, alias: str = "") -> str:
+    """Every column of a row as the edit page reads it: opaque types as (at most
+    OPAQUE_TEXT_CAP characters of) their text form, so no value the driver cannot load, and
+    no megabyte of bytes, reaches the page (app/admin/types.py). Built once per table."""
+    found = _SELECTS.get((id(table), alias))
+    if found is not None and found[0] is table:
+        return found[1]
+    parts = []
+    for c in table.columns:
+        ident = sql.Identifier(alias, c.name) if alias else sql.Identifier(c.name)
+        if types.is_opaque(c):
+            expr = sql.SQL("left({}::text, {}) AS {}").format(
+                ident, sql.Literal(types.OPAQUE_TEXT_CAP), sql.Identifier(c.name)
+            )
+            parts.append(expr.as_string(None))
+        else:
+            parts.append(ident.as_string(None))
+    text = ", ".join(parts)
+    if len(_SELECTS) > 512:
+        _SELECTS.clear()
+    _SELECTS[(id(table), alias)] = (table, text)
+    return text
+
+
+def key_where(
+    bound: BoundResource, pk: Any, alias: str = ""
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """`key = value` for every key column (a composite key's `pk` is a tuple), as named
+    parameters `__k0`, `__k1`…"""
+    values = pk if bound.composite else (pk,)
+    conds = [
+        sql.SQL("{} = %({})s").format(
+            sql.Identifier(alias, k) if alias else sql.Identifier(k), sql.SQL(f"__k{i}")
+        )
+        for i, k in enumerate(bound.key)
+    ]
+    return sql.SQL(" AND ").join(conds), {f"__k{i}": v for i, v in enumerate(values)}
+
+
 def _ident(bound: BoundResource) -> sql.Composed:
     t = bound.table
     return sql.SQL("{}.{}").format(sql.Identifier(t.schema), sql.Identifier(t.name))
@@ -93,7 +136,9 @@ def audited_values(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
 
 def label_of(bound: BoundResource, row: Mapping[str, Any]) -> str:
     value = row.get(bound.display_column)
-    return str(value if value not in (None, "") else row.get(bound.pk))[:120]
+    if value in (None, "") and bound.keyed:
+        value = audit_id(bound.key, row_key(bound.key, row))
+    return str(value)[:120]
 
 
 def translate(exc: psycopg.Error, table: Table) -> Invalid:
@@ -128,16 +173,22 @@ def translate(exc: psycopg.Error, table: Table) -> Invalid:
 async def fetch_row(
     conn: psycopg.AsyncConnection[Any], bound: BoundResource, pk: Any, *, lock: bool = False
 ) -> dict[str, Any] | None:
-    query = sql.SQL("SELECT * FROM {} WHERE {} = %s{}").format(
-        _ident(bound), sql.Identifier(bound.pk), sql.SQL(" FOR UPDATE" if lock else "")
+    where, params = key_where(bound, pk)
+    query = sql.SQL("SELECT {} FROM {} WHERE {}{}").format(
+        sql.SQL(row_select(bound.table)),
+        _ident(bound),
+        where,
+        sql.SQL(" FOR UPDATE" if lock else ""),
     )
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, (pk,))
+        await cur.execute(query, params)
         return await cur.fetchone()
 
 
-async def _last_actor(conn: psycopg.AsyncConnection[Any], slug: str, pk: Any) -> str | None:
-    rows = await audit.object_history(conn, slug, pk, limit=1)
+async def _last_actor(
+    conn: psycopg.AsyncConnection[Any], bound: BoundResource, pk: Any
+) -> str | None:
+    rows = await audit.object_history(conn, bound.slug, audit_id(bound.key, pk), limit=1)
     return (rows[0].actor_email or rows[0].os_actor) if rows else None
 
 
@@ -157,11 +208,16 @@ async def insert_row(
             names.append(managed)
             exprs.append(sql.SQL("clock_timestamp()"))
     if names:
-        query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING *").format(
-            _ident(bound), sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(exprs)
+        query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING {}").format(
+            _ident(bound),
+            sql.SQL(", ").join(map(sql.Identifier, names)),
+            sql.SQL(", ").join(exprs),
+            sql.SQL(row_select(table)),
         )
     else:
-        query = sql.SQL("INSERT INTO {} DEFAULT VALUES RETURNING *").format(_ident(bound))
+        query = sql.SQL("INSERT INTO {} DEFAULT VALUES RETURNING {}").format(
+            _ident(bound), sql.SQL(row_select(table))
+        )
     try:
         async with conn.transaction():
             async with conn.cursor(row_factory=dict_row) as cur:
@@ -169,7 +225,10 @@ async def insert_row(
                 row = await cur.fetchone()
             assert row is not None
             event = audit_events.create(
-                bound.slug, row[bound.pk], label_of(bound, row), audited_values(bound.table, row)
+                bound.slug,
+                audit_id(bound.key, row_key(bound.key, row)),
+                label_of(bound, row),
+                audited_values(bound.table, row),
             )
             await audit.record(conn, ctx, event)
     except (pgerrors.IntegrityError, pgerrors.DataError) as exc:
@@ -193,7 +252,10 @@ async def update_row(
         async with conn.transaction():
             before = await fetch_row(conn, bound, pk, lock=True)
             if before is None:
-                raise NotFound(f"{bound.title} {pk} no longer exists", fix="it was deleted")
+                raise NotFound(
+                    f"{bound.title} {audit_id(bound.key, pk)} no longer exists",
+                    fix="it was deleted",
+                )
             if row_version(table, before) != version:
                 current = {k: audit.jsonable(v) for k, v in before.items()}
                 seen = dict(original) if original is not None else {}
@@ -202,7 +264,7 @@ async def update_row(
                     before,
                     row_version(table, before),
                     changes,
-                    await _last_actor(conn, bound.slug, pk),
+                    await _last_actor(conn, bound, pk),
                 )
             # A value the form sent back as it showed it is no change (times shown to the second).
             changed = {k: v for k, v in values.items() if not forms.unchanged(before.get(k), v)}
@@ -215,15 +277,18 @@ async def update_row(
                 sets.append(
                     sql.SQL("{} = clock_timestamp()").format(sql.Identifier(MANAGED_UPDATED))
                 )
-            query = sql.SQL("UPDATE {} SET {} WHERE {} = %(__pk)s RETURNING *").format(
-                _ident(bound), sql.SQL(", ").join(sets), sql.Identifier(bound.pk)
+            where, keys = key_where(bound, pk)
+            query = sql.SQL("UPDATE {} SET {} WHERE {} RETURNING {}").format(
+                _ident(bound), sql.SQL(", ").join(sets), where, sql.SQL(row_select(table))
             )
             async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(query, {**adapt(table, changed), "__pk": pk})
+                await cur.execute(query, {**adapt(table, changed), **keys})
                 after = await cur.fetchone()
             assert after is not None
             diff = audit.diff(before, after, list(changed))
-            event = audit_events.update(bound.slug, pk, label_of(bound, after), diff)
+            event = audit_events.update(
+                bound.slug, audit_id(bound.key, pk), label_of(bound, after), diff
+            )
             await audit.record(conn, ctx, event)
     except (pgerrors.IntegrityError, pgerrors.DataError) as exc:
         raise translate(exc, table) from None
@@ -234,25 +299,30 @@ async def delete_row(
     conn: psycopg.AsyncConnection[Any], ctx: audit.Context, bound: BoundResource, pk: Any
 ) -> dict[str, Any]:
     """DELETE one row (FK cascades are the database's) and record `delete` (EDIT-5, EDIT-6)."""
-    query = sql.SQL("DELETE FROM {} WHERE {} = %s RETURNING *").format(
-        _ident(bound), sql.Identifier(bound.pk)
+    where, keys = key_where(bound, pk)
+    query = sql.SQL("DELETE FROM {} WHERE {} RETURNING {}").format(
+        _ident(bound), where, sql.SQL(row_select(bound.table))
     )
     try:
         async with conn.transaction():
             async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(query, (pk,))
+                await cur.execute(query, keys)
                 row = await cur.fetchone()
             if row is None:
                 raise NotFound(
-                    f"{bound.title} {pk} does not exist", fix="it may be deleted already"
+                    f"{bound.title} {audit_id(bound.key, pk)} does not exist",
+                    fix="it may be deleted already",
                 )
             event = audit_events.delete(
-                bound.slug, pk, label_of(bound, row), audited_values(bound.table, row)
+                bound.slug,
+                audit_id(bound.key, pk),
+                label_of(bound, row),
+                audited_values(bound.table, row),
             )
             await audit.record(conn, ctx, event)
     except pgerrors.IntegrityError as exc:
         raise Conflict(
-            f"{bound.title} {pk} cannot be deleted: {translate(exc, bound.table).problem}",
+            f"{bound.title} {audit_id(bound.key, pk)} cannot be deleted: {translate(exc, bound.table).problem}",
             why=(exc.diag.message_detail or "")[:200],
             fix="remove or reassign the records that use it first",
         ) from None

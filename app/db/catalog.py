@@ -31,7 +31,17 @@ _CHOICE_CHECK = re.compile(
     r"^CHECK \(+\(?\"?(?P<col>[^\"()\s]+)\"?\)?(?:::[\w ]+)? = ANY \(+ARRAY\[(?P<items>.*)\]\)?(?:::[\w ]+\[\])?\)+$",
     re.DOTALL,
 )
-_TABLE_NAME = re.compile(r"^(?:[a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*$")
+# A declared table name: `table` or `schema.table`, each part the exact catalog name (any case,
+# any script), without control characters or double quotes (names are matched, never parsed as SQL).
+_TABLE_NAME = re.compile(r'^(?:[^."\x00-\x1f]{1,63}\.)?[^."\x00-\x1f]{1,63}$')
+# pg_class.relkind → what the admin calls it.
+KINDS = {
+    "r": "table",
+    "p": "partitioned table",
+    "v": "view",
+    "m": "materialized view",
+    "f": "foreign table",
+}
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
 
 
@@ -53,6 +63,11 @@ class ForeignKey:
         return self.columns[0]
 
     @property
+    def target(self) -> str:
+        """The target table as `schema.name`."""
+        return f"{self.target_schema}.{self.target_table}"
+
+    @property
     def target_column(self) -> str:
         return self.target_columns[0]
 
@@ -72,6 +87,9 @@ class Column:
     choices: tuple[str, ...] | None = None
     fk: ForeignKey | None = None
     is_array: bool = False
+    # The SQL type a parameter is cast to when compared with this column: the base type of a
+    # domain (a filter value need not satisfy the domain's checks), the enum type, `elem[]`.
+    cast_type: str | None = None
 
     @property
     def writable(self) -> bool:
@@ -114,6 +132,13 @@ class Table:
     indexes: tuple[Index, ...] = ()
     checks: tuple[Check, ...] = ()
     referenced_by: tuple[ForeignKey, ...] = ()  # foreign keys in other tables pointing here
+    kind: str = "table"  # a value of KINDS
+    is_partition: bool = False  # a partition of a partitioned table (its parent is the resource)
+
+    @property
+    def qualified(self) -> str:
+        """`schema.name`: how the admin keys tables (two schemas may hold the same name)."""
+        return f"{self.schema}.{self.name}"
 
     def column(self, name: str) -> Column | None:
         for c in self.columns:
@@ -155,9 +180,7 @@ class Table:
         return None
 
 
-def _type_name(typname: str, typtype: str, base: str | None) -> str:
-    if typtype == "d" and base:  # a domain: work with its base type
-        typname = base
+def _type_name(typname: str) -> str:
     return _TYPE_NAMES.get(typname, typname)
 
 
@@ -183,17 +206,30 @@ def parse_choices(definition: str) -> tuple[str, tuple[str, ...]] | None:
 
 
 _COLUMNS_SQL = """
-SELECT a.attname, t.typname, t.typtype, bt.typname AS base, a.atttypmod,
-       NOT a.attnotnull AS nullable, a.atthasdef, a.attidentity <> '' AS is_identity,
-       a.attgenerated <> '' AS is_generated, t.typcategory = 'A' AS is_array, et.typname AS elem,
+SELECT a.attname, a.atttypmod, NOT a.attnotnull AS nullable, a.atthasdef,
+       a.attidentity <> '' AS is_identity, a.attgenerated <> '' AS is_generated,
+       t.typcategory = 'A' AND t.typelem <> 0 AS is_array,
+       b.typname AS base, b.typtype AS base_kind, dom.typmod AS domain_typmod,
+       format_type(b.oid, NULL) AS base_sql,
        (SELECT array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e
-         WHERE e.enumtypid = t.oid) AS enum,
+         WHERE e.enumtypid = b.oid) AS enum,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS default_expr
   FROM pg_attribute a
   JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-  LEFT JOIN pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd'
-  LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+  -- arrays are described by their element type; domains (even nested) by their base type
+  CROSS JOIN LATERAL (
+    WITH RECURSIVE dm(oid, typmod, depth) AS (
+      SELECT CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END,
+             -1, 0
+      UNION ALL
+      SELECT p.typbasetype, p.typtypmod, dm.depth + 1
+        FROM dm JOIN pg_type p ON p.oid = dm.oid
+       WHERE p.typtype = 'd' AND dm.depth < 10
+    )
+    SELECT dm.oid, dm.typmod FROM dm ORDER BY dm.depth DESC LIMIT 1
+  ) dom
+  JOIN pg_type b ON b.oid = dom.oid
  WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum
 """
@@ -241,15 +277,35 @@ _DELETE_RULES = {
 }
 
 
-async def _relation(conn: psycopg.AsyncConnection, name: str) -> tuple[int, str, str] | None:
-    cur = await conn.execute(
-        "SELECT c.oid::int8, n.nspname, c.relname FROM pg_class c"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'v', 'm')",
-        (name,),
-    )
+_RELATION_SQL = """
+SELECT c.oid::int8, n.nspname, c.relname, c.relkind, c.relispartition
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relname = %(name)s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND (n.nspname = %(schema)s
+        OR (%(schema)s::text IS NULL AND n.nspname = ANY (current_schemas(false))))
+ ORDER BY array_position(current_schemas(false), n.nspname::text) NULLS LAST
+ LIMIT 1
+"""
+
+
+def split_name(name: str) -> tuple[str | None, str]:
+    """`schema.table` → (schema, table); a bare `table` → (None, table)."""
+    schema, _, rel = name.rpartition(".")
+    return (schema or None), rel
+
+
+async def _relation(
+    conn: psycopg.AsyncConnection, name: str
+) -> tuple[int, str, str, str, bool] | None:
+    """The relation a declared name means: the exact name in the given schema, or the first
+    schema of the search_path that has it (as PostgreSQL resolves an unqualified name)."""
+    schema, rel = split_name(name)
+    cur = await conn.execute(_RELATION_SQL, {"name": rel, "schema": schema})
     row = await cur.fetchone()
-    return (int(row[0]), row[1], row[2]) if row else None
+    if row is None:
+        return None
+    return int(row[0]), row[1], row[2], KINDS.get(row[3], "table"), bool(row[4])
 
 
 @dataclass
@@ -302,8 +358,10 @@ async def _columns(conn: psycopg.AsyncConnection, oid: int, cons: _Constraints) 
     cur = conn.cursor(row_factory=namedtuple_row)
     attributes: list[Any] = await (await cur.execute(_COLUMNS_SQL, (oid,))).fetchall()
     for a in attributes:
-        tname = _type_name(a.elem if a.is_array else a.typname, a.typtype, a.base)
-        max_len, prec, scale = _typmod_facts(tname, a.atttypmod)
+        tname = _type_name(a.base)
+        typmod = a.atttypmod if a.atttypmod >= 0 or a.is_array else a.domain_typmod
+        max_len, prec, scale = _typmod_facts(tname, typmod)
+        enum = tuple(a.enum) if a.enum and not a.is_array else None
         columns.append(
             Column(
                 name=a.attname,
@@ -316,9 +374,10 @@ async def _columns(conn: psycopg.AsyncConnection, oid: int, cons: _Constraints) 
                 default=a.default_expr,
                 is_identity=bool(a.is_identity),
                 is_generated=bool(a.is_generated),
-                choices=cons.choices.get(a.attname) or (tuple(a.enum) if a.enum else None),
+                choices=cons.choices.get(a.attname) or enum,
                 fk=single_fk.get(a.attname),
                 is_array=bool(a.is_array),
+                cast_type=f"{a.base_sql}[]" if a.is_array else a.base_sql,
             )
         )
     return columns
@@ -331,7 +390,7 @@ async def load_table(conn: psycopg.AsyncConnection, name: str) -> Table | None:
     rel = await _relation(conn, name)
     if rel is None:
         return None
-    oid, schema, relname = rel
+    oid, schema, relname, kind, is_partition = rel
     cons = await _constraints(conn, oid, schema, relname)
     columns = await _columns(conn, oid, cons)
     cur = conn.cursor(row_factory=namedtuple_row)
@@ -358,6 +417,8 @@ async def load_table(conn: psycopg.AsyncConnection, name: str) -> Table | None:
         indexes=tuple(indexes),
         checks=tuple(cons.checks),
         referenced_by=tuple(cons.referenced_by),
+        kind=kind,
+        is_partition=is_partition,
     )
 
 

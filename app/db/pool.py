@@ -9,6 +9,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from app.config import Config, redact_url
+from app.db import adapt
 from app.errors import ConfigError, DatabaseUnavailable
 
 CONNECT_TIMEOUT = 5
@@ -96,6 +97,7 @@ async def open_pool(config: Config) -> AsyncIterator[AsyncConnectionPool]:
         },
         open=False,
         name="keel",
+        configure=adapt.configure,  # dates and timestamps at ±infinity load (app/db/adapt.py)
     )
     try:
         await pool.open(wait=True, timeout=max(config.pool_timeout, CONNECT_TIMEOUT))

@@ -35,6 +35,14 @@ def resource_is_read_only(app: web.Application, slug: str) -> bool:
     return bound is not None and bound.resource.read_only
 
 
+def _inherent_reason(app: web.Application, slug: str) -> str | None:
+    """Why a view or a table without a primary key is read-only, whatever is declared."""
+    from app.admin.setup import ADMIN
+
+    bound = app.get(ADMIN, {}).get(slug)
+    return bound.read_only_reason if bound is not None else None
+
+
 def refusal(request: web.Request) -> str | None:
     """Why this request may not write, or None when it may."""
     if request.method in SAFE_METHODS or always_writable(request.path):
@@ -44,9 +52,9 @@ def refusal(request: web.Request) -> str | None:
     m = _ADMIN_SLUG.match(request.path)
     # The lookup endpoint is a GET; anything unsafe under a read-only resource is a write.
     if m and resource_is_read_only(request.app, m.group(1)):
-        return (
-            f"'{m.group(1)}' is read-only: its records can be viewed but not changed here. "
-            "The site's declaration sets read_only=True."
+        return f"'{m.group(1)}' is read-only: its records can be viewed but not changed here. " + (
+            _inherent_reason(request.app, m.group(1))
+            or "The site's declaration sets read_only=True."
         )
     return None
 

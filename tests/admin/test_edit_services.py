@@ -76,7 +76,8 @@ async def test_widgets_follow_the_column_types(conn: psycopg.AsyncConnection[Any
     assert f["profile"].widget == "json" and f["bio"].widget == "textarea"
     assert f["id"].readonly  # identity: the database fills it (EDIT-3)
     p = {s.name: s for s in fields_of(await bound(conn, "properties"))}
-    assert "search" not in p  # a generated tsvector is never a form field
+    # A generated tsvector cannot be edited: shown read-only as its text, never dropped.
+    assert p["search"].readonly and "cannot be edited" in p["search"].help
     assert p["units"].step == "1" and p["floor_area_m2"].step == "0.1"
 
 

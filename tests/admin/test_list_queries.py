@@ -243,6 +243,6 @@ async def test_a_full_or_later_page_is_counted(seeded, bound):
 async def test_foreign_key_names_come_in_one_batch(seeded, bound):
     b = bound["bookings"]
     page = await fetch_page(seeded, b, q(b), KEY)
-    await fk_labels(seeded, b, page, {"customers": "name"})
+    await fk_labels(seeded, b, page, {"public.customers": "name"})
     labels = page.labels["customer_id"]
     assert labels and all(v == f"Customer {k}" for k, v in labels.items())
