@@ -142,7 +142,6 @@ def write_project(
     resources_source: str | None = None,
     database_url: str = "",
     example: bool = False,
-    resources_count: int = 0,
 ) -> Project:
     """Write a project into `target` (created; must not exist or be empty)."""
     target = target.expanduser().absolute()
@@ -166,7 +165,7 @@ def write_project(
             fix=f"check that {parent} exists and is writable",
         ) from None
     try:
-        count = resources_count
+        count = 0
         if example:
             demo = sites.demo_site()
             for rel, path in sites.embedded_files(demo.root):
@@ -194,6 +193,10 @@ def write_project(
             readme(name, title or name.replace("_", " ").capitalize()), encoding="utf-8"
         )
         (staging / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
+        if resources_source is not None:
+            # What was generated must load as it will at serve time, before it is kept.
+            count = len(sites.load_site(staging).registry())
+            sites.forget()
         staging.chmod(0o755)
         if target.exists():
             target.rmdir()  # empty, checked above

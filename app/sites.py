@@ -238,6 +238,11 @@ def active() -> Site | None:
 _registries: dict[Path, Registry] = {}
 
 
+def forget() -> None:
+    """Drop imported declarations (after loading a project only to check it)."""
+    _forget_modules()
+
+
 def _forget_modules() -> None:
     _registries.clear()
     for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from app import sites
 from app.cli.common import common_options, out_from, run_async
 from app.config import Config, load_config
-from app.errors import ConfigError
+from app.errors import ConfigError, KeelError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,11 +32,27 @@ def run(args: argparse.Namespace) -> int:
     out = out_from(args)
     config: Config | None = None
     try:
-        config = load_config(config_path=getattr(args, "config", None))
+        config = load_config(
+            config_path=getattr(args, "config", None),
+            flags={"site_dir": getattr(args, "site", None)},
+        )
     except ConfigError as exc:
         checks = [Check("configuration", FAIL, exc.one_line())]
     else:
+        # The site named by --site or site_dir, as every other command serves it; a project
+        # that cannot load is a failed check, not a crash, so the other checks still run.
+        broken: Check | None = None
+        if config.site_dir:
+            try:
+                site = sites.load_site(config.site_dir)
+                site.registry()
+                sites.activate(site)
+            except KeelError as exc:
+                sites.activate(None)
+                broken = Check("site", FAIL, f"{exc.problem}: {exc.why}")
         checks = run_async(run_checks(config))
+        if broken is not None:
+            checks = [broken if c.name == "site" else c for c in checks]
     failed = any(c.status == FAIL for c in checks)
     if args.json:
         data: dict[str, object] = {"ok": not failed, "checks": [c.__dict__ for c in checks]}
