@@ -95,7 +95,17 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # Pool opens and migrations are checked here: a failure stops before we listen.
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:
+        # A start-up context that failed (declarations that do not match the catalog) leaves
+        # the ones before it open: close them now (the pool), not in a garbage collector's
+        # finaliser that logs a traceback on the way out.
+        await app.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        logging.getLogger("asyncio").removeFilter(quiet)
+        raise
     watchdog: asyncio.Task[None] | None = None
     try:
         sites = _sites(runner, config)

@@ -373,3 +373,37 @@ def test_dev_server_serves_the_project_directory(
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_a_declaration_naming_a_missing_table_or_column_is_explained(
+    tmp_path: Path, empty_database_url: str, secret_key: str
+) -> None:
+    """Declarations are checked against the real catalog: doctor fails with the fix, serve
+    refuses to start with Problem/Why/Fix, and nothing is changed."""
+    project = make_project(tmp_path / "acme")
+    env = keel_env(site=False, DATABASE_URL=empty_database_url, KEEL_SECRET_KEY=secret_key)
+    assert keel("--site", str(project), "migrate", env=env).returncode == 0
+    (project / "resources.py").write_text(
+        "from app.admin import Resource, register\n"
+        "REGISTRY = register(\n"
+        "    Resource('invoices', list_display=('number', 'totl')),\n"
+        "    Resource('payments'),\n"
+        ")\n"
+    )
+    doctor = keel("--site", str(project), "doctor", env=env)
+    assert doctor.returncode == 1
+    assert_no_traceback(doctor)
+    failed = [line for line in doctor.stdout.splitlines() if line.startswith("✗")]
+    assert any("declarations" in line and "totl" in line for line in failed), doctor.stdout
+    assert any("payments" in line for line in failed), doctor.stdout
+    from tests.helpers import free_port
+
+    serve = keel(
+        "--site", str(project), "serve", env={**env, "KEEL_LISTEN": f"127.0.0.1:{free_port()}"}
+    )
+    assert serve.returncode != 0
+    assert_no_traceback(serve)
+    assert "Problem: resource declarations do not match the database" in serve.stderr
+    assert "Fix:" in serve.stderr
+    assert public_tables(empty_database_url) >= {"invoices"}
+    assert "payments" not in public_tables(empty_database_url)
