@@ -138,6 +138,22 @@ def _text(maxlen: int) -> Callable[[str, object], str]:
     return parse
 
 
+def _parse_colour(key: str, raw: object) -> str:
+    text = str(raw).strip()
+    if not text:
+        return ""
+    from app.theme import ColourError, parse_hex
+
+    try:
+        return parse_hex(text)
+    except ColourError:
+        raise ConfigError(
+            key,
+            f"{text[:40]!r} is not a hex colour",
+            'write six hex digits like "#0f766e" (quoted in TOML), or leave it empty',
+        ) from None
+
+
 def _secret_key(key: str, raw: object) -> str:
     return str(raw).strip()
 
@@ -341,6 +357,14 @@ SETTINGS: tuple[Setting, ...] = (
         "socket are exempt.",
     ),
     Setting(
+        "brand_color",
+        _parse_colour,
+        "",
+        "Brand colour (#rrggbb) the admin's colours are computed from at start, contrast "
+        "checked (see `keel theme generate`). Empty: Keel's blue.",
+        example='"#0f766e"',
+    ),
+    Setting(
         "template_dir",
         _text(4096),
         "",
@@ -415,6 +439,7 @@ class Config:
     http_keepalive_timeout: float = 75.0
     http_max_connections: int = 1000
     http_max_connections_per_client: int = 100
+    brand_color: str = ""
     template_dir: str = ""
     site_dir: str = ""
     smtp_host: str = ""

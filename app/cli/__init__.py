@@ -26,6 +26,7 @@ COMMANDS = (
     "user",
     "group",
     "perm",
+    "theme",
 )
 
 

@@ -67,9 +67,10 @@ def build_app(config: Config) -> web.Application:
     app.on_response_prepare.append(on_prepare)
     app[health.MIGRATIONS] = migrate.discover()
     site = sites.active()
-    static = StaticFiles(site.static_dir if site else None)
+    static = StaticFiles(site.static_dir if site else None, config.brand_color)
     app[keys.STATIC] = static
     app[keys.RENDERER] = Renderer(config, static.url, site)
+    app[keys.RENDERER].env.globals["theme_stylesheets"] = static.theme_stylesheets()
     app.cleanup_ctx.append(_database)
     app.router.add_get("/", public.status_page, name="status")
     app.router.add_get("/healthz", health.healthz)

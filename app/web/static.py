@@ -12,6 +12,8 @@ from pathlib import Path
 from aiohttp import web
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+SITE_THEME = "site/theme.css"  # a site project's tokens file, linked on every page when present
+BRAND_CSS = "brand.css"  # generated at start from the `brand_color` setting
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ def _asset(name: str, body: bytes) -> Asset:
 class StaticFiles:
     """Loaded once at start: a handful of small files, so memory beats disk lookups."""
 
-    def __init__(self, site_static: Path | None = None) -> None:
+    def __init__(self, site_static: Path | None = None, brand_color: str = "") -> None:
         self.assets: dict[str, Asset] = {}
         root = resources.files("app.web") / "static"
         if root.is_dir():
@@ -48,6 +50,17 @@ class StaticFiles:
                     and path.resolve().is_relative_to(top)
                 ):
                     self.assets[f"site/{rel}"] = _asset(rel, path.read_bytes())
+        if brand_color:
+            # `brand_color`: the theme engine's tokens, computed once here, served like any
+            # other stylesheet (a file, not inline styles: the CSP allows only 'self').
+            from app.theme import stylesheet
+
+            self.assets[BRAND_CSS] = _asset(BRAND_CSS, stylesheet(brand_color).encode())
+
+    def theme_stylesheets(self) -> list[str]:
+        """Linked after keel.css, in this order: the site's `static/theme.css` (written by
+        `keel theme generate`), then the `brand_color` stylesheet, so configuration wins."""
+        return [self.url(name) for name in (SITE_THEME, BRAND_CSS) if name in self.assets]
 
     def url(self, name: str) -> str:
         asset = self.assets.get(name)
