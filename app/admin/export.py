@@ -20,6 +20,7 @@ from app.admin.setup import get_resource
 from app.audit import record
 from app.web import keys
 from app.web.auth import audit_context, require
+from app.web.compression import stream_compression
 
 ROW_CAP = 100_000
 BATCH = 2_000
@@ -121,6 +122,7 @@ async def _export(request: web.Request, fmt: str) -> web.StreamResponse:
             "Content-Disposition": f'attachment; filename="{b.slug}-{stamp}.{fmt}"',
         }
     )
+    stream_compression(request, response)
     sent, complete = 0, False
     async with request.app[keys.POOL].connection() as conn:
         try:

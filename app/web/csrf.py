@@ -81,6 +81,25 @@ def _mac(key: bytes, kind: bytes, value: str) -> str:
     return hmac.new(key, kind + digest, hashlib.sha256).hexdigest()
 
 
+def _mask(mac: str) -> str:
+    """A fresh random pad XORed over the token on every page, so that no two responses carry
+    the same bytes: a compressed page cannot leak it to a size-watching attacker (BREACH).
+    Pad and masked half-MAC (128 bits) keep the 64 hex characters of the bare token."""
+    pad = secrets.token_bytes(16)
+    return (pad + bytes(a ^ b for a, b in zip(pad, bytes.fromhex(mac)[:16], strict=True))).hex()
+
+
+def _matches(mac: str, sent: str) -> bool:
+    """A bare token (scripts, tests) or a masked one from a page."""
+    try:
+        raw = bytes.fromhex(sent)
+    except ValueError:
+        return False
+    unmasked = bytes(a ^ b for a, b in zip(raw[:16], raw[16:], strict=True))
+    bare = hmac.compare_digest(mac, sent)
+    return hmac.compare_digest(unmasked, bytes.fromhex(mac)[:16]) or bare
+
+
 def token_for_cookie(secret_key: str, cookie: str, *, session: bool = True) -> str:
     """The form token for a session (or pre-session) cookie; tests use it to post forms."""
     return _mac(derive_key(secret_key), b"s:" if session else b"p:", cookie)
@@ -93,12 +112,12 @@ def token_for(request: web.Request) -> str:
     if current_session(request) is not None:
         cookie = request.cookies.get(session_cookie(request), "")
         if cookie:
-            return _mac(key, b"s:", cookie)
+            return _mask(_mac(key, b"s:", cookie))
     pre = request.get(_NEW_PRE) or request.cookies.get(pre_cookie(request), "")
     if not _well_formed(pre):
         pre = secrets.token_urlsafe(32)
         request[_NEW_PRE] = pre
-    return _mac(key, b"p:", pre)
+    return _mask(_mac(key, b"p:", pre))
 
 
 def _well_formed(value: str) -> bool:
@@ -117,7 +136,7 @@ def _valid(request: web.Request, sent: str) -> str | None:
     # that needs a signed-in user (SEC-1: bound to the session).
     for kind, name in ((b"s:", session_cookie(request)), (b"p:", pre_cookie(request))):
         cookie = request.cookies.get(name, "")
-        if cookie and hmac.compare_digest(_mac(key, kind, cookie), sent) and bound is None:
+        if cookie and _matches(_mac(key, kind, cookie), sent) and bound is None:
             bound = "session" if kind == b"s:" else "pre"
     return bound
 

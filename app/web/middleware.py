@@ -17,6 +17,7 @@ from app.ops.logging import request_id_var
 from app.web import keys
 from app.web.auth import PRINCIPAL
 from app.web.auth_middleware import login_required, session_actor
+from app.web.compression import compression
 from app.web.connections import body_deadline
 from app.web.csrf import csrf_guard
 from app.web.flash import clear_shown
@@ -228,6 +229,7 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
 MIDDLEWARES = [
     request_log,
     body_deadline,  # a body that does not arrive in time closes the connection
+    compression,  # outside everything that renders a body, error pages included
     security_headers,
     clear_shown,  # after error pages rendered, so a 403 page that showed a message clears it
     error_pages,

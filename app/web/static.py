@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
+
+from app.web import compression
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 SITE_THEME = "site/theme.css"  # a site project's tokens file, linked on every page when present
@@ -21,11 +23,19 @@ class Asset:
     body: bytes
     content_type: str
     digest: str
+    # Compressed once at start, by coding ("gzip", "br"): assets never change while serving.
+    encoded: dict[str, bytes] = field(default_factory=dict)
 
 
 def _asset(name: str, body: bytes) -> Asset:
     ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return Asset(body, ctype, hashlib.sha256(body).hexdigest()[:12])
+    encoded: dict[str, bytes] = {}
+    if compression.compressible(ctype) and len(body) >= compression.MIN_SIZE:
+        for coding in ("gzip", "br") if compression.BROTLI is not None else ("gzip",):
+            packed = compression.encode(body, coding)
+            if len(packed) < len(body):
+                encoded[coding] = packed
+    return Asset(body, ctype, hashlib.sha256(body).hexdigest()[:12], encoded)
 
 
 class StaticFiles:
@@ -76,10 +86,19 @@ class StaticFiles:
         asset = self.assets.get(key)
         if asset is None:
             raise web.HTTPNotFound()
-        etag = f'"{asset.digest}"'
+        coding = compression.accepted(request) if asset.encoded else None
+        body = asset.encoded.get(coding or "", asset.body)
+        coding = coding if body is not asset.body else None
+        # Each encoding is its own representation, with its own validator.
+        etag = f'"{asset.digest}-{coding}"' if coding else f'"{asset.digest}"'
         cache = IMMUTABLE if request.query.get("v") == asset.digest else "public, max-age=300"
+        headers = {"ETag": etag, "Cache-Control": cache}
+        if asset.encoded:
+            headers["Vary"] = "Accept-Encoding"
         if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=304, headers={"ETag": etag, "Cache-Control": cache})
+            return web.Response(status=304, headers=headers)
+        if coding:
+            headers["Content-Encoding"] = coding
         charset = (
             "utf-8"
             if asset.content_type.startswith("text/")
@@ -87,8 +106,5 @@ class StaticFiles:
             else None
         )
         return web.Response(
-            body=asset.body,
-            content_type=asset.content_type,
-            charset=charset,
-            headers={"ETag": etag, "Cache-Control": cache},
+            body=body, content_type=asset.content_type, charset=charset, headers=headers
         )

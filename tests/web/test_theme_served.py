@@ -46,3 +46,20 @@ async def test_brand_color_changes_the_served_stylesheet(
         assert "style-src 'self'" in resp.headers["Content-Security-Policy"]
         hrefs.append(links[1])
     assert hrefs[0] != hrefs[1]
+
+
+def test_a_sites_theme_css_is_linked_before_brand_color(tmp_path) -> None:
+    """A site ships `static/theme.css` (from `keel theme generate --output`); `brand_color`,
+    when also set, comes after it: the host's configuration has the last word."""
+    from app.web.static import StaticFiles
+
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    assert StaticFiles(static).theme_stylesheets() == []
+    (static / "theme.css").write_text(theme.stylesheet("#0f766e"))
+    assert [u.split("?")[0] for u in StaticFiles(static).theme_stylesheets()] == [
+        "/static/site/theme.css"
+    ]
+    both = StaticFiles(static, "#c4302b").theme_stylesheets()
+    assert [u.split("?")[0] for u in both] == ["/static/site/theme.css", "/static/brand.css"]
