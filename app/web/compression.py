@@ -20,9 +20,10 @@ from aiohttp import hdrs, web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MIN_SIZE = 1024  # below this the headers outweigh the saving
-# zlib level 6 (the default) costs about twice level 1's CPU for a few per cent less; 5 is
-# within 1 % of 6 on Keel's pages at less CPU. Measured in docs/benchmarks.md.
-GZIP_LEVEL = 5
+# Pages are compressed on every request, on a server whose limit is CPU: zlib level 1 costs
+# about half of the default level 6 for a slightly larger body (docs/benchmarks.md). Static
+# assets are compressed once, at level 9.
+GZIP_LEVEL = 1
 _TEXT_TYPES = frozenset(
     {
         "application/json",
@@ -74,10 +75,11 @@ def accepted(request: web.Request, *, brotli: bool = True) -> str | None:
     return None
 
 
-def encode(body: bytes, coding: str) -> bytes:
+def encode(body: bytes, coding: str, *, best: bool = False) -> bytes:
+    """`best`: the smallest output, for what is compressed once (static assets)."""
     if coding == "br":
-        return bytes(BROTLI.compress(body, quality=5))
-    packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip framing
+        return bytes(BROTLI.compress(body, quality=11 if best else 5))
+    packer = zlib.compressobj(9 if best else GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip framing
     return packer.compress(body) + packer.flush()
 
 

@@ -32,7 +32,7 @@ def _asset(name: str, body: bytes) -> Asset:
     encoded: dict[str, bytes] = {}
     if compression.compressible(ctype) and len(body) >= compression.MIN_SIZE:
         for coding in ("gzip", "br") if compression.BROTLI is not None else ("gzip",):
-            packed = compression.encode(body, coding)
+            packed = compression.encode(body, coding, best=True)
             if len(packed) < len(body):
                 encoded[coding] = packed
     return Asset(body, ctype, hashlib.sha256(body).hexdigest()[:12], encoded)
