@@ -26,6 +26,8 @@ COMMANDS = (
     "user",
     "group",
     "perm",
+    "ai",
+    "memory",
 )
 
 
