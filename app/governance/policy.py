@@ -244,7 +244,14 @@ def _remove(lines: list[str], name: str) -> list[str]:
     quoted = re.escape(f'"{name}"')
     own_line = re.compile(rf"^\s*{quoted}\s*,?\s*(#.*)?$")
     out: list[str] = []
+    table = ""
     for line in lines:
+        m = _TABLE.match(_strip_comment(line))
+        if m:
+            table = m.group(1)
+        if table != "capabilities":  # [approvals] lists name capabilities too: leave them
+            out.append(line)
+            continue
         if own_line.match(line):
             continue
         code = _strip_comment(line)
