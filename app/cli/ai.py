@@ -99,9 +99,9 @@ def decide(args: argparse.Namespace, action: Any, events: Any) -> Any:
     from app.cli.common import config_from, run_async
     from app.governance.approvers import decide as decide_async
 
-    password = read_password(args)
-    config = config_from(args)
+    config = config_from(args)  # a bad configuration fails before the password is asked
     ctx = cli_context(config)
+    password = read_password(args)
     return run_async(
         decide_async(config, ctx, args.as_email, password, action=action, events=events)
     )

@@ -23,6 +23,11 @@ KINDS = ("decision", "rejected", "assumption", "intent", "onboarding", "history"
 REDACTION_CLASSES = (
     "password", "token", "mfa_secret", "backup_code", "pii", "credential", "operational",
 )  # fmt: skip
+HEADINGS = {
+    "decision": "Decisions", "rejected": "Rejected options", "assumption": "Assumptions",
+    "intent": "Intents", "onboarding": "Onboarding", "history": "History",
+    "open-tension": "Tensions in detail",
+}  # fmt: skip
 FIELDS = (
     "id", "kind", "title", "subjects", "sources", "author", "ratified_by", "date",
     "correlation_id", "foundational", "supersedes",
@@ -182,6 +187,7 @@ def redact(
         )
     if not reason.strip():
         raise UsageError("a redaction needs a reason", fix='add --reason "why it must go"')
+    ensure_clean(reason, "the reason")
     body_lines = get(root, entry_id).body.splitlines()
     if not lines or any(n < 1 or n > len(body_lines) for n in lines):
         raise UsageError(
@@ -336,7 +342,7 @@ def render(entries: dict[str, Entry]) -> str:
         group = [e for e in current if e.kind == kind]
         if not group:
             continue
-        out += [f"## {kind.replace('-', ' ').capitalize()}", ""]
+        out += [f"## {HEADINGS[kind]}", ""]
         for e in group:
             facts = [e.date, f"by {e.author}"]
             if e.ratified_by:

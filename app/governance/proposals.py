@@ -220,6 +220,7 @@ def propose(
         raise UsageError("a proposal needs a title", fix='add --title "what this changes and why"')
     if memory is None and not files:
         raise UsageError("a proposal needs at least one file", fix="add --file PATH=SOURCE")
+    ensure_clean(title, "the title")
     staged: list[Staged] = []
     caps = {capability, *extra_capabilities}
     seen: set[str] = set()

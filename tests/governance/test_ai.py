@@ -364,3 +364,17 @@ def test_bad_input_is_explained_never_a_traceback(keel: Keel, tmp_path: Path) ->
         r = keel(*args)
         assert r.code == code, (args, r.err)
         assert r.err.startswith("Problem:") and "Traceback" not in r.err, (args, r.err)
+
+
+def test_apply_refuses_to_overwrite_a_file_changed_since_staging(
+    keel: Keel, project: Path, tmp_path: Path
+) -> None:
+    keel("ai", "init")
+    keel("ai", "allow", "edit_existing_code")
+    src = stage(tmp_path, "r", "REGISTRY = ()\n")
+    pid = proposal_id(keel("ai", "propose", "edit_existing_code", "--title", "t",
+                           "--file", f"resources.py={src}").out)  # fmt: skip
+    (project / "resources.py").write_text("# edited by a person meanwhile\n")
+    r = keel("ai", "apply", pid)
+    assert r.code == 1 and "changed since proposal" in r.err
+    assert (project / "resources.py").read_text() == "# edited by a person meanwhile\n"
