@@ -220,3 +220,20 @@ async def test_redaction_needs_two_approvers_keeps_the_front_matter_and_is_audit
         and meta["reason"] == "a person's phone number"
     )
     assert meta["approvers"] == [people["admin1"], people["dev"]]
+
+
+def test_the_server_and_the_build_never_read_governance_files(keel: Keel, project: Path) -> None:
+    from app import sites
+
+    allow_memory(keel)
+    remember(keel, "remember", "decision", "--title", "A", "--body", "Alpha.")
+    assert keel("memory", "render").code == 0
+    embedded = [rel for rel, _ in sites.embedded_files(project)]
+    assert not [rel for rel in embedded if rel.startswith(".keel") or rel == "MEMORY.md"]
+    app_dir = Path(sites.__file__).parent
+    readers = [
+        path.relative_to(app_dir).as_posix()
+        for path in app_dir.rglob("*.py")
+        if "app.governance" in path.read_text() and path.parts[-2] not in ("governance", "cli")
+    ]
+    assert readers == []
