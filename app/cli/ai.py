@@ -350,6 +350,9 @@ def run_status(args: argparse.Namespace, out: Out) -> int:
             out.result(f"  {name:<{width}}  {policy.CATALOGUE[name][0]}{extra}")
     out.result("")
     out.result("Proposals: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for p in items:
+        if p.status == "pending":
+            out.result(f"  {p.id}  {len(p.approvals)}/{p.approvals_needed}  {p.title}")
     if counts["pending"]:
         out.next_step("keel ai list --status pending")
     return 0

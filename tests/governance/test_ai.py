@@ -218,6 +218,7 @@ async def test_the_two_approver_lifecycle_with_real_users(
     )
     assert ok.code == 0, ok.err
     assert "1 of 2" in ok.out
+    assert f"{pid}  1/2  Notes on customers" in keel("ai", "status").out
     twice = keel("ai", "approve", pid, "--as", people["admin1"], "--password-stdin",
                  input=PASSWORD + "\n")  # fmt: skip
     assert twice.code == 1 and "already approved" in twice.err

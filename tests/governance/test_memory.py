@@ -214,6 +214,18 @@ async def test_redaction_needs_two_approvers_keeps_the_front_matter_and_is_audit
         ("memory_redacted", people["dev"], entry_id),
     ]
     meta = rows[-1][3]
+    assert meta["class"] == "pii"
+
+    nope = proposal_id(keel("memory", "remember", "rejected", "--title", "Use MongoDB",
+                            "--body", "We considered it.").out)  # fmt: skip
+    assert nope in keel("memory", "pending").out
+    r = keel("memory", "reject", nope, "--reason", "wrong kind of entry", "--as", people["admin2"],
+             *as_, input=PASSWORD + "\n")  # fmt: skip
+    assert r.code == 0, r.err
+    assert "No memory proposals waiting" in keel("memory", "pending").out
+    late = keel("memory", "apply", nope, "--as", people["admin2"], *as_, input=PASSWORD + "\n")
+    assert late.code == 1 and "rejected" in late.err
+    assert audit_rows(database_url)[-1][:3] == ("ai_proposal_rejected", people["admin2"], nope)
     assert (
         meta["class"] == "pii"
         and meta["lines"] == [1]
