@@ -20,8 +20,8 @@ from app.cli.ai import (
 )
 from app.cli.common import common_options, out_from
 from app.errors import KeelError, UsageError
-from app.governance.memory import KINDS
-from app.governance.memory import REDACTION_CLASSES as CLASSES
+from app.governance import KINDS
+from app.governance import REDACTION_CLASSES as CLASSES
 
 if TYPE_CHECKING:
     from app.audit_events import Event

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import KeelError, NotFound, UsageError
-from app.governance import log, proposals
+from app.governance import KINDS, REDACTION_CLASSES, log, proposals
 from app.governance.proposals import Approver, Proposal
 from app.governance.secrets_scan import ensure_clean
 
@@ -19,10 +19,6 @@ MEMORY_DIR = Path(".keel") / "memory"
 ENTRIES_DIR = MEMORY_DIR / "entries"
 CHAIN_FILE = MEMORY_DIR / "chain.jsonl"
 RENDER_FILE = Path("MEMORY.md")
-KINDS = ("decision", "rejected", "assumption", "intent", "onboarding", "history", "open-tension")
-REDACTION_CLASSES = (
-    "password", "token", "mfa_secret", "backup_code", "pii", "credential", "operational",
-)  # fmt: skip
 HEADINGS = {
     "decision": "Decisions", "rejected": "Rejected options", "assumption": "Assumptions",
     "intent": "Intents", "onboarding": "Onboarding", "history": "History",
