@@ -63,11 +63,12 @@ def test_redaction_needs_two_approvers_whatever_the_policy_says(tmp_path: Path) 
 
 
 def test_an_edit_that_would_not_read_back_is_refused_and_nothing_written(tmp_path: Path) -> None:
-    # A multi-line inline table the editor does not understand: refuse rather than guess.
-    text = '[capabilities]\nallowed = [ "create_resource",\n  "draft_migration" ] ; \n'
+    # Valid TOML in a style the editor does not handle (literal strings): refuse, never guess.
+    text = "[capabilities]\nallowed = ['create_resource']\n"
     path = write(tmp_path, text)
-    with pytest.raises(KeelError):
-        policy.move(tmp_path, "delete_data", "allowed")
+    assert policy.load(tmp_path).buckets["create_resource"] == "allowed"
+    with pytest.raises(KeelError, match="cannot edit"):
+        policy.move(tmp_path, "create_resource", "blocked")
     assert path.read_text() == text
 
 
