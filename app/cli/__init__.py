@@ -27,6 +27,8 @@ COMMANDS = (
     "group",
     "perm",
     "theme",
+    "ai",
+    "memory",
 )
 
 
