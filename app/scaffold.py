@@ -46,6 +46,8 @@ keel.toml
 dist/
 __pycache__/
 *.pyc
+# The lock file `keel ai` takes while it appends to its log.
+.keel/ai/.lock
 """
 
 
@@ -121,6 +123,8 @@ Before the first sign-in, create an administrator:
 `keel --config keel.toml user create --email you@example.com --role administrator`.
 
 Add a table with `keel --site . startapp invoices --field number:str --field total:decimal`.
+What an AI coding assistant may change here, and why the project is the way it is:
+`keel ai status`, `keel memory show` (`keel docs governance`).
 Deploying `dist/{name}` under systemd, upgrading and backups: `keel docs your-tables`.
 """
 

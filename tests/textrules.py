@@ -134,5 +134,6 @@ def pointers_outside(source: str) -> list[str]:
 
 def undefined_ids(source: str, defined: set[str]) -> list[str]:
     """Requirement ids used in `source` that docs/requirements.md does not define."""
-    ids = re.findall(r"\b[A-Z][A-Z0-9]{1,5}-\d+\b", source)
+    # Not inside a character range such as `[A-Z0-9]` (a regular expression, not an id).
+    ids = re.findall(r"(?<![\w-])[A-Z][A-Z0-9]{1,5}-\d+\b", source)
     return sorted({i for i in ids if i not in defined and i not in ALLOWED})
