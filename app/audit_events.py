@@ -305,7 +305,7 @@ def login_succeeded(
 
 def login_failed(
     email: str,
-    reason: Literal["wrong_password", "inactive", "locked"],
+    reason: Literal["wrong_password", "wrong_code", "inactive", "locked"],
     *,
     user_id: int | None = None,
     details: Details = None,

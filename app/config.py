@@ -112,6 +112,34 @@ def _parse_url(key: str, raw: object, schemes: tuple[str, ...]) -> str:
     return text
 
 
+# The role ladder of app/authority/principal.py (tests/test_config.py checks they agree); the
+# configuration is read before, and without, the authority modules.
+_ROLE_NAMES = ("user", "staff", "supervisor", "administrator", "developer")
+
+
+def parse_mfa_policy(key: str, raw: object) -> str:
+    """`off`, `optional`, `required` or `required:<role>,<role>`, normalised."""
+    text = str(raw).strip().lower().replace(" ", "")
+    fix = "write off, optional, required, or required:<role>,<role> such as required:administrator"
+    if text in ("off", "disabled"):
+        return "off"
+    if text in ("optional", "required"):
+        return text
+    if text.startswith("required:"):
+        names = [r for r in text[len("required:") :].split(",") if r]
+        unknown = [r for r in names if r not in _ROLE_NAMES]
+        if unknown:
+            raise ConfigError(
+                key,
+                f"{', '.join(unknown)[:60]!r} is not a role",
+                f"use roles from: {', '.join(_ROLE_NAMES)}",
+            )
+        if not names:
+            raise ConfigError(key, "no role is listed after required:", fix)
+        return "required:" + ",".join(sorted(set(names), key=_ROLE_NAMES.index))
+    raise ConfigError(key, f"{str(raw)[:40]!r} is not a policy", fix)
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[str, object], str]:
     def parse(key: str, raw: object) -> str:
         text = str(raw).strip().lower()
@@ -297,9 +325,26 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "mfa_policy",
-        _text(200),
+        parse_mfa_policy,
         "optional",
-        "disabled, optional, required, or roles:<role>,<role> (second factor required for those).",
+        "Two-step sign-in: off (hidden), optional (each user chooses), required (everyone), or"
+        " required:<role>,<role> (required for those roles, e.g. required:administrator,developer).",
+        example="required:administrator,developer",
+    ),
+    Setting(
+        "mfa_grace_period",
+        parse_duration,
+        604800.0,
+        "How long a user whom mfa_policy requires to set up two-step sign-in may still sign in"
+        " with the password alone (held on the set-up page), counted from that first sign-in.",
+        example="7d",
+    ),
+    Setting(
+        "mfa_pending_lifetime",
+        parse_duration,
+        300.0,
+        "How long a sign-in waits for the two-step code after the password before it ends.",
+        example="5m",
     ),
     Setting(
         "read_only", _parse_bool, False, "Refuse all writes except sign-in and own-account pages."
@@ -430,6 +475,8 @@ class Config:
     login_lock_duration: float = 900.0
     login_ip_limit: int = 30
     mfa_policy: str = "optional"
+    mfa_grace_period: float = 604800.0
+    mfa_pending_lifetime: float = 300.0
     read_only: bool = False
     log_format: str = "auto"
     log_level: str = "info"

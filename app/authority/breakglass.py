@@ -15,7 +15,7 @@ import psycopg
 
 from app import audit
 from app import audit_events as events
-from app.authority import guards, users
+from app.authority import guards, mfa, users
 from app.authority.roles import parse_role
 from app.errors import Invalid, KeelError
 
@@ -120,11 +120,7 @@ async def disable_mfa(
     reason = check_reason(reason)
     async with conn.transaction():
         user = await _begin(conn, email)
-        await conn.execute(
-            "UPDATE keel_users SET mfa_secret_enc = NULL, mfa_enabled_at = NULL,"
-            " mfa_last_step = NULL, updated_at = now() WHERE id = %s",
-            (user.id,),
-        )
+        await mfa.clear_enrolment(conn, user.id)  # the secret's nonce and every backup code
         await _record(conn, ctx, "disable-mfa", user, reason, mfa_was_enabled=user.mfa_enabled)
         await users.revoke_sessions(conn, ctx, user.id, "mfa_disabled_by_other")
     return Result(await users.get(conn, user.id))

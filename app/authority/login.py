@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -22,7 +22,7 @@ log = logging.getLogger("keel.login")
 Conn = psycopg.AsyncConnection[Any]
 # Lends a connection for one step: the app's `pool.connection`, or `using(conn)`.
 Db = Callable[[], AbstractAsyncContextManager[Conn]]
-Reason = Literal["unknown", "wrong_password", "inactive", "locked"]
+Reason = Literal["unknown", "wrong_password", "inactive", "locked", "enrolment_overdue"]
 EMAIL_MAX = 320
 
 
@@ -71,6 +71,18 @@ class Account:
     locked_until: datetime | None
     role: str
     must_change_password: bool
+    mfa_enabled: bool
+
+
+@dataclass(frozen=True)
+class SecondFactor:
+    """What sign-in needs to know about the second factor (MFA-3/4), given by the caller so this
+    module does not import the MFA module: how long a session owing a code lives (None: the
+    feature is off, the password alone signs in), and whether the grace period to set one up
+    is over for an account."""
+
+    pending_lifetime: float | None = None
+    overdue: Callable[[Conn, Account, datetime], Awaitable[bool]] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +97,8 @@ class LoginResult:
 
 
 _ACCOUNT = (
-    "SELECT id, email, password_hash, is_active, locked_until, role, must_change_password"
-    " FROM keel_users"
+    "SELECT id, email, password_hash, is_active, locked_until, role, must_change_password,"
+    " mfa_enabled_at IS NOT NULL FROM keel_users"
 )
 
 
@@ -114,7 +126,7 @@ async def account_by_id(conn: Conn, user_id: int, *, for_update: bool = False) -
     return Account(*row) if row else None
 
 
-async def _reserve(conn: Conn, user_id: int, now: datetime, throttle: Throttle) -> bool:
+async def reserve(conn: Conn, user_id: int, now: datetime, throttle: Throttle) -> bool:
     """Check the lock BEFORE verifying (LOGIN-2) and count this try as a failure until proven
     right, so even concurrent guesses on several hosts get at most `failures` verifications."""
     async with conn.transaction():
@@ -132,7 +144,7 @@ async def _reserve(conn: Conn, user_id: int, now: datetime, throttle: Throttle) 
     return True
 
 
-async def _failed(
+async def failed(
     conn: Conn,
     ctx: audit.Context,
     account: Account,
@@ -140,9 +152,10 @@ async def _failed(
     throttle: Throttle,
     *,
     site_name: str = "Keel",
+    reason: Literal["wrong_password", "wrong_code"] = "wrong_password",
     **meta: Any,
 ) -> None:
-    """A wrong password: count it, lock on the threshold, audit both (LOGIN-2, LOGIN-4)."""
+    """A wrong password or second-factor code: count it, lock on the threshold, audit both (LOGIN-2, LOGIN-4)."""
     async with conn.transaction():
         await account_by_id(conn, account.id, for_update=True)
         failures = await ratelimit.count(conn, throttle.fail_limit, account.id, now=now)
@@ -158,7 +171,7 @@ async def _failed(
         await audit.record(
             conn,
             ctx,
-            events.login_failed(account.email, "wrong_password", user_id=account.id, details=meta),
+            events.login_failed(account.email, reason, user_id=account.id, details=meta),
         )
         if failures >= throttle.failures and row and row[0] == until:
             await audit.record(
@@ -207,7 +220,7 @@ async def check_password(
     if account is None or not account.is_active:
         await hasher.dummy_verify(password)
         return False
-    if not await _reserve(conn, account.id, at, throttle):
+    if not await reserve(conn, account.id, at, throttle):
         await hasher.dummy_verify(password)
         await audit.record(
             conn,
@@ -221,7 +234,7 @@ async def check_password(
     if ok:
         await ratelimit.clear(conn, throttle.fail_limit, account.id)
         return True
-    await _failed(conn, ctx, account, at, throttle, during=during)
+    await failed(conn, ctx, account, at, throttle, during=during)
     return False
 
 
@@ -247,6 +260,7 @@ async def login(
     throttle: Throttle = Throttle(),
     current: tuple[int, int] | None = None,
     site_name: str = "Keel",
+    second_factor: SecondFactor | None = None,
 ) -> LoginResult:
     """One sign-in attempt (`current` = (session id, user id) of a session this browser already
     holds; it is retired, SESS-5). Raises RateLimited past the per-IP limit (LOGIN-3); otherwise a
@@ -274,7 +288,7 @@ async def login(
             await audit.record(conn, ctx, event)
         return LoginResult(False, "inactive", account)
     async with db() as conn:
-        allowed = await _reserve(conn, account.id, at, throttle)
+        allowed = await reserve(conn, account.id, at, throttle)
     if not allowed:
         await hasher.dummy_verify(password)
         async with db() as conn:
@@ -284,7 +298,7 @@ async def login(
     ok, needs_rehash = await hasher.verify(account.password_hash, password)
     async with db() as conn:
         if not ok:
-            await _failed(conn, ctx, account, at, throttle, site_name=site_name)
+            await failed(conn, ctx, account, at, throttle, site_name=site_name)
             return LoginResult(False, "wrong_password", account)
         rehashed = False
         if needs_rehash and account.password_hash:
@@ -293,9 +307,22 @@ async def login(
                 conn, hasher, user_id=account.id, stored_hash=account.password_hash,
                 password=password,
             )  # fmt: skip
+        factor = second_factor or SecondFactor()
+        if factor.overdue is not None and await factor.overdue(conn, account, at):
+            # MFA-4: the grace period to set up the second factor is over; the password is
+            # right but alone it no longer signs in. Not a failure of the password: no count.
+            async with conn.transaction():
+                await ratelimit.clear(conn, throttle.fail_limit, account.id)
+                event = events.login_failed(
+                    account.email, "locked", user_id=account.id,
+                    details={"cause": "second_factor_setup_overdue"},
+                )  # fmt: skip
+                await audit.record(conn, ctx, event)
+            return LoginResult(False, "enrolment_overdue", account)
+        pending = account.mfa_enabled and factor.pending_lifetime is not None
         return await _succeeded(
             conn, ctx, account, now=at, absolute=absolute, throttle=throttle, current=current,
-            rehashed=rehashed,
+            rehashed=rehashed, pending_for=factor.pending_lifetime if pending else None,
         )  # fmt: skip
 
 
@@ -309,15 +336,9 @@ async def _succeeded(
     throttle: Throttle,
     current: tuple[int, int] | None,
     rehashed: bool,
+    pending_for: float | None = None,
 ) -> LoginResult:
     async with conn.transaction():
-        # Success resets the counter (LOGIN-2).
-        await ratelimit.clear(conn, throttle.fail_limit, account.id)
-        await conn.execute(
-            "UPDATE keel_users SET failed_login_count = 0, locked_until = NULL, last_login_at = %s"
-            " WHERE id = %s",
-            (now, account.id),
-        )
         parent = None
         if current is not None:
             # SESS-5: a new token on login; a session already in this browser is retired.
@@ -332,11 +353,39 @@ async def _succeeded(
             ip=ctx.ip,
             user_agent=ctx.user_agent,
             parent_id=parent,
+            trust="pending" if pending_for is not None else "authenticated",
+            expires_at=now + timedelta(seconds=pending_for) if pending_for is not None else None,
         )
-        ctx = replace(ctx, actor_id=account.id, actor_email=account.email, actor_role=account.role,
-                      session_id=sess.id)  # fmt: skip
-        details = {"parameters_upgraded": True} if rehashed else None
-        await audit.record(
-            conn, ctx, events.login_succeeded(account.id, account.email, details=details)
-        )
+        if pending_for is None:
+            details = {"parameters_upgraded": True} if rehashed else None
+            await finish(
+                conn, ctx, account, session_id=sess.id, now=now, throttle=throttle, details=details
+            )
+        # MFA-3: with a second factor owed, the failure count is NOT reset here, so wrong codes
+        # keep counting toward the same lock as wrong passwords; `finish` runs after the code.
     return LoginResult(True, None, account, token, sess)
+
+
+async def finish(
+    conn: Conn,
+    ctx: audit.Context,
+    account: Account,
+    *,
+    session_id: int,
+    now: datetime,
+    throttle: Throttle,
+    mfa: bool = False,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """A sign-in is complete (password, and the second factor when owed): reset the counter
+    (LOGIN-2), note the time, audit it. Runs inside the caller's transaction."""
+    await ratelimit.clear(conn, throttle.fail_limit, account.id)
+    await conn.execute(
+        "UPDATE keel_users SET failed_login_count = 0, locked_until = NULL, last_login_at = %s"
+        " WHERE id = %s",
+        (now, account.id),
+    )
+    ctx = replace(ctx, actor_id=account.id, actor_email=account.email, actor_role=account.role,
+                  session_id=session_id)  # fmt: skip
+    event = events.login_succeeded(account.id, account.email, mfa=mfa, details=details)
+    await audit.record(conn, ctx, event)

@@ -29,9 +29,10 @@ class Principal:
     role: str
     display_name: str
     session_id: int | None = None
-    trust: str = "authenticated"  # authenticated | elevated | mfa_verified (SESS-6)
+    trust: str = "authenticated"  # pending | authenticated | elevated | mfa_verified (SESS-6)
     elevated_until: datetime | None = None
     must_change_password: bool = False
+    mfa_enabled: bool = False  # the second factor is set up (MFA-1)
 
     @property
     def rank(self) -> int:

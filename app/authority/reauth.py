@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import psycopg
 
 from app import audit
 from app import audit_events as events
-from app.authority import login, sessions
+from app.authority import login, mfa, sessions
 from app.authority.passwords import Hasher
 
 Conn = psycopg.AsyncConnection[Any]
@@ -53,9 +53,14 @@ async def elevate(
     window: float,
     now: datetime | None = None,
     throttle: login.Throttle | None = None,
+    code: str = "",
+    ring: mfa.KeyRing | None = None,
 ) -> tuple[str, sessions.Session] | None:
     """Check the password (throttled like a sign-in) and rotate to an elevated session lasting
-    `window` seconds (REAUTH-1); None when the password is wrong or the account locked."""
+    `window` seconds (REAUTH-1); None when the password is wrong or the account locked.
+
+    With `ring` (the second factor is in use on this server) a user who set one up must also
+    give a current code or an unused backup code."""
     at = now or datetime.now(UTC)
     ok = await login.check_password(
         conn,
@@ -68,6 +73,16 @@ async def elevate(
     )
     if not ok:
         return None
+    method: Literal["password", "password+mfa"] = "password"
+    account = await login.account_by_id(conn, current.user_id)
+    if ring is not None and account is not None and account.mfa_enabled:
+        kind = await mfa.check_code(
+            conn, ctx, ring, user_id=current.user_id, code=code, now=at,
+            throttle=throttle or login.Throttle(), during="reauth",
+        )  # fmt: skip
+        if kind is None:
+            return None
+        method = "password+mfa"
     # mfa_verified stays mfa_verified: the second factor was proven for this sign-in (SESS-6).
     trust = "mfa_verified" if current.trust == "mfa_verified" else "elevated"
     async with conn.transaction():
@@ -80,7 +95,10 @@ async def elevate(
             conn,
             replace(ctx, session_id=new.id),
             events.reauth_succeeded(
-                current.user_id, email, details={"session_id": new.id, "rotated_from": current.id}
+                current.user_id,
+                email,
+                method=method,
+                details={"session_id": new.id, "rotated_from": current.id},
             ),
         )
     return token, new

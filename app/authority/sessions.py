@@ -146,7 +146,7 @@ async def lookup_with_permissions(
     if row is None:
         return None
     sess = Session(*row[:10])
-    email, role, display, must_change, names = row[10:]
+    email, role, display, must_change, mfa_on, names = row[10:]
     if sess.last_seen_at <= at - TOUCH_INTERVAL:
         # Conditional, so two hosts touching at once write once (SESS-3).
         await conn.execute(
@@ -162,13 +162,15 @@ async def lookup_with_permissions(
         trust=sess.trust,
         elevated_until=sess.elevated_until,
         must_change_password=bool(must_change),
+        mfa_enabled=bool(mfa_on),
     )
     return sess, who, frozenset(names or ())
 
 
 _LOOKUP = (
     f"SELECT {_COLUMNS}, u.email, u.role, coalesce(nullif(u.display_name, ''),"
-    " nullif(u.full_name, ''), u.email), u.must_change_password, "
+    " nullif(u.full_name, ''), u.email), u.must_change_password,"
+    " u.mfa_enabled_at IS NOT NULL, "
     + effective_names_sql("u.id")
     + " FROM keel_sessions s JOIN keel_users u ON u.id = s.user_id"
     " WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s"
@@ -271,11 +273,13 @@ async def rotate(
     now: datetime | None = None,
     ip: str | None = None,
     user_agent: str | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[str, Session]:
     """A new token for a trust change; the old session is revoked and linked as parent (SESS-5).
 
     The new session keeps the old one's absolute expiry: re-authenticating never stretches a
-    session beyond `session_absolute` from sign-in."""
+    session beyond `session_absolute` from sign-in. The one exception is `expires_at`, given
+    when a short-lived session owing its second factor becomes a full one (MFA-3)."""
     async with conn.transaction():
         revoked = await revoke(conn, ctx, reason="trust_escalation", session_id=old.id, now=now)
         if not revoked:
@@ -287,7 +291,7 @@ async def rotate(
             absolute=0,
             trust=trust,
             elevated_until=elevated_until,
-            expires_at=old.expires_at,
+            expires_at=expires_at or old.expires_at,
             ip=ip or old.ip,
             user_agent=user_agent or old.user_agent,
             parent_id=old.id,

@@ -37,6 +37,10 @@ LOGIN_FAILED = (
     "The email or password is not right, or this account cannot sign in at the moment. "
     "Check both and try again, or reset your password."
 )
+SETUP_OVERDUE = (
+    "Your account must use two-step sign-in, and the time to set it up has passed. "
+    "Ask an administrator to let you set it up."
+)
 EMAIL_MAX = 320
 
 
@@ -165,6 +169,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             email=email, password=password, now=now(request.app),
             absolute=config.session_absolute, current=(info.id, info.user_id) if info else None,
             site_name=config.site_name, throttle=_throttle(request),
+            second_factor=request.app.get(keys.MFA_SIGN_IN),
         )  # fmt: skip
     except login.RateLimited as exc:
         wait = int(exc.retry_after)
@@ -172,9 +177,16 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         response = _login_form(request, message, 429, return_to)
         response.headers["Retry-After"] = str(wait)
         return response
+    if result.reason == "enrolment_overdue":
+        # The password was right: say what the account needs (MFA-4).
+        return _login_form(request, SETUP_OVERDUE, 403, return_to)
     if not result.ok or result.account is None or result.token is None:
         # LOGIN-1: one answer for every cause.
         return _login_form(request, LOGIN_FAILED, 401, return_to)
+    if result.session is not None and result.session.trust == "pending":
+        response = _redirect("/mfa")  # MFA-3: the code before anything else
+        csrf.set_session_cookie(response, request, result.token)
+        return response
     account = result.account
     enters_admin = Principal(account.id, account.email, account.role, "").enters_admin
     target = (
@@ -337,9 +349,16 @@ def _back(request: web.Request, value: object) -> str:
     return reauth.safe_return_to(value, landing(who) if who else reauth.DEFAULT_RETURN)
 
 
+def _asks_code(request: web.Request) -> bool:
+    """Re-auth asks for a second-factor code too when the user set one up (REAUTH-1)."""
+    who = auth.principal(request)
+    return keys.MFA_RING in request.app and who is not None and who.mfa_enabled
+
+
 async def reauth_page(request: web.Request) -> web.StreamResponse:
     return_to = _back(request, request.query.get("return_to"))
-    return render(request, "auth/reauth.html", {"return_to": return_to, "error": None})
+    ctx = {"return_to": return_to, "error": None, "ask_code": _asks_code(request)}
+    return render(request, "auth/reauth.html", ctx)
 
 
 async def reauth_submit(request: web.Request) -> web.StreamResponse:
@@ -348,9 +367,14 @@ async def reauth_submit(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     try:
         password = _password(form, "password")
+        code = _text(form, "code", "The code", 20)
         return_to = _back(request, _text(form, "return_to", "The return address", 2000))
     except Invalid as exc:
-        ctx = {"return_to": _back(request, None), "error": exc.problem}
+        ctx = {
+            "return_to": _back(request, None),
+            "error": exc.problem,
+            "ask_code": _asks_code(request),
+        }
         return render(request, "auth/reauth.html", ctx, status=400)
     config = request.app[keys.CONFIG]
     async with request.app[keys.POOL].connection() as conn:
@@ -361,10 +385,13 @@ async def reauth_submit(request: web.Request) -> web.StreamResponse:
                 result = await reauth.elevate(
                     conn, auth.audit_context(request), _hasher(request), current=current,
                     password=password, window=config.reauth_window, now=now(request.app),
-                    throttle=_throttle(request),
+                    throttle=_throttle(request), code=code,
+                    ring=request.app.get(keys.MFA_RING),
                 )  # fmt: skip
     if result is None:
-        ctx = {"return_to": return_to, "error": "That password is not right."}
+        asks = _asks_code(request)
+        error = "That password or code is not right." if asks else "That password is not right."
+        ctx = {"return_to": return_to, "error": error, "ask_code": asks}
         return render(request, "auth/reauth.html", ctx, status=401)
     token, _new = result
     response = _redirect(return_to)

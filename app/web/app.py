@@ -17,7 +17,16 @@ from app.db import migrate
 from app.db.pool import open_pool
 from app.errors import KeelError
 from app.ops import health
-from app.web import account, admin_groups, admin_users, audit_views, flash, keys, public
+from app.web import (
+    account,
+    admin_groups,
+    admin_users,
+    audit_views,
+    flash,
+    keys,
+    mfa_views,
+    public,
+)
 from app.web.middleware import MIDDLEWARES, on_prepare
 from app.web.render import Renderer
 from app.web.static import StaticFiles
@@ -55,6 +64,7 @@ FEATURES: tuple[ModuleType, ...] = (
     admin_routes,  # the admin's route table and sidebar entries
     flash,
     account,
+    mfa_views,  # after account: the code step and the set-up page
     admin_users,
     admin_groups,
     audit_views,  # after users and groups: one "Administration" sidebar section

@@ -47,6 +47,7 @@ _NO_SESSION_PREFIXES = ("/static/", "/healthz", "/readyz", "/metrics")
 # Where a held user may still go: the step they owe, and the way out.
 MFA_STEP = ("/mfa", "/logout")
 CHANGE_STEP = ("/must-change-password", "/logout")
+ENROL_STEP = ("/account/two-step", "/logout")
 # AUTHZ-2: a `user` may use only its own account pages (and the steps around signing in).
 OWN_ACCOUNT = ("/account", "/logout", "/reauth", "/mfa", "/must-change-password")
 
@@ -164,6 +165,11 @@ async def login_required(request: web.Request, handler: Handler) -> web.StreamRe
     path = request.path
     if info is not None and info.trust == "pending" and not _under(path, MFA_STEP):
         return _see_other("/mfa")  # MFA-3: the second factor first
+    policy = request.app.get(keys.MFA_POLICY)
+    must_enrol = policy is not None and policy.requires(who.role) and not who.mfa_enabled
+    if must_enrol and not _under(path, ENROL_STEP):
+        # MFA-4: set up the second factor first; pages, JSON and exports all wait.
+        return _see_other("/account/two-step")
     if who.must_change_password and not _under(path, CHANGE_STEP):
         return _see_other("/must-change-password")  # LOGIN-7
     if not who.enters_admin and not _under(path, OWN_ACCOUNT):

@@ -1,0 +1,199 @@
+"""Two-step sign-in pages: the code step after the password and the own-account set-up page.
+
+Thin handlers over app/authority/mfa.py. With `mfa_policy = "off"` none of these routes exist
+and the account pages do not mention the feature.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from app.authority import login, mfa, sessions
+from app.errors import Invalid
+from app.web import auth, csrf, keys
+from app.web.account import _form, _redirect, _text, _throttle
+from app.web.auth_middleware import now
+from app.web.render import render
+
+WRONG_CODE = "That code is not right, was used already, or this account cannot sign in now."
+
+
+def ring(app: web.Application) -> mfa.KeyRing | None:
+    """The key ring when the feature is on; None when `mfa_policy` is off."""
+    return app.get(keys.MFA_RING)
+
+
+def _ring(request: web.Request) -> mfa.KeyRing:
+    found = ring(request.app)
+    assert found is not None  # the routes exist only when the feature is on
+    return found
+
+
+def _policy(request: web.Request) -> mfa.Policy:
+    return request.app[keys.MFA_POLICY]
+
+
+# ---- the sign-in step (MFA-3) -------------------------------------------------------------
+
+
+async def code_page(request: web.Request) -> web.StreamResponse:
+    info = auth.session(request)
+    if info is None or info.trust != "pending":
+        raise web.HTTPSeeOther("/account")
+    return render(request, "auth/mfa.html", {"error": None})
+
+
+async def code_submit(request: web.Request) -> web.StreamResponse:
+    info = auth.session(request)
+    if info is None or info.trust != "pending":
+        raise web.HTTPSeeOther("/account")
+    form = await _form(request)
+    try:
+        code = _text(form, "code", "The code", 20)
+    except Invalid as exc:
+        return render(request, "auth/mfa.html", {"error": exc.problem}, status=400)
+    config = request.app[keys.CONFIG]
+    result = None
+    async with request.app[keys.POOL].connection() as conn:
+        current = await sessions.get(conn, info.id)
+        if current is not None and code.strip():
+            with contextlib.suppress(LookupError):
+                result = await mfa.complete_sign_in(
+                    conn, auth.audit_context(request), _ring(request), current=current,
+                    code=code, absolute=config.session_absolute, now=now(request.app),
+                    throttle=_throttle(request),
+                )  # fmt: skip
+    if result is None:
+        # One answer for a wrong code, a used one and a locked account (LOGIN-1).
+        return render(request, "auth/mfa.html", {"error": WRONG_CODE}, status=401)
+    token, _new, _kind = result
+    who = auth.principal(request)
+    response = _redirect("/admin/" if who is not None and who.enters_admin else "/account")
+    csrf.set_session_cookie(response, request, token)
+    return response
+
+
+# ---- own account: set up, new backup codes, turn off (MFA-1, MFA-2) -------------------------
+
+
+async def _page(
+    request: web.Request,
+    *,
+    secret: str | None = None,
+    codes: list[str] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    who = auth.principal(request)
+    assert who is not None
+    async with request.app[keys.POOL].connection() as conn:
+        state = await mfa.state(conn, _ring(request), who.user_id)
+    secret = secret or state.pending_secret
+    qr = None
+    if secret is not None and not state.enabled:
+        issuer = request.app[keys.CONFIG].site_name
+        qr = mfa.qr_svg(mfa.provisioning_uri(secret, who.email, issuer))
+    ctx: dict[str, Any] = {
+        "state": state,
+        "required": _policy(request).requires(who.role),
+        "secret": None if state.enabled else secret,
+        "qr_svg": qr,
+        "codes": codes,
+        "error": error,
+        "notice": None,
+    }
+    return render(request, "account/two_step.html", ctx, status=status)
+
+
+async def account_page(request: web.Request) -> web.StreamResponse:
+    return await _page(request)
+
+
+async def start_submit(request: web.Request) -> web.StreamResponse:
+    who = auth.principal(request)
+    assert who is not None
+    async with request.app[keys.POOL].connection() as conn:
+        secret = await mfa.start_enrolment(conn, _ring(request), who.user_id)
+    return await _page(request, secret=secret)
+
+
+async def confirm_submit(request: web.Request) -> web.StreamResponse:
+    who = auth.principal(request)
+    assert who is not None
+    form = await _form(request)
+    try:
+        code = _text(form, "code", "The code", 20)
+        async with request.app[keys.POOL].connection() as conn:
+            codes = await mfa.confirm_enrolment(
+                conn, auth.audit_context(request), _ring(request), who.user_id, code,
+                now=now(request.app),
+            )  # fmt: skip
+    except Invalid as exc:
+        return await _page(request, error=exc.problem, status=400)
+    return await _page(request, codes=codes)
+
+
+async def regenerate_submit(request: web.Request) -> web.StreamResponse:
+    await auth.require_elevated(request, now=now(request.app))
+    who = auth.principal(request)
+    assert who is not None
+    async with request.app[keys.POOL].connection() as conn:
+        codes = await mfa.regenerate_backup_codes(
+            conn, auth.audit_context(request), _ring(request), who.user_id
+        )
+    return await _page(request, codes=codes)
+
+
+async def disable_submit(request: web.Request) -> web.StreamResponse:
+    await auth.require_elevated(request, now=now(request.app))
+    who = auth.principal(request)
+    assert who is not None
+    async with request.app[keys.POOL].connection() as conn:
+        await mfa.disable_own(conn, auth.audit_context(request), _policy(request), who)
+    raise web.HTTPSeeOther("/account/two-step")
+
+
+def reauth_asks_code(request: web.Request) -> bool:
+    """Whether the re-auth page must ask for a code as well as the password."""
+    who = auth.principal(request)
+    return ring(request.app) is not None and who is not None and who.mfa_enabled
+
+
+def _template_context(request: web.Request) -> dict[str, Any]:
+    return {"mfa_feature": ring(request.app) is not None}
+
+
+def _sign_in(app: web.Application, policy: mfa.Policy) -> login.SecondFactor:
+    """What sign-in needs: how long a session owing a code lives, and the grace period check."""
+    config = app[keys.CONFIG]
+
+    async def overdue(conn: login.Conn, account: login.Account, at: datetime) -> bool:
+        return await mfa.enrolment_overdue(
+            conn, policy, user_id=account.id, role=account.role,
+            grace=config.mfa_grace_period, now=at,
+        )  # fmt: skip
+
+    return login.SecondFactor(pending_lifetime=config.mfa_pending_lifetime, overdue=overdue)
+
+
+def setup(app: web.Application) -> None:
+    config = app[keys.CONFIG]
+    policy = mfa.Policy.parse(config.mfa_policy)
+    app[keys.MFA_POLICY] = policy
+    app[keys.RENDERER].context_hooks.append(_template_context)
+    if not policy.enabled:
+        return
+    app[keys.MFA_RING] = mfa.KeyRing.from_secret_keys(config.secret_key)
+    app[keys.MFA_SIGN_IN] = _sign_in(app, policy)
+    r = app.router
+    r.add_get("/mfa", code_page, name="mfa")
+    r.add_post("/mfa", code_submit)
+    r.add_get("/account/two-step", account_page)
+    r.add_post("/account/two-step/start", start_submit)
+    r.add_post("/account/two-step/confirm", confirm_submit)
+    r.add_post("/account/two-step/regenerate", regenerate_submit)
+    r.add_post("/account/two-step/disable", disable_submit)
