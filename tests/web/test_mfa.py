@@ -1,0 +1,195 @@
+"""Two-step sign-in over real HTTP: enrolment, the code step, replay across two app instances,
+re-auth with a code, the policy with its grace period, and `off` hiding it all."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+import pyotp
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+
+from app.authority.setup import TEST_HASHER_COST
+from app.config import Config
+from app.web.app import build_app
+from tests.helpers import CHEAP_HASHING
+from tests.web.conftest import MakeUser, login_form, page_token
+
+_SECRET = re.compile(r'id="k-mfa-secret">([A-Z2-7]+)<')
+_CODES = re.compile(r"<code>([A-Z2-9]{4}-[A-Z2-9]{4})</code>")
+
+
+async def _client(config: Config) -> TestClient:
+    app = build_app(config)
+    app[TEST_HASHER_COST] = CHEAP_HASHING
+    c = TestClient(TestServer(app))
+    await c.start_server()
+    return c
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Callable[[Config], Awaitable[TestClient]]]:
+    made: list[TestClient] = []
+
+    async def make(config: Config) -> TestClient:
+        c = await _client(config)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        await c.close()
+
+
+async def _post(c: TestClient, path: str, data: dict[str, str], html: str) -> ClientResponse:
+    return await c.post(path, data={"csrf_token": page_token(html), **data}, allow_redirects=False)
+
+
+async def _sign_in(c: TestClient, email: str, password: str) -> ClientResponse:
+    token = await login_form(c)
+    return await c.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": token},
+        allow_redirects=False,
+    )
+
+
+async def _enrol(c: TestClient) -> tuple[str, list[str]]:
+    page = await (await c.get("/account/two-step")).text()
+    resp = await _post(c, "/account/two-step/start", {}, page)
+    html = await resp.text()
+    assert resp.status == 200, html
+    assert "<svg" in html and "data:" not in html  # drawn inline: the CSP refuses data: URLs
+    m = _SECRET.search(html)
+    assert m, html
+    secret = m.group(1)
+    resp = await _post(c, "/account/two-step/confirm", {"code": pyotp.TOTP(secret).now()}, html)
+    html = await resp.text()
+    codes = _CODES.findall(html)
+    assert resp.status == 200 and len(codes) == 10, html
+    return secret, codes
+
+
+async def test_enrol_then_sign_in_with_a_code_once_also_on_a_second_instance(
+    config: Config, clients: Any, make_user: MakeUser, database_url: str
+) -> None:
+    user, password = await make_user("staff")
+    a = await clients(config)
+    assert (await _sign_in(a, user.email, password)).status == 303
+    secret, _codes = await _enrol(a)
+
+    b1, b2 = await clients(config), await clients(config)  # two instances, one database
+    resp = await _sign_in(b1, user.email, password)
+    assert resp.status == 303 and resp.headers["Location"] == "/mfa"
+    # Pending: only the code page, logout and static files.
+    assert (await b1.get("/admin/", allow_redirects=False)).headers["Location"] == "/mfa"
+    assert (await b1.get("/account", allow_redirects=False)).headers["Location"] == "/mfa"
+    # The next step's code (inside the ±1 step window): enrolment used the current one.
+    code = pyotp.TOTP(secret).at(time.time() + 30)
+    page = await (await b1.get("/mfa")).text()
+    resp = await _post(b1, "/mfa", {"code": code}, page)
+    assert resp.status == 303 and resp.headers["Location"] == "/admin/"
+    assert (await b1.get("/admin/", allow_redirects=False)).status == 200
+
+    # The same code on the other instance: refused.
+    assert (await _sign_in(b2, user.email, password)).status == 303
+    page = await (await b2.get("/mfa")).text()
+    resp = await _post(b2, "/mfa", {"code": code}, page)
+    assert resp.status == 401
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT trust FROM keel_sessions WHERE user_id = %s AND revoked_at IS NULL ORDER BY id",
+            (user.id,),
+        )
+        trusts = [r[0] for r in await cur.fetchall()]
+    assert trusts.count("mfa_verified") == 1 and "pending" in trusts
+
+
+async def test_backup_code_once_and_reauth_asks_for_a_code(
+    config: Config, clients: Any, make_user: MakeUser
+) -> None:
+    user, password = await make_user("administrator")
+    a = await clients(config)
+    await _sign_in(a, user.email, password)
+    _secret, codes = await _enrol(a)
+    b = await clients(config)
+    await _sign_in(b, user.email, password)
+    page = await (await b.get("/mfa")).text()
+    assert (await _post(b, "/mfa", {"code": codes[0].lower()}, page)).status == 303
+    c = await clients(config)
+    await _sign_in(c, user.email, password)
+    page = await (await c.get("/mfa")).text()
+    assert (await _post(c, "/mfa", {"code": codes[0]}, page)).status == 401
+
+    # Re-auth on the verified session asks for a code too; the password alone is refused.
+    page = await (await b.get("/reauth?return_to=/account")).text()
+    assert 'name="code"' in page
+    resp = await _post(b, "/reauth", {"password": password, "return_to": "/account"}, page)
+    assert resp.status == 401
+    resp = await _post(
+        b, "/reauth", {"password": password, "code": codes[1], "return_to": "/account"}, page
+    )
+    assert resp.status == 303
+    # Elevated: new backup codes replace the old ones.
+    page = await (await b.get("/account/two-step")).text()
+    resp = await _post(b, "/account/two-step/regenerate", {}, page)
+    assert len(_CODES.findall(await resp.text())) == 10
+
+
+async def test_policy_required_holds_an_unenrolled_user_on_set_up(
+    config: Config, clients: Any, make_user: MakeUser
+) -> None:
+    strict = replace(config, mfa_policy="required:administrator")
+    user, password = await make_user("administrator")
+    staff, staff_password = await make_user("staff")
+    c = await clients(strict)
+    assert (await _sign_in(c, user.email, password)).status == 303
+    for path in ("/admin/", "/admin/users/", "/admin/bookings/?format=json", "/account"):
+        resp = await c.get(path, allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"] == "/account/two-step", path
+    page = await (await c.get("/account/two-step")).text()
+    assert "requires two-step sign-in" in page
+    resp = await _post(c, "/admin/users/new", {"email": "x@example.com"}, page)
+    assert resp.status == 303 and resp.headers["Location"] == "/account/two-step"
+    _secret, _codes = await _enrol(c)
+    assert (await c.get("/admin/", allow_redirects=False)).status == 200
+    # Required: it cannot be turned off by the user.
+    page = await (await c.get("/account/two-step")).text()
+    assert "/account/two-step/disable" not in page
+    # Staff are not listed: not held.
+    s = await clients(strict)
+    await _sign_in(s, staff.email, staff_password)
+    assert (await s.get("/admin/", allow_redirects=False)).status == 200
+
+
+async def test_grace_period_runs_out(
+    config: Config, clients: Any, make_user: MakeUser, database_url: str
+) -> None:
+    strict = replace(config, mfa_policy="required", mfa_grace_period=3600.0)
+    user, password = await make_user("staff")
+    c = await clients(strict)
+    assert (await _sign_in(c, user.email, password)).status == 303
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            "UPDATE keel_users SET mfa_required_since = now() - interval '2 hours' WHERE id = %s",
+            (user.id,),
+        )
+    d = await clients(strict)
+    resp = await _sign_in(d, user.email, password)
+    assert resp.status == 403
+    assert "time to set it up has passed" in await resp.text()
+
+
+async def test_off_hides_the_feature(config: Config, clients: Any, make_user: MakeUser) -> None:
+    off = replace(config, mfa_policy="off")
+    user, password = await make_user("staff")
+    c = await clients(off)
+    await _sign_in(c, user.email, password)
+    assert (await c.get("/account/two-step", allow_redirects=False)).status == 404
+    assert "Two-step" not in await (await c.get("/account")).text()
