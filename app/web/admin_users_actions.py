@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from aiohttp import web
 
-from app.authority import accounts, guards, recovery, sessions, users
+from app.authority import accounts, guards, mfa, recovery, sessions, users
 from app.authority.principal import Principal
 from app.authority.setup import HASHER
 from app.errors import Invalid, PermissionDenied
@@ -75,6 +75,15 @@ ACTIONS = {
             False,
         ),
         Action(
+            "mfa-off",
+            "Turn off two-step sign-in",
+            "For a user who lost their phone and backup codes: their authenticator app and backup "
+            "codes stop working, every session of theirs ends, and the next sign-in needs only "
+            "the password (they can set it up again from their account page).",
+            "Turn off two-step sign-in",
+            True,
+        ),
+        Action(
             "sessions/revoke",
             "End sessions",
             "The chosen sessions end at once: the next request from that browser is asked to "
@@ -94,6 +103,7 @@ def routes() -> list[web.RouteDef]:
         ("lock", _lock),
         ("unlock", _unlock),
         ("sessions/revoke", _revoke),
+        ("mfa-off", _mfa_off),
     ):
         out.append(web.get(f"/admin/users/{{id}}/{slug}", _page(slug)))
         out.append(web.post(f"/admin/users/{{id}}/{slug}", _post(slug, handler)))
@@ -260,3 +270,10 @@ async def _revoke(call: Call) -> web.StreamResponse:
         session_id=session_id,
     )  # fmt: skip
     raise _done(call.target, "revoked")
+
+
+async def _mfa_off(call: Call) -> web.StreamResponse:
+    await mfa.disable_for_user(
+        call.conn, audit_context(call.request), call.actor, call.target.id, reason=call.reason
+    )
+    raise _done(call.target, "mfa_off")

@@ -29,6 +29,7 @@ NOTICES: dict[str, tuple[str, str]] = {
     "link_sent": ("success", "A password reset link is on its way to the user's email."),
     "locked": ("success", "The account is locked and its sessions have ended."),
     "unlocked": ("success", "The account is unlocked."),
+    "mfa_off": ("success", "Two-step sign-in is off for this user; their sessions ended."),
     "revoked": ("success", "The sessions have ended."),
     "group_created": ("success", "The group was created."),
     "group_saved": ("success", "The group was saved."),

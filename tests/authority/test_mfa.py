@@ -202,3 +202,33 @@ async def test_a_database_dump_cannot_make_a_code(
     cur = await conn.execute("SELECT mfa_secret_enc FROM keel_users WHERE id = %s", (user_id,))
     stored = bytes((await cur.fetchone())[0])  # type: ignore[index]
     assert base64.b32decode(secret) not in stored
+
+
+async def test_break_glass_clears_enrolment_codes_and_sessions(
+    conn: Conn, ctx: Context, secret_key: str
+) -> None:
+    from app.authority import breakglass, sessions
+
+    ring = mfa.KeyRing.from_secret_keys(secret_key)
+    user_id, _ = await make_user(conn, email="lostphone@example.com")
+    await enrol(conn, ctx, ring, user_id)
+    await sessions.create(conn, user_id=user_id, absolute=3600)
+    await breakglass.disable_mfa(
+        conn, ctx, email="lostphone@example.com", reason="lost the phone, ticket 42"
+    )
+    cur = await conn.execute(
+        "SELECT mfa_secret_enc, mfa_enabled_at, mfa_last_step FROM keel_users WHERE id = %s",
+        (user_id,),
+    )
+    assert await cur.fetchone() == (None, None, None)
+    assert await mfa.remaining_backup_codes(conn, user_id) == 0
+    cur = await conn.execute(
+        "SELECT count(*) FROM keel_sessions WHERE user_id = %s AND revoked_at IS NULL", (user_id,)
+    )
+    assert (await cur.fetchone())[0] == 0  # type: ignore[index]
+    cur = await conn.execute(
+        "SELECT count(*) FROM keel_audit WHERE event_type = 'emergency_recovery'"
+        " AND target_id = %s",
+        (str(user_id),),
+    )
+    assert (await cur.fetchone())[0] == 1  # type: ignore[index]

@@ -193,3 +193,29 @@ async def test_off_hides_the_feature(config: Config, clients: Any, make_user: Ma
     await _sign_in(c, user.email, password)
     assert (await c.get("/account/two-step", allow_redirects=False)).status == 404
     assert "Two-step" not in await (await c.get("/account")).text()
+
+
+async def test_an_administrator_turns_off_someones_two_step_sign_in(
+    config: Config, clients: Any, make_user: MakeUser, signed_in: Any
+) -> None:
+    user, password = await make_user("staff")
+    a = await clients(config)
+    await _sign_in(a, user.email, password)
+    await _enrol(a)
+    admin = await signed_in("administrator")
+    profile = await (await admin.get(f"/admin/users/{user.id}/")).text()
+    assert f"/admin/users/{user.id}/mfa-off" in profile
+    # Behind the re-auth wall.
+    resp = await admin.post(f"/admin/users/{user.id}/mfa-off", {"reason": "lost their phone"})
+    assert resp.status == 303 and resp.headers["Location"].startswith("/reauth")
+    page = await (await admin.get("/reauth?return_to=/admin/")).text()
+    assert 'name="code"' not in page  # this administrator has no second factor
+    resp = await admin.post("/reauth", {"password": admin.password, "return_to": "/admin/"})
+    assert resp.status == 303
+    resp = await admin.post(f"/admin/users/{user.id}/mfa-off", {"reason": "lost their phone"})
+    assert resp.status == 303 and "done=mfa_off" in resp.headers["Location"]
+    # The user's session ended; the password alone signs in again.
+    assert (await a.get("/account", allow_redirects=False)).status == 303
+    b = await clients(config)
+    resp = await _sign_in(b, user.email, password)
+    assert resp.headers["Location"] == "/admin/"
