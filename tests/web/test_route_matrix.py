@@ -45,6 +45,13 @@ EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
     "/account": (SIGNED_IN, frozenset({"GET"}), "AUTHZ-2 own account"),
     "/account/sessions": (SIGNED_IN, frozenset({"GET", "POST"}), "SESS-7"),
     "/account/password": (SIGNED_IN, frozenset({"GET", "POST"}), "REC-4"),
+    "/mfa": (SIGNED_IN, frozenset({"GET", "POST"}), "MFA-3 the code step (others sent on)"),
+    "/account/two-step": (SIGNED_IN, frozenset({"GET"}), "MFA-1 own second factor"),
+    "/account/two-step/start": (SIGNED_IN, frozenset({"POST"}), "MFA-1"),
+    "/account/two-step/confirm": (SIGNED_IN, frozenset({"POST"}), "MFA-1"),
+    "/account/two-step/regenerate": (SIGNED_IN, frozenset({"POST"}), "MFA-2, REAUTH-1"),
+    "/account/two-step/disable": (SIGNED_IN, frozenset({"POST"}), "MFA-4, REAUTH-1"),
+    "/admin/users/{id}/mfa-off": (ADMIN_UP, frozenset({"GET", "POST"}), "R4-1 from the web"),
     "/admin/": (STAFF_UP, frozenset({"GET"}), "AUTHZ-2 staff and up enter the admin"),
     "/admin/search": (STAFF_UP, frozenset({"GET"}), "LIST-12 inside the admin"),
     "/admin/audit/": (ADMIN_UP, frozenset({"GET"}), "AUDIT-8 administrators"),
@@ -181,3 +188,51 @@ async def test_every_route_allows_exactly_the_roles_the_spec_allows(
         if actual[(path, method)] != set(EXPECTED[path][0])
     }  # fmt: skip
     assert not wrong, wrong
+
+
+async def test_a_session_owing_its_second_factor_reaches_only_the_code_page(
+    client, make_user, database_url, config
+):
+    """A pending session (password right, code not yet given) reaches the code page, sign-out
+    and static files; every other route that needs a sign-in sends it to the code page."""
+    import pyotp
+
+    from app import audit
+    from app.authority import mfa
+
+    user, password = await make_user("developer")
+    ring = mfa.KeyRing.from_secret_keys(config.secret_key)
+    ctx = audit.Context(audit_key=audit.derive_key(config.secret_key))
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        secret = await mfa.start_enrolment(conn, ring, user.id)
+        await mfa.confirm_enrolment(conn, ctx, ring, user.id, pyotp.TOTP(secret).now())
+    token = await login_form(client)
+    resp = await client.post(
+        "/login",
+        data={"email": user.email, "password": password, "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert resp.status == 303 and resp.headers["Location"] == "/mfa"
+    cookie = next(m.value for m in client.session.cookie_jar if m.key == "keel_session")
+    form = {"csrf_token": csrf.token_for_cookie(config.secret_key, cookie)}
+    reached = set()
+    for path, (roles, methods, _why) in EXPECTED.items():
+        if roles == EVERYONE and path not in ("/logout",):
+            continue  # public pages: reachable without any session anyway
+        url = path.replace("{id}", str(user.id)).replace("{name}", "keel.css")
+        for method in sorted(methods):
+            if path == "/logout":
+                continue  # checked last: it ends the session
+            if method == "GET":
+                resp = await client.get(url, allow_redirects=False)
+            else:
+                resp = await client.post(url, data=form, allow_redirects=False)
+            if resp.headers.get("Location") != "/mfa":
+                reached.add((method, path))
+    assert reached == {("GET", "/mfa"), ("POST", "/mfa")}, reached
+    assert (await client.get("/static/keel.css")).status == 200
+    assert (await client.get("/admin/bookings/", allow_redirects=False)).headers[
+        "Location"
+    ] == "/mfa"
+    resp = await client.post("/logout", data=form, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"].startswith("/login")
