@@ -60,6 +60,21 @@ class EventType(StrEnum):
     MEMORY_REDACTED = "memory_redacted"
 
 
+# Types the log accepts (the table's CHECK lists them) but no feature writes yet: the audit
+# page does not offer them as filters, so nobody searches for events that cannot exist.
+NOT_EMITTED = frozenset(
+    {
+        EventType.IMPORT_APPLIED,
+        EventType.SETTINGS_CHANGED,
+        EventType.AI_PROPOSAL_APPROVED,
+        EventType.AI_PROPOSAL_REJECTED,
+        EventType.AI_PROPOSAL_APPLIED,
+        EventType.MEMORY_REDACTED,
+    }
+)
+FILTERABLE = tuple(t for t in EventType if t not in NOT_EMITTED)
+
+
 @dataclass(frozen=True)
 class Event:
     """What happened; `record` adds who, when, from where and the chain hashes."""

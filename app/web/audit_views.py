@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from app import audit
+from app import audit_events as events
 from app.authority.principal import Principal
 from app.errors import Invalid
 from app.web import keys
@@ -144,7 +145,7 @@ async def history_page(request: web.Request) -> web.Response:
             "count": len(page.rows),
             "values": q.values,
             "errors": q.errors,
-            "event_types": [t.value for t in audit.EventType],
+            "event_types": [t.value for t in events.FILTERABLE],
             "chips": chips,
             "first_url": _link(q.values) if page.newer else None,
             "newer_url": _link(q.values, before=page.newer) if page.newer else None,
