@@ -173,3 +173,19 @@ def test_configuration_reference_documents_every_setting() -> None:
     text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
     documented = set(re.findall(r"^### `([a-z_]+)`", text, flags=re.M))
     assert documented == {s.name for s in SETTINGS}
+
+
+def test_the_policy_knows_the_same_roles_as_the_ladder() -> None:
+    from app import config as config_module
+    from app.authority.principal import ROLES
+
+    assert tuple(ROLES) == config_module._ROLE_NAMES
+
+
+def test_a_bad_mfa_policy_is_refused_with_the_key_and_a_fix() -> None:
+    from app.config import load_config
+    from app.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(env={}, flags={"mfa_policy": "required:admins"})
+    assert "mfa_policy" in str(info.value.problem) and "administrator" in str(info.value.fix)

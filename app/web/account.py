@@ -19,7 +19,7 @@ from app.authority.passwords import MAX_BYTES
 from app.authority.principal import Principal
 from app.authority.setup import HASHER, POLICY
 from app.errors import Invalid
-from app.web import auth, csrf, keys
+from app.web import auth, csrf, keys, mfa_keys
 from app.web.auth_middleware import now, template_context
 from app.web.render import render
 
@@ -169,7 +169,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             email=email, password=password, now=now(request.app),
             absolute=config.session_absolute, current=(info.id, info.user_id) if info else None,
             site_name=config.site_name, throttle=_throttle(request),
-            second_factor=request.app.get(keys.MFA_SIGN_IN),
+            second_factor=request.app.get(mfa_keys.MFA_SIGN_IN),
         )  # fmt: skip
     except login.RateLimited as exc:
         wait = int(exc.retry_after)
@@ -352,7 +352,7 @@ def _back(request: web.Request, value: object) -> str:
 def _asks_code(request: web.Request) -> bool:
     """Re-auth asks for a second-factor code too when the user set one up (REAUTH-1)."""
     who = auth.principal(request)
-    return keys.MFA_RING in request.app and who is not None and who.mfa_enabled
+    return mfa_keys.MFA_RING in request.app and who is not None and who.mfa_enabled
 
 
 async def reauth_page(request: web.Request) -> web.StreamResponse:
@@ -386,7 +386,7 @@ async def reauth_submit(request: web.Request) -> web.StreamResponse:
                     conn, auth.audit_context(request), _hasher(request), current=current,
                     password=password, window=config.reauth_window, now=now(request.app),
                     throttle=_throttle(request), code=code,
-                    ring=request.app.get(keys.MFA_RING),
+                    ring=request.app.get(mfa_keys.MFA_RING),
                 )  # fmt: skip
     if result is None:
         asks = _asks_code(request)

@@ -12,7 +12,7 @@ from aiohttp import web
 from app.authority import sessions
 from app.errors import PermissionDenied
 from app.ops.logging import user_id_var
-from app.web import keys
+from app.web import keys, mfa_keys
 from app.web.auth import (
     NAV,
     NAV_PROVIDERS,
@@ -165,7 +165,7 @@ async def login_required(request: web.Request, handler: Handler) -> web.StreamRe
     path = request.path
     if info is not None and info.trust == "pending" and not _under(path, MFA_STEP):
         return _see_other("/mfa")  # MFA-3: the second factor first
-    policy = request.app.get(keys.MFA_POLICY)
+    policy = request.app.get(mfa_keys.MFA_POLICY)
     must_enrol = policy is not None and policy.requires(who.role) and not who.mfa_enabled
     if must_enrol and not _under(path, ENROL_STEP):
         # MFA-4: set up the second factor first; pages, JSON and exports all wait.

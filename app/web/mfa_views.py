@@ -14,7 +14,7 @@ from aiohttp import web
 
 from app.authority import login, mfa, sessions
 from app.errors import Invalid
-from app.web import auth, csrf, keys
+from app.web import auth, csrf, keys, mfa_keys
 from app.web.account import _form, _redirect, _text, _throttle
 from app.web.auth_middleware import now
 from app.web.render import render
@@ -24,7 +24,7 @@ WRONG_CODE = "That code is not right, was used already, or this account cannot s
 
 def ring(app: web.Application) -> mfa.KeyRing | None:
     """The key ring when the feature is on; None when `mfa_policy` is off."""
-    return app.get(keys.MFA_RING)
+    return app.get(mfa_keys.MFA_RING)
 
 
 def _ring(request: web.Request) -> mfa.KeyRing:
@@ -34,7 +34,7 @@ def _ring(request: web.Request) -> mfa.KeyRing:
 
 
 def _policy(request: web.Request) -> mfa.Policy:
-    return request.app[keys.MFA_POLICY]
+    return request.app[mfa_keys.MFA_POLICY]
 
 
 # ---- the sign-in step (MFA-3) -------------------------------------------------------------
@@ -183,12 +183,12 @@ def _sign_in(app: web.Application, policy: mfa.Policy) -> login.SecondFactor:
 def setup(app: web.Application) -> None:
     config = app[keys.CONFIG]
     policy = mfa.Policy.parse(config.mfa_policy)
-    app[keys.MFA_POLICY] = policy
+    app[mfa_keys.MFA_POLICY] = policy
     app[keys.RENDERER].context_hooks.append(_template_context)
     if not policy.enabled:
         return
-    app[keys.MFA_RING] = mfa.KeyRing.from_secret_keys(config.secret_key)
-    app[keys.MFA_SIGN_IN] = _sign_in(app, policy)
+    app[mfa_keys.MFA_RING] = mfa.KeyRing.from_secret_keys(config.secret_key)
+    app[mfa_keys.MFA_SIGN_IN] = _sign_in(app, policy)
     r = app.router
     r.add_get("/mfa", code_page, name="mfa")
     r.add_post("/mfa", code_submit)
