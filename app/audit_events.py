@@ -66,10 +66,6 @@ NOT_EMITTED = frozenset(
     {
         EventType.IMPORT_APPLIED,
         EventType.SETTINGS_CHANGED,
-        EventType.AI_PROPOSAL_APPROVED,
-        EventType.AI_PROPOSAL_REJECTED,
-        EventType.AI_PROPOSAL_APPLIED,
-        EventType.MEMORY_REDACTED,
     }
 )
 FILTERABLE = tuple(t for t in EventType if t not in NOT_EMITTED)
