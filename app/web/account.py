@@ -143,10 +143,22 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 
 def _login_form(
-    request: web.Request, error: str | None = None, status: int = 200, return_to: object = None
+    request: web.Request,
+    error: str | None = None,
+    status: int = 200,
+    return_to: object = None,
+    email: object = None,
 ) -> web.Response:
     back = reauth.safe_return_to(return_to or request.query.get("return_to"), "")
-    ctx = {"return_to": back, "error": error, "notice": None if error else _notice(request)}
+    # After a failure the address stays in the field (what the person typed, the same for
+    # every cause, so it tells nothing about the account) and the cursor goes to the password.
+    typed = email[:320] if isinstance(email, str) and email.isprintable() else ""
+    ctx = {
+        "return_to": back,
+        "error": error,
+        "notice": None if error else _notice(request),
+        "email": typed,
+    }
     return render(request, "auth/login.html", ctx, status=status)
 
 
@@ -158,9 +170,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return_to = _text(form, "return_to", "The return address", 2000)
         email, password = _email(form), _password(form, "password")
     except Invalid as exc:
-        return _login_form(request, exc.problem, 400, posted_back)
+        return _login_form(request, exc.problem, 400, posted_back, form.get("email"))
     if not password:
-        return _login_form(request, "Enter your password.", 400, return_to)
+        return _login_form(request, "Enter your password.", 400, return_to, form.get("email"))
     config = request.app[keys.CONFIG]
     info = auth.session(request)
     try:
@@ -174,15 +186,15 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     except login.RateLimited as exc:
         wait = int(exc.retry_after)
         message = f"Too many sign-in attempts from your network. Try again in {wait} seconds."
-        response = _login_form(request, message, 429, return_to)
+        response = _login_form(request, message, 429, return_to, form.get("email"))
         response.headers["Retry-After"] = str(wait)
         return response
     if result.reason == "enrolment_overdue":
         # The password was right: say what the account needs (MFA-4).
-        return _login_form(request, SETUP_OVERDUE, 403, return_to)
+        return _login_form(request, SETUP_OVERDUE, 403, return_to, form.get("email"))
     if not result.ok or result.account is None or result.token is None:
         # LOGIN-1: one answer for every cause.
-        return _login_form(request, LOGIN_FAILED, 401, return_to)
+        return _login_form(request, LOGIN_FAILED, 401, return_to, form.get("email"))
     if result.session is not None and result.session.trust == "pending":
         response = _redirect("/mfa")  # MFA-3: the code before anything else
         csrf.set_session_cookie(response, request, result.token)
