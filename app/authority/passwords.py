@@ -162,6 +162,14 @@ class Policy:
             password, email=email, site_name=self.site_name, min_length=self.min_length
         )
 
+    def rules(self) -> str:
+        """The rules `check` applies, in one sentence for the forms that ask for a password."""
+        return (
+            f"At least {self.min_length} characters; not a commonly used password; not "
+            f"containing the part of your email before the @ or the site name "
+            f"({self.site_name.strip()}). No other rules: a few unrelated words make a good one."
+        )
+
 
 async def hash_new(hasher: Hasher, policy: Policy, password: object, *, email: str) -> str:
     """Check the policy, then hash: the one way a chosen password becomes a stored hash."""

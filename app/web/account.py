@@ -306,7 +306,8 @@ async def reset_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def must_change_page(request: web.Request) -> web.StreamResponse:
-    return render(request, "auth/must_change.html", {"errors": {}, "error": None})
+    ctx = {"errors": {}, "error": None, "rules": request.app[POLICY].rules()}
+    return render(request, "auth/must_change.html", ctx)
 
 
 async def _change(request: web.Request, *, forced: bool) -> Invalid | None:
@@ -338,20 +339,34 @@ async def must_change_submit(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(landing(who))
     problem = await _change(request, forced=True)
     if problem is not None:
-        ctx = {"errors": problem.fields, "error": problem.problem}
+        ctx = {
+            "errors": problem.fields,
+            "error": problem.problem,
+            "rules": request.app[POLICY].rules(),
+        }
         return render(request, "auth/must_change.html", ctx, status=400)
     raise web.HTTPSeeOther(landing(who) + ("?notice=welcome" if who.enters_admin else ""))
 
 
 async def password_page(request: web.Request) -> web.StreamResponse:
-    ctx = {"errors": {}, "error": None, "notice": _notice(request)}
+    ctx = {
+        "errors": {},
+        "error": None,
+        "notice": _notice(request),
+        "rules": request.app[POLICY].rules(),
+    }
     return render(request, "account/password.html", ctx)
 
 
 async def password_submit(request: web.Request) -> web.StreamResponse:
     problem = await _change(request, forced=False)
     if problem is not None:
-        ctx = {"errors": problem.fields, "error": problem.problem, "notice": None}
+        ctx = {
+            "errors": problem.fields,
+            "error": problem.problem,
+            "notice": None,
+            "rules": request.app[POLICY].rules(),
+        }
         return render(request, "account/password.html", ctx, status=400)
     raise web.HTTPSeeOther("/account/password?notice=password_changed")
 

@@ -359,3 +359,17 @@ async def test_require_names_what_is_missing_and_public_needs_nobody(
     assert await (await admin.get("/admin/_perm")).text() == "hello administrator"
     assert await (await admin.get("/admin/_role")).text() == "admins only"
     await admin.session.close()
+
+
+async def test_password_forms_state_the_rules_the_policy_applies(signed_in, config) -> None:
+    """The forced change and the own-password page say every rule before the first refusal,
+    with this installation's minimum length and site name."""
+    held = await signed_in("staff", must_change=True)
+    forced = await (await held.get("/must-change-password")).text()
+    for text in (f"At least {config.password_min_length} characters", "commonly used", "@"):
+        assert text in forced, text
+    assert config.site_name in forced
+    free = await signed_in("staff")
+    own = await (await free.get("/account/password")).text()
+    assert f"At least {config.password_min_length} characters" in own
+    assert "commonly used" in own and "12 characters; no other rules" not in own
