@@ -306,7 +306,7 @@ async def reset_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def must_change_page(request: web.Request) -> web.StreamResponse:
-    ctx = {"errors": {}, "error": None, "rules": request.app[POLICY].rules()}
+    ctx: dict[str, object] = {"errors": {}, "error": None, "rules": request.app[POLICY].rules()}
     return render(request, "auth/must_change.html", ctx)
 
 
