@@ -182,6 +182,26 @@ def _parse_colour(key: str, raw: object) -> str:
         ) from None
 
 
+MAX_AUTO_WORKERS = 8
+
+
+def _parse_workers(key: str, raw: object) -> int:
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return 0
+    return _parse_int(key, raw, 0, 64)
+
+
+def worker_count(config: Config) -> int:
+    """The processes `serve` runs: the setting, or one per usable CPU (at most 8) when 0."""
+    if config.workers:
+        return config.workers
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_AUTO_WORKERS))
+
+
 def _secret_key(key: str, raw: object) -> str:
     return str(raw).strip()
 
@@ -366,6 +386,23 @@ SETTINGS: tuple[Setting, ...] = (
         example="30s",
     ),
     Setting(
+        "workers",
+        _parse_workers,
+        0,
+        "Processes that serve requests, all accepting on the one listening socket, under one "
+        "supervisor. 0: one per CPU this process may use, at most 8. 1: a single process, no "
+        "supervisor.",
+        example="4",
+    ),
+    Setting(
+        "pgbouncer",
+        _parse_bool,
+        False,
+        "PostgreSQL is reached through PgBouncer in transaction pooling mode: no prepared "
+        "statements, no session state kept between transactions. Run `keel migrate` directly "
+        "against PostgreSQL.",
+    ),
+    Setting(
         "http_header_timeout",
         _duration_between(1, 300, "1s to 5m"),
         10.0,
@@ -481,6 +518,8 @@ class Config:
     log_format: str = "auto"
     log_level: str = "info"
     shutdown_timeout: float = 30.0
+    workers: int = 0
+    pgbouncer: bool = False
     http_header_timeout: float = 10.0
     http_body_timeout: float = 60.0
     http_keepalive_timeout: float = 75.0

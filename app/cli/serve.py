@@ -20,6 +20,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--listen", metavar="ADDR", help="HOST:PORT or unix:/path (overrides `listen`)")
     p.add_argument("--database-url", metavar="URL", help="override database_url")
     p.add_argument(
+        "--workers",
+        metavar="N",
+        help="processes serving requests on the one socket (overrides `workers`; 0: one per "
+        "CPU, at most 8; 1: a single process)",
+    )
+    p.add_argument(
         "--dev",
         nargs="?",
         const="",
@@ -48,7 +54,9 @@ def require_secret_key(config: Config) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.dev:
         args.site = args.dev or getattr(args, "site", None)
-    config = config_from(args, listen=args.listen, database_url=args.database_url)
+    config = config_from(
+        args, listen=args.listen, database_url=args.database_url, workers=args.workers
+    )
     require_secret_key(config)
     if args.dev is not None:
         import sys
@@ -56,9 +64,16 @@ def run(args: argparse.Namespace) -> int:
         from app.web.devserver import run_dev
 
         return run_dev(sys.argv[1:], config.listen, args.watch, args.dev or None)
+    from app.config import worker_count
     from app.ops.logging import setup_logging
-    from app.web.server import serve
 
     setup_logging(config.log_format, config.log_level)
+    count = worker_count(config)
+    if count > 1:
+        from app.web.supervisor import supervise
+
+        return supervise(config, count)
+    from app.web.server import serve
+
     run_async(serve(config))
     return 0

@@ -13,6 +13,8 @@ from app.db import adapt
 from app.errors import ConfigError, DatabaseUnavailable
 
 CONNECT_TIMEOUT = 5
+# Shown in pg_stat_activity; a worker under the supervisor says which one it is (keel/0, …).
+APPLICATION_NAME = "keel"
 
 
 def _require_url(config: Config) -> str:
@@ -92,7 +94,7 @@ async def open_pool(config: Config) -> AsyncIterator[AsyncConnectionPool]:
         kwargs={
             "autocommit": True,
             "options": _session_options(config),
-            "application_name": "keel",
+            "application_name": APPLICATION_NAME,
             "connect_timeout": CONNECT_TIMEOUT,
         },
         open=False,

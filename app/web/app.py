@@ -89,4 +89,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/static/site/{path:.+}", static.handle_site)
     for feature in FEATURES:
         feature.setup(app)
+    from app.web import metrics
+
+    metrics.setup(app)  # last: its middleware wraps all the others
     return app

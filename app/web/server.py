@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import signal
+import socket
 import stat
 
 from aiohttp import web
@@ -22,8 +23,10 @@ from app.web.connections import GuardedRunner, Limits, QuietFilter
 log = logging.getLogger("keel.serve")
 
 
-def _sites(runner: web.AppRunner, config: Config) -> list[web.BaseSite]:
-    inherited = systemd.listen_sockets()
+def _sites(
+    runner: web.AppRunner, config: Config, sockets: list[socket.socket] | None
+) -> list[web.BaseSite]:
+    inherited = sockets if sockets is not None else systemd.listen_sockets()
     if inherited:
         return [web.SockSite(runner, sock) for sock in inherited]
     if config.listen.startswith("unix:"):
@@ -37,8 +40,12 @@ def _sites(runner: web.AppRunner, config: Config) -> list[web.BaseSite]:
 
 
 def _listen_error(site: web.BaseSite, config: Config, exc: OSError) -> KeelError:
+    return listen_error(site.name, isinstance(site, web.UnixSite), config, exc)
+
+
+def listen_error(name: str, unix: bool, config: Config, exc: OSError) -> KeelError:
     """Say why binding failed, by its cause: a missing directory is not a busy address."""
-    if isinstance(site, web.UnixSite):
+    if unix:
         path = config.listen[5:]
         parent = os.path.dirname(path) or "."
         if exc.errno == errno.ENOENT:
@@ -56,12 +63,12 @@ def _listen_error(site: web.BaseSite, config: Config, exc: OSError) -> KeelError
             )
     if exc.errno == errno.EADDRINUSE:
         return KeelError(
-            f"cannot listen on {site.name}: the address is already in use",
+            f"cannot listen on {name}: the address is already in use",
             why="another process (or another Keel) holds the address",
             fix="choose another address with --listen, or stop the other process",
         )
     return KeelError(
-        f"cannot listen on {site.name}: {exc.strerror}",
+        f"cannot listen on {name}: {exc.strerror}",
         why="the operating system refused the address",
         fix="check the address given with --listen (listen in the configuration)",
     )
@@ -73,8 +80,32 @@ async def _watchdog(interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; in-flight requests finish within shutdown_timeout."""
+def memory_mib(pid: int | str = "self") -> tuple[float, float] | None:
+    """(RSS, PSS) of a process in MiB from /proc; PSS shares pages fairly between the
+    processes that map them, so the PSS of all workers adds up to what they really use."""
+    values: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+            for line in fh:
+                name, _, rest = line.partition(":")
+                if name in ("Rss", "Pss"):
+                    values[name] = int(rest.split()[0]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    if "Rss" not in values:
+        return None
+    return values["Rss"], values.get("Pss", values["Rss"])
+
+
+async def serve(
+    config: Config,
+    *,
+    ready: asyncio.Event | None = None,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT; in-flight requests finish within shutdown_timeout.
+
+    `sockets`: already listening sockets to accept on (a worker under the supervisor)."""
     app = build_app(config)
     runner = GuardedRunner(
         app,
@@ -108,15 +139,21 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         raise
     watchdog: asyncio.Task[None] | None = None
     try:
-        sites = _sites(runner, config)
+        sites = _sites(runner, config, sockets)
         for site in sites:
             try:
                 await site.start()
             except OSError as exc:
                 raise _listen_error(site, config, exc) from None
         names = ", ".join(s.name for s in sites)
+        memory = memory_mib()
+        rss = round(memory[0], 1) if memory else None
         log.info(
-            "serving on %s (schema %s)", names, app[keys.SCHEMA_VERSION], extra={"listen": names}
+            "serving on %s (schema %s, memory %s MiB)",
+            names,
+            app[keys.SCHEMA_VERSION],
+            rss if rss is not None else "?",
+            extra={"listen": names, "rss_mib": rss},
         )
         systemd.notify(f"READY=1\nSTATUS=serving on {names}\nMAINPID={os.getpid()}")
         interval = systemd.watchdog_interval()

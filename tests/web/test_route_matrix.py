@@ -32,6 +32,7 @@ ADMIN_UP = frozenset({"administrator", "developer"})  # AUTHZ-7
 EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
     "/": (EVERYONE, frozenset({"GET"}), "URL map: public status page"),
     "/healthz": (EVERYONE, frozenset({"GET"}), "OPS-2 no authentication"),
+    "/metrics": (EVERYONE, frozenset({"GET"}), "no sign-in; metrics_allow addresses only"),
     "/readyz": (EVERYONE, frozenset({"GET"}), "OPS-2 no authentication"),
     "/static/{name}": (EVERYONE, frozenset({"GET"}), "URL map: assets"),
     "/static/site/{path}": (EVERYONE, frozenset({"GET"}), "the site's own static files"),

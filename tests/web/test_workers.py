@@ -1,0 +1,375 @@
+"""`keel serve --workers N`: real processes on one socket, one supervisor speaking sd_notify."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.helpers import REPO, free_port, keel_env, wait_http
+from tests.mail.conftest import Recorder, SmtpServer, _serve
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of `pid`, from /proc."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(entry.name))
+    return out
+
+
+def get(url: str, timeout: float = 10) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            resp.read()
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(30)
+    yield sock, str(path)
+    sock.close()
+
+
+def _until(sock: socket.socket, wanted: str, limit: float = 60) -> list[str]:
+    got: list[str] = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        msg = sock.recv(4096).decode()
+        got.append(msg)
+        if wanted in msg:
+            return got
+    raise AssertionError(f"{wanted} not received; got {got}")
+
+
+class Server:
+    def __init__(self, database_url: str, secret_key: str, workers: int = 2, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # The log goes to a file: a pipe nobody reads fills up and blocks the server.
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--workers", str(workers)],
+            cwd=REPO,
+            text=True,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=keel_env(
+                DATABASE_URL=database_url,
+                KEEL_SECRET_KEY=secret_key,
+                KEEL_LISTEN=f"127.0.0.1:{self.port}",
+                KEEL_LOG_FORMAT="json",
+                **env,
+            ),
+        )
+
+    def wait_workers(self, count: int = 2, timeout: float = 60) -> set[int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()
+            kids = children(self.proc.pid)
+            if len(kids) == count and get(self.url + "/healthz") == 200:
+                return kids
+            time.sleep(0.1)
+        raise AssertionError(f"{count} workers did not come up")
+
+    def output(self) -> str:
+        if self.log.closed:
+            return ""
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self) -> str:
+        """Stop (if still running); what it wrote (the log and any errors)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        text = self.output()
+        self.log.close()
+        return text
+
+
+def test_two_workers_ready_watchdog_and_stop(
+    database_url: str, secret_key: str, notify_socket: tuple[socket.socket, str]
+) -> None:
+    sock, path = notify_socket
+    server = Server(database_url, secret_key, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
+    try:
+        first = _until(sock, "READY=1")
+        ready = next(m for m in first if "READY=1" in m)
+        # READY comes from the supervisor, once both workers listen and have their pools.
+        assert f"MAINPID={server.proc.pid}" in ready
+        assert "2 of 2 workers ready" in ready
+        kids = server.wait_workers(2)
+        assert server.proc.pid not in kids
+        assert all(get(server.url + "/healthz") == 200 for _ in range(20))
+        _until(sock, "WATCHDOG=1", limit=5)
+        # Workers never talk to systemd themselves: every datagram came from the supervisor.
+        server.proc.send_signal(signal.SIGTERM)
+        _until(sock, "STOPPING=1")
+        assert server.proc.wait(timeout=60) == 0
+    finally:
+        err = server.stop()
+    assert "Traceback" not in err
+    line = next(x for x in err.splitlines() if "with 2 workers" in x)
+    assert "memory per worker" in line and "MiB" in line and "pss_total_mib" in line
+
+
+def test_a_killed_worker_comes_back_while_requests_succeed(
+    database_url: str, secret_key: str, notify_socket: tuple[socket.socket, str]
+) -> None:
+    sock, path = notify_socket
+    server = Server(database_url, secret_key, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
+    try:
+        _until(sock, "READY=1")
+        before = server.wait_workers(2)
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        # The other worker accepts on the same socket: nothing is refused meanwhile.
+        statuses = [get(server.url + "/healthz") for _ in range(40)]
+        assert statuses == [200] * 40
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = children(server.proc.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("no new worker replaced the killed one")
+        _until(sock, "2 of 2 workers ready", limit=30)
+        assert all(get(server.url + "/healthz") == 200 for _ in range(20))
+        assert (min(before) not in children(server.proc.pid)) and server.proc.poll() is None
+    finally:
+        err = server.stop()
+    assert server.proc.returncode == 0
+    assert "exited with signal 9; starting a new one" in err
+
+
+def test_sigterm_drains_both_workers_with_requests_in_flight(
+    database_url: str, secret_key: str
+) -> None:
+    server = Server(database_url, secret_key)
+    results: list[int] = []
+    lock = threading.Lock()
+    try:
+        server.wait_workers(2)
+
+        def slow() -> None:
+            status = get(server.url + "/readyz", timeout=30)
+            with lock:
+                results.append(status)
+
+        with psycopg.connect(database_url, autocommit=False) as locker:
+            # Readiness reads keel_migrations: while this lock is held, requests stay in flight.
+            locker.execute("LOCK TABLE keel_migrations IN ACCESS EXCLUSIVE MODE")
+            threads = [threading.Thread(target=slow) for _ in range(8)]
+            for t in threads:
+                t.start()
+                time.sleep(0.02)
+            workers_busy: set[str] = set()
+            deadline = time.monotonic() + 1.2
+            while time.monotonic() < deadline:
+                rows = locker.execute(
+                    "SELECT a.application_name, count(*) FROM pg_locks l"
+                    " JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.relation = 'keel_migrations'::regclass AND NOT l.granted"
+                    " GROUP BY 1"
+                ).fetchall()
+                workers_busy = {r[0] for r in rows}
+                if sum(r[1] for r in rows) == 8:
+                    break
+                time.sleep(0.02)
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.4)
+            assert server.proc.poll() is None, "the workers must wait for their requests"
+            locker.rollback()
+        for t in threads:
+            t.join(timeout=30)
+        assert server.proc.wait(timeout=30) == 0
+    finally:
+        err = server.stop()
+    assert results == [200] * 8, (results, err[-2000:])
+    # Which workers held requests is the kernel's choice; both did in practice.
+    assert workers_busy <= {"keel/0", "keel/1"} and workers_busy
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = "^" + re.escape(f"{name}{{{want}}}" if labels else name) + r" (\S+)$"
+    found = re.search(pattern, text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def _hammer(url: str, count: int, concurrency: int = 8) -> list[int]:
+    import aiohttp
+
+    statuses: list[int] = []
+    queue = list(range(count))
+
+    async def client() -> None:
+        # A connection per request, so the kernel spreads them over both workers.
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True),
+            timeout=aiohttp.ClientTimeout(total=20),
+        ) as s:
+            while queue:
+                queue.pop()
+                try:
+                    async with s.get(url) as resp:
+                        await resp.read()
+                        statuses.append(resp.status)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    statuses.append(-1)
+                    print("failed:", type(exc).__name__, exc)
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return statuses
+
+
+def test_metrics_add_up_across_two_workers(database_url: str, secret_key: str) -> None:
+    server = Server(database_url, secret_key)
+    try:
+        server.wait_workers(2)
+        base = server.url
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            before = resp.read().decode()
+        sent = 300
+        statuses = asyncio.run(_hammer(base + "/healthz", sent))
+        assert statuses == [200] * sent
+        missing = asyncio.run(_hammer(base + "/no/such/page-4711", 5, concurrency=1))
+        assert missing == [404] * 5
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    finally:
+        server.stop()
+    healthz = _metric(text, "keel_http_requests_total", route="/healthz", status_class="2xx")
+    earlier = _metric(before, "keel_http_requests_total", route="/healthz", status_class="2xx")
+    assert healthz - earlier == sent
+    assert (
+        _metric(
+            text,
+            "keel_http_request_duration_seconds_bucket",
+            route="/healthz",
+            status_class="2xx",
+            le="+Inf",
+        )
+        == healthz
+    )
+    # Unknown paths share one label: a scanner cannot grow the label set.
+    assert _metric(text, "keel_http_requests_total", route="unmatched", status_class="4xx") == 5
+    assert "page-4711" not in text
+    assert _metric(text, "keel_workers") == 2
+    assert _metric(text, "keel_db_pool_size") >= 2  # both workers' pools
+    assert _metric(text, "keel_database_up") == 1
+    assert 'keel_signins_total{result="succeeded"}' in text
+    assert _metric(text, "keel_mail_outbox_depth") == 0
+    assert 'keel_build_info{version="' in text and 'site="demo"' in text
+    assert _metric(text, "keel_audit_chain_ok") == 1
+
+
+def test_metrics_refused_outside_metrics_allow(database_url: str, secret_key: str) -> None:
+    server = Server(database_url, secret_key, workers=1, KEEL_METRICS_ALLOW="127.0.0.1/32")
+    try:
+        assert wait_http(server.url + "/healthz", timeout=60, proc=server.proc) == 200
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", server.port, timeout=10, source_address=("127.0.0.2", 0)
+        )
+        conn.request("GET", "/metrics")
+        refused = conn.getresponse()
+        body = refused.read().decode()
+        conn.close()
+        assert get(server.url + "/metrics") == 200
+    finally:
+        server.stop()
+    assert refused.status == 403
+    assert "keel_http_requests_total" not in body
+
+
+def test_each_queued_mail_is_delivered_once_by_two_workers(
+    database_url: str, secret_key: str
+) -> None:
+    from app.mail.outbox import enqueue
+
+    count = 60
+
+    async def queue() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            async with conn.transaction():
+                for i in range(count):
+                    await enqueue(
+                        conn,
+                        to=f"user{i}@example.com",
+                        template="test",
+                        context={
+                            "when": datetime.now(UTC),
+                            "operator": "test",
+                            "site_name": "Keel",
+                        },
+                    )
+
+    asyncio.run(queue())
+    recorder = Recorder()
+    smtp_gen = _serve(recorder)
+    smtp: SmtpServer = next(smtp_gen)
+    server = Server(
+        database_url,
+        secret_key,
+        KEEL_SMTP_HOST=smtp.host,
+        KEEL_SMTP_PORT=str(smtp.port),
+        KEEL_SMTP_TLS="none",
+        KEEL_MAIL_FROM="Keel <keel@example.com>",
+    )
+    try:
+        server.wait_workers(2)
+        deadline = time.monotonic() + 60
+        with psycopg.connect(database_url) as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute(
+                    "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FROM keel_outbox"
+                ).fetchone()
+                assert row is not None
+                if row[0] == count:
+                    break
+                time.sleep(0.2)
+            time.sleep(2.5)  # one more poll of every worker: nothing is sent twice later
+    finally:
+        server.stop()
+        next(smtp_gen, None)
+    recipients = sorted(str(m["To"]) for m in recorder.messages)
+    assert len(recipients) == count, len(recipients)
+    assert len(set(recipients)) == count
