@@ -34,6 +34,16 @@ def run(args: argparse.Namespace) -> int:
         return run_async(_status(config, out, args.json))
     if args.plan:
         return run_async(_plan(config, out))
+    if config.pgbouncer and not args.database_url:
+        from app.errors import KeelError
+
+        raise KeelError(
+            "`keel migrate` needs a direct connection to PostgreSQL, and pgbouncer is set",
+            why="it holds a session lock while it works; PgBouncer in transaction mode hands"
+            " each transaction to any server connection, which would lose or leak that lock",
+            fix="give it PostgreSQL's own address: keel migrate --database-url"
+            " postgresql://keel@db.internal:5432/keel",
+        )
     return run_async(_apply(config, out))
 
 

@@ -27,6 +27,24 @@ def _require_url(config: Config) -> str:
     return config.database_url
 
 
+def connection_kwargs(config: Config) -> dict[str, object]:
+    """Arguments for every pooled connection; PgBouncer in transaction mode changes two."""
+    kwargs: dict[str, object] = {
+        "autocommit": True,
+        "application_name": APPLICATION_NAME,
+        "connect_timeout": CONNECT_TIMEOUT,
+    }
+    if config.pgbouncer:
+        # Each transaction may run on another server connection: a statement prepared on one
+        # is unknown on the next, so psycopg must never prepare. PgBouncer also refuses the
+        # `options` startup parameter; the timeouts are set on the role instead (ALTER ROLE …
+        # SET, docs/operations.md "PgBouncer").
+        kwargs["prepare_threshold"] = None
+    else:
+        kwargs["options"] = _session_options(config)
+    return kwargs
+
+
 def _session_options(config: Config) -> str:
     # Startup options rather than SET after connect: they hold for every transaction and
     # survive a server-side reset; under PgBouncer set them on the role instead (see docs).
@@ -68,7 +86,11 @@ async def connect(
     url = _require_url(config)
     try:
         conn = await psycopg.AsyncConnection.connect(
-            url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT, application_name="keel-cli"
+            url,
+            autocommit=autocommit,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name="keel-cli",
+            prepare_threshold=None if config.pgbouncer else 5,
         )
     except psycopg.Error as exc:
         raise explain_connect_error(exc, url) from None
@@ -91,12 +113,7 @@ async def open_pool(config: Config) -> AsyncIterator[AsyncConnectionPool]:
         max_size=config.pool_max,
         timeout=config.pool_timeout,
         max_waiting=config.pool_max * 20,
-        kwargs={
-            "autocommit": True,
-            "options": _session_options(config),
-            "application_name": APPLICATION_NAME,
-            "connect_timeout": CONNECT_TIMEOUT,
-        },
+        kwargs=connection_kwargs(config),
         open=False,
         name="keel",
         configure=adapt.configure,  # dates and timestamps at ±infinity load (app/db/adapt.py)
