@@ -26,11 +26,13 @@ async def database_state(app: web.Application) -> dict[str, object]:
                 states = await migrate.status(conn, app[MIGRATIONS])
                 version = await migrate.schema_version(conn)
     except (psycopg.Error, PoolTimeout, TimeoutError):
-        return {"database": "unreachable", "pending": None, "schema": None}
+        return {"database": "unreachable", "pending": None, "newer": None, "schema": None}
     # Migrations from a newer build ("unknown") do not make this build unready: during a
-    # rolling upgrade or a rollback the older code still serves the newer schema.
+    # rolling upgrade or a rollback the older code still serves the newer schema, which every
+    # release's migrations keep working (docs/operations.md, "Rollback"). They are counted.
     waiting = sum(1 for s in states if s.state in ("pending", "modified"))
-    return {"database": "ok", "pending": waiting, "schema": version}
+    newer = sum(1 for s in states if s.state == "unknown")
+    return {"database": "ok", "pending": waiting, "newer": newer, "schema": version}
 
 
 async def readyz(request: web.Request) -> web.Response:
