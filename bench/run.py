@@ -1,7 +1,9 @@
 """The admin benchmark (BASELINE.md S1–S7): throwaway Postgres, seed.sql, dist/keel, wrk.
 
 Usage: .venv/bin/python bench/run.py [--seed PATH] [--duration 15] [--skip-build] [--only S1,S5]
-Writes bench/results/latest.json and bench/results/latest.md. Needs `wrk` and `psql`.
+       .venv/bin/python bench/run.py --floor [--workers 1,2] [--rounds 2]   (side by side)
+Writes bench/results/latest.json and bench/results/latest.md (with --floor: floor.json and
+floor.md). Needs `wrk` and `psql`.
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ sys.path.insert(0, str(ROOT))
 
 from app.devdb import LocalPostgres, free_port  # noqa: E402
 
-SEED = Path("/work/shared/bench/seed.sql")
+SEED = ROOT / "bench" / "floor" / "seed.sql"  # a copy of the shared bench/seed.sql
+FLOOR = ROOT / "bench" / "floor" / "server.py"
 RESULTS = ROOT / "bench" / "results"
-SITE_MIGRATION = ROOT / "app" / "site" / "migrations" / "0001_service_desk.sql"
+# The bookings and customers tables are the demo site's (app/demo/site, migrations demo:NNNN).
+DEMO_SITE = ROOT / "app" / "demo" / "site"
+SITE_MIGRATION = DEMO_SITE / "migrations" / "0001_service_desk.sql"
 SEARCH_EMAIL = "richard.adams.4242@example.org"
 PASSWORD = "bench kettle plum 4711"
 EMAIL = "bench-admin@example.com"
@@ -331,7 +336,17 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per scenario")
     parser.add_argument("--skip-build", action="store_true", help="use the existing dist/keel")
     parser.add_argument("--only", default="", help="comma list of scenarios, e.g. S1,S3")
+    parser.add_argument(
+        "--floor", action="store_true", help="Keel and the floor server side by side, interleaved"
+    )
+    parser.add_argument("--workers", default="1,2", help="with --floor: process counts to compare")
+    parser.add_argument("--rounds", type=int, default=1, help="with --floor: runs per scenario")
     args = parser.parse_args()
+    if args.floor:
+        from bench.compare import compare
+
+        compare(args)
+        return
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()}
     artifact = ROOT / "dist" / "keel"
     if not args.skip_build or not artifact.exists():
@@ -362,6 +377,8 @@ def main() -> None:
             "KEEL_SECRET_KEY": secret,
             "KEEL_PUBLIC_URL": base,
             "KEEL_LOG_FORMAT": "json",
+            "KEEL_SITE_DIR": str(DEMO_SITE),
+            "KEEL_WORKERS": "1",
             # Benchmark only: S6 signs in hundreds of times from one address, which LOGIN-3's
             # per-IP limit (30 a minute) would answer with 429 instead of verifying passwords.
             "KEEL_LOGIN_IP_LIMIT": "100000",
