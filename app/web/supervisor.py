@@ -279,7 +279,7 @@ def _worker_main(index: int, sup: Supervisor) -> NoReturn:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
-        gc.unfreeze()
+        # The frozen objects stay frozen: collecting them would copy their pages per worker.
         os.environ["NOTIFY_SOCKET"] = sup.channel_address
         os.environ["WATCHDOG_USEC"] = str(int(PING_INTERVAL * 2_000_000))
         os.environ["WATCHDOG_PID"] = str(os.getpid())

@@ -373,3 +373,21 @@ def test_each_queued_mail_is_delivered_once_by_two_workers(
     recipients = sorted(str(m["To"]) for m in recorder.messages)
     assert len(recipients) == count, len(recipients)
     assert len(set(recipients)) == count
+
+
+def test_workers_setting_is_validated(database_url: str, secret_key: str) -> None:
+    from tests.helpers import keel
+
+    env = keel_env(DATABASE_URL=database_url, KEEL_SECRET_KEY=secret_key)
+    bad = keel("serve", "--workers", "many", env=env)
+    assert bad.returncode == 2 and "workers" in bad.stderr and "from 0 to 64" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert keel("serve", "--workers", "65", env=env).returncode == 2
+
+
+def test_auto_workers_follow_the_usable_cpus() -> None:
+    from app.config import MAX_AUTO_WORKERS, Config, load_config, worker_count
+
+    assert worker_count(Config(workers=3)) == 3
+    assert load_config(env={"KEEL_WORKERS": "auto"}).workers == 0
+    assert worker_count(Config()) == min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS)
