@@ -428,15 +428,15 @@ SETTINGS: tuple[Setting, ...] = (
         "http_max_connections",
         _range(16, 1_000_000),
         1000,
-        "Most open client connections; more are answered 503 and closed. Lowered at start to fit "
-        "the process's file descriptor limit.",
+        "Most open client connections per worker process; more are answered 503 and closed. "
+        "Lowered at start to fit the process's file descriptor limit.",
     ),
     Setting(
         "http_max_connections_per_client",
         _range(1, 1_000_000),
         100,
-        "Most open connections from one client address (503 above). Trusted proxies and the unix "
-        "socket are exempt.",
+        "Most open connections from one client address per worker process (503 above). Trusted "
+        "proxies and the unix socket are exempt.",
     ),
     Setting(
         "brand_color",
