@@ -55,9 +55,10 @@ class Worker:
 class Supervisor:
     config: Config
     count: int
-    sockets: list[socket.socket]
+    sockets: list[list[socket.socket]]  # what each worker accepts on, by worker index
     names: str
     workers: dict[int, Worker] = field(default_factory=dict)  # by pid
+    wake: tuple[socket.socket, ...] = ()
     pending: dict[int, float] = field(default_factory=dict)  # index -> when to start it
     quick_exits: dict[int, int] = field(default_factory=dict)
     stopping: bool = False
@@ -71,6 +72,7 @@ class Supervisor:
         channel.setblocking(False)
         self.channel, self.channel_address = channel, "@" + name
         wake_r, wake_w = socket.socketpair()
+        self.wake = (wake_r, wake_w)
         wake_r.setblocking(False)
         wake_w.setblocking(False)
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno())
@@ -96,10 +98,14 @@ class Supervisor:
             wake_r.close()
             wake_w.close()
             channel.close()
-            for sock in self.sockets:
-                sock.close()
+            self._close_sockets()
         log.info("stopped")
         return failure
+
+    def _close_sockets(self) -> None:
+        for group in self.sockets:
+            for sock in group:
+                sock.close()
 
     def _on_stop(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -247,8 +253,7 @@ class Supervisor:
         # Our copies of the listening sockets go now: once the workers close theirs, new
         # connections are refused (or, under socket activation, wait in systemd's socket for
         # the next start) instead of queueing where nobody will accept them.
-        for sock in self.sockets:
-            sock.close()
+        self._close_sockets()
         deadline = time.monotonic() + self.config.shutdown_timeout + 10
         while self.workers and time.monotonic() < deadline:
             with contextlib.suppress(InterruptedError):
@@ -279,6 +284,16 @@ def _worker_main(index: int, sup: Supervisor) -> NoReturn:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
+        # The supervisor's descriptors are not the worker's to keep: the other workers'
+        # listening sockets above all, which would stay open (and accept into a queue nobody
+        # reads) for as long as this worker lives.
+        own = {id(sock) for sock in sup.sockets[index]}
+        for group in sup.sockets:
+            for sock in group:
+                if id(sock) not in own:
+                    sock.close()
+        for extra in (sup.channel, *sup.wake):
+            extra.close()
         # The frozen objects stay frozen: collecting them would copy their pages per worker.
         os.environ["NOTIFY_SOCKET"] = sup.channel_address
         os.environ["WATCHDOG_USEC"] = str(int(PING_INTERVAL * 2_000_000))
@@ -293,7 +308,7 @@ def _worker_main(index: int, sup: Supervisor) -> NoReturn:
 
         metrics.use_slot(index)
         pool.APPLICATION_NAME = f"keel/{index}"  # which worker, in pg_stat_activity
-        asyncio.run(serve(sup.config, sockets=list(sup.sockets)))
+        asyncio.run(serve(sup.config, sockets=list(sup.sockets[index])))
         code = 0
     except KeelError as exc:
         print(exc.render(), file=sys.stderr)
@@ -310,14 +325,15 @@ def _worker_main(index: int, sup: Supervisor) -> NoReturn:
         os._exit(code)
 
 
-def bind(config: Config) -> tuple[list[socket.socket], str]:
-    """The listening sockets every worker accepts on: systemd's, else bound here once."""
+def bind(config: Config, count: int) -> tuple[list[list[socket.socket]], str]:
+    """The listening sockets, by worker: systemd's or a unix socket shared by all, else one
+    TCP socket per worker on the same address (SO_REUSEPORT), all held by the supervisor."""
     from app.web.server import listen_error
 
     inherited = systemd.listen_sockets()
     if inherited:
         names = ", ".join(_sock_name(s) for s in inherited)
-        return inherited, names
+        return [inherited] * count, names
     if config.listen.startswith("unix:"):
         path = config.listen[5:]
         with contextlib.suppress(FileNotFoundError):
@@ -330,7 +346,7 @@ def bind(config: Config) -> tuple[list[socket.socket], str]:
         except OSError as exc:
             sock.close()
             raise listen_error(f"http://unix:{path}:", True, config, exc) from None
-        return [sock], f"http://unix:{path}:"
+        return [[sock]] * count, f"http://unix:{path}:"
     host, _, port = config.listen.rpartition(":")
     host = host.strip("[]")
     name = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
@@ -341,17 +357,23 @@ def bind(config: Config) -> tuple[list[socket.socket], str]:
     except OSError as exc:
         raise listen_error(name, False, config, exc) from None
     family, kind, proto, _canon, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
-        sock.listen(BACKLOG)
-    except OSError as exc:
-        sock.close()
-        raise listen_error(name, False, config, exc) from None
-    return [sock], name
+    groups: list[list[socket.socket]] = []
+    for _ in range(count):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+        except OSError as exc:
+            sock.close()
+            for group in groups:
+                group[0].close()
+            raise listen_error(name, False, config, exc) from None
+        groups.append([sock])
+    return groups, name
 
 
 def _sock_name(sock: socket.socket) -> str:
@@ -368,7 +390,7 @@ def supervise(config: Config, count: int) -> int:
     from app.web import metrics
     from app.web.app import build_app
 
-    sockets, names = bind(config)
+    sockets, names = bind(config, count)
     # The routes are the metric labels; every worker builds the same app, so the layout of
     # the shared counters is fixed here, before the fork. Building it also imports every
     # module once, in memory the workers share.
