@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import os
 import re
@@ -177,6 +178,36 @@ def test_a_killed_worker_comes_back_while_requests_succeed(
         err = server.stop()
     assert server.proc.returncode == 0
     assert "exited with signal 9; starting a new one" in err
+
+
+def test_watchdog_stops_while_a_worker_is_stuck(
+    database_url: str, secret_key: str, notify_socket: tuple[socket.socket, str]
+) -> None:
+    """WATCHDOG=1 reaches systemd only while every worker pings: a frozen worker (SIGSTOP, like
+    a wedged event loop) stops it, so systemd's watchdog restarts the service."""
+    sock, path = notify_socket
+    server = Server(database_url, secret_key, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
+    try:
+        _until(sock, "READY=1")
+        _until(sock, "WATCHDOG=1", limit=5)
+        victim = min(server.wait_workers(2))
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            time.sleep(6)  # past the supervisor's 5 s of silence
+            sock.settimeout(0.2)
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    sock.recv(4096)  # what was sent before the worker counted as stuck
+            sock.settimeout(3)
+            with pytest.raises(TimeoutError):
+                while True:
+                    assert "WATCHDOG=1" not in sock.recv(4096).decode()
+        finally:
+            os.kill(victim, signal.SIGCONT)
+        sock.settimeout(10)
+        _until(sock, "WATCHDOG=1", limit=10)
+    finally:
+        server.stop()
 
 
 def test_sigterm_drains_both_workers_with_requests_in_flight(
