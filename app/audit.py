@@ -34,8 +34,10 @@ __all__ = [
     "derive_key",
     "diff",
     "fingerprint",
+    "key_id",
     "record",
     "redact",
+    "ring_keys",
     "verify",
 ]
 
@@ -50,6 +52,18 @@ _USER_AGENT_MAX = 200
 def derive_key(secret_key: str) -> bytes:
     """The chain key is derived from secret_key so the raw key is never used twice."""
     return hmac.new(secret_key.encode(), b"keel-audit-chain-v1", hashlib.sha256).digest()
+
+
+def key_id(audit_key: bytes) -> str:
+    """A key's public name, 8 hex digits: records say which key signed them (key rotation).
+
+    A hash of the derived chain key: it names the key without revealing anything usable."""
+    return hashlib.sha256(b"keel-key-id-v1" + audit_key).hexdigest()[:8]
+
+
+def ring_keys(secret_keys: tuple[str, ...]) -> dict[str, bytes]:
+    """Key id → chain key for every key of the ring, the signing key first."""
+    return {key_id(k): k for k in (derive_key(s) for s in secret_keys)}
 
 
 @dataclass(frozen=True)
@@ -250,15 +264,16 @@ async def _append(conn: psycopg.AsyncConnection[Any], ctx: Context, event: Event
     await conn.execute(
         "INSERT INTO keel_audit (id, at, event_type, actor_id, actor_email, session_id, ip,"
         " user_agent, request_id, target_resource, target_id, outcome, summary, metadata,"
-        " os_actor, prev_hash, row_hash) VALUES (%(id)s, %(at)s, %(event_type)s, %(actor_id)s,"
-        " %(actor_email)s, %(session_id)s, %(ip)s, %(user_agent)s, %(request_id)s,"
-        " %(target_resource)s, %(target_id)s, %(outcome)s, %(summary)s, %(metadata)s,"
-        " %(os_actor)s, %(prev_hash)s, %(row_hash)s)",
+        " os_actor, prev_hash, row_hash, key_id) VALUES (%(id)s, %(at)s, %(event_type)s,"
+        " %(actor_id)s, %(actor_email)s, %(session_id)s, %(ip)s, %(user_agent)s,"
+        " %(request_id)s, %(target_resource)s, %(target_id)s, %(outcome)s, %(summary)s,"
+        " %(metadata)s, %(os_actor)s, %(prev_hash)s, %(row_hash)s, %(key_id)s)",
         {
             **row,
             "metadata": Jsonb(row["metadata"]),
             "prev_hash": prev_hash,
             "row_hash": row_hash,
+            "key_id": key_id(ctx.audit_key),
         },
     )
     return int(row_id)
@@ -277,11 +292,22 @@ class VerifyResult:
     broken_at: datetime | None = None
     broken_type: str | None = None
     reason: str = ""
+    # Rows whose signing key is no longer in the ring: their links were checked, their
+    # contents cannot be. Not evidence of tampering, but not verified either.
+    unverified: int = 0
+    retired: tuple[str, ...] = ()
+
+    @property
+    def retired_text(self) -> str:
+        keys = ", ".join(self.retired)
+        return f"{self.unverified} rows cannot be verified: key {keys} retired"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "rows": self.rows,
+            "unverified": self.unverified,
+            "retired_keys": list(self.retired),
             "head_id": self.head_id,
             "head_hash": self.head_hash,
             "broken": None
@@ -295,16 +321,25 @@ class VerifyResult:
         }
 
 
-_COLUMNS = ", ".join((*SEALED, "prev_hash", "row_hash"))
+_COLUMNS = ", ".join((*SEALED, "key_id", "prev_hash", "row_hash"))
 
 
 async def verify(
-    conn: psycopg.AsyncConnection[Any], key: bytes, *, batch: int = 1000, last: int | None = None
+    conn: psycopg.AsyncConnection[Any],
+    key: bytes | Mapping[str, bytes],
+    *,
+    batch: int = 1000,
+    last: int | None = None,
 ) -> VerifyResult:
     """Walk the chain in id order, a batch at a time, and name the first broken row.
 
+    `key` is the chain key, or the ring (`ring_keys`): each row is checked with the key its
+    key id names. A row whose key left the ring is counted as unverified, not as broken.
     `last=N` checks only the newest N rows, anchored on the hash of the row before them:
     a cheap check of the head for `keel doctor` (OPS-5)."""
+    keys = {key_id(key): key} if isinstance(key, bytes) else dict(key)
+    retired: dict[str, None] = {}
+    unverified = 0
     prev, count, last_id = GENESIS, 0, 0
     if last is not None:
         cur = await conn.execute(
@@ -323,11 +358,18 @@ async def verify(
             break
         for values in rows:
             row = dict(zip(SEALED, values[: len(SEALED)], strict=True))
-            prev_hash, row_hash = bytes(values[-2]), bytes(values[-1])
+            kid, prev_hash, row_hash = values[-3], bytes(values[-2]), bytes(values[-1])
             reason = ""
             if prev_hash != prev:
                 reason = "its link to the previous row is broken: a row before it was removed"
-            elif not hmac.compare_digest(seal(key, prev_hash, row), row_hash):
+            elif kid is not None and kid not in keys:
+                retired[kid] = None
+                unverified += 1
+            elif not any(
+                hmac.compare_digest(seal(k, prev_hash, row), row_hash)
+                # Rows written before key ids were recorded name no key: try the whole ring.
+                for k in ([keys[kid]] if kid is not None else keys.values())
+            ):
                 reason = "its contents do not match its hash: the row was altered"
             if reason:
                 return VerifyResult(
@@ -335,7 +377,10 @@ async def verify(
                     row["id"], row["at"], row["event_type"], reason,
                 )  # fmt: skip
             prev, last_id, count = row_hash, row["id"], count + 1
-    return VerifyResult(True, count, last_id or None, prev.hex() if last_id else None)
+    return VerifyResult(
+        True, count, last_id or None, prev.hex() if last_id else None,
+        unverified=unverified, retired=tuple(retired),
+    )  # fmt: skip
 
 
 async def doctor_check(config: Config) -> list[Check]:
@@ -348,7 +393,7 @@ async def doctor_check(config: Config) -> list[Check]:
         return [Check("audit chain", WARN, "not checked: no usable secret_key")]
     try:
         async with connect(config) as conn:
-            result = await verify(conn, derive_key(config.secret_key), last=DOCTOR_ROWS)
+            result = await verify(conn, ring_keys(config.ring), last=DOCTOR_ROWS)
     except (KeelError, psycopg.Error) as exc:
         return [Check("audit chain", WARN, f"not checked: {str(exc).splitlines()[0][:200]}")]
     if not result.ok:
@@ -358,6 +403,15 @@ async def doctor_check(config: Config) -> list[Check]:
                 FAIL,
                 f"row {result.broken_id} ({result.broken_type}) does not verify: {result.reason};"
                 " run keel audit verify",
+            )
+        ]
+    if result.unverified:
+        return [
+            Check(
+                "audit chain",
+                WARN,
+                f"of the newest {result.rows} rows, {result.retired_text}; put the key back "
+                "in secret_keys to verify them",
             )
         ]
     return [Check("audit chain", OK, f"the newest {result.rows} rows verify")]

@@ -206,6 +206,15 @@ def _secret_key(key: str, raw: object) -> str:
     return str(raw).strip()
 
 
+def _secret_keys(key: str, raw: object) -> tuple[str, ...]:
+    """A TOML array, or text with one key per line (a credential file) or comma-separated."""
+    items = raw if isinstance(raw, list) else re.split(r"[\s,]+", str(raw))
+    ring = tuple(k for k in (str(x).strip() for x in items) if k)
+    if len(set(ring)) != len(ring):
+        raise ConfigError(key, "the same key is listed twice", "list each key once")
+    return ring
+
+
 def _range(lo: int, hi: int) -> Callable[[str, object], int]:
     return lambda key, raw: _parse_int(key, raw, lo, hi)
 
@@ -266,6 +275,16 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "32 random bytes, URL-safe base64. Keys the audit chain HMAC and second-factor "
         "encryption. Generate: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.",
+        secret=True,
+    ),
+    Setting(
+        "secret_keys",
+        _secret_keys,
+        (),
+        "The key ring, for rotating `secret_key`: the first key signs, every key verifies "
+        "(sessions' form tokens, page links, messages, mailed links, the audit chain). Set "
+        "either this or `secret_key`, not both. As a file (`file:` or the `secret_keys` "
+        "credential): one key per line. `keel secret rotate` prints the steps.",
         secret=True,
     ),
     Setting(
@@ -487,7 +506,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
-SECRET_FILES = ("secret_key", "database_url", "smtp_password")
+SECRET_FILES = ("secret_key", "secret_keys", "database_url", "smtp_password")
 
 
 @dataclass(frozen=True)
@@ -496,7 +515,9 @@ class Config:
     listen: str = "127.0.0.1:8000"
     public_url: str = ""
     site_name: str = "Keel"
+    # The signing key: `secret_key`, or the first of `secret_keys` when a ring is set.
     secret_key: str = ""
+    secret_keys: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     pool_min: int = 2
     pool_max: int = 10
@@ -539,6 +560,16 @@ class Config:
     # Where each value came from (default, file, credential, env, flag); not a setting.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     demo: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # One place decides which key signs: the head of the ring when there is one.
+        if self.secret_keys and self.secret_key != self.secret_keys[0]:
+            object.__setattr__(self, "secret_key", self.secret_keys[0])
+
+    @property
+    def ring(self) -> tuple[str, ...]:
+        """Every key that verifies, the signing key first (`secret_key = X` is the ring [X])."""
+        return self.secret_keys or ((self.secret_key,) if self.secret_key else ())
 
     def with_values(self, **values: Any) -> Config:
         return replace(self, **values)
@@ -661,6 +692,14 @@ def load_config(
     values: dict[str, Any] = {}
     for key, value in raw.items():
         values[key] = SETTINGS_BY_NAME[key].parse(key, _resolve(key, value))
+    if values.get("secret_key") and values.get("secret_keys"):
+        raise ConfigError(
+            "secret_keys",
+            f"both secret_key ({sources['secret_key']}) and secret_keys "
+            f"({sources['secret_keys']}) are set",
+            "keep one: move the secret_key value into secret_keys (first line) and remove "
+            "secret_key",
+        )
     config = Config(**values, sources=sources)
     if config.pool_min > config.pool_max:
         raise ConfigError(
@@ -687,6 +726,17 @@ def secret_key_problem(key: str) -> str | None:
     return None
 
 
+def ring_problem(config: Config) -> str | None:
+    """Why the key ring is unusable, or None: every key must be a usable secret key."""
+    if not config.secret_keys:
+        return secret_key_problem(config.secret_key)
+    for n, key in enumerate(config.secret_keys, 1):
+        problem = secret_key_problem(key)
+        if problem:
+            return f"secret_keys key {n}: " + problem.removeprefix("secret_key ")
+    return None
+
+
 def config_fields() -> list[str]:
     return [f.name for f in fields(Config) if f.name not in {"sources", "demo"}]
 
@@ -700,7 +750,7 @@ def reference_markdown() -> str:
         "",
         "Sources, later wins: built-in defaults → TOML file (`--config PATH`, else "
         "`$KEEL_CONFIG`, else `/etc/keel/keel.toml` if present) → systemd credentials "
-        "(`$CREDENTIALS_DIRECTORY/<name>` for `secret_key`, `database_url`, `smtp_password`) → "
+        "(`$CREDENTIALS_DIRECTORY/<name>` for `secret_key`, `secret_keys`, `database_url`, `smtp_password`) → "
         "environment (`KEEL_<NAME>`; the database also reads `DATABASE_URL`, and `KEEL_DATABASE_URL` "
         "wins over it) → command-line flags.",
         "",

@@ -207,7 +207,7 @@ def test_service_gets_its_secrets_as_credentials() -> None:
     assert all(Path(p).parent == Path("/etc/keel/credentials") for p in loaded.values())
     # Optional secrets fall back to an empty value instead of failing the start.
     defaults = [v.split(":", 1)[0] for v in units.get("Service.SetCredential", [])]
-    assert defaults == ["smtp_password"]
+    assert defaults == ["secret_key", "secret_keys", "smtp_password"]
     assert not any(
         "KEEL_SECRET" in e or "PASSWORD" in e for e in units.get("Service.Environment", [])
     )

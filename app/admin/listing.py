@@ -52,6 +52,21 @@ def cursor_key(secret_key: str) -> bytes:
     return hmac.new(secret_key.encode(), b"keel-list-cursor-v1", hashlib.sha256).digest()
 
 
+class RingKey(bytes):
+    """The signing key, carrying the ring's older keys: a page link made before a key
+    rotation still opens. It is a `bytes`, so every function that signs takes it as is."""
+
+    older: tuple[bytes, ...] = ()
+
+
+def cursor_ring_key(ring: tuple[str, ...]) -> bytes:
+    """The cursor key of the ring's signing key, verifying with every key of the ring."""
+    keys = [cursor_key(k) for k in ring] or [cursor_key("")]
+    key = RingKey(keys[0])
+    key.older = tuple(keys[1:])
+    return key
+
+
 # ---- SQL pieces --------------------------------------------------------------------------
 # Identifiers come from the catalog and are quoted by `sql.Identifier`, once each; the pieces
 # are then joined as text and handed to psycopg as one `sql.SQL`. Values are always `%s`
@@ -293,8 +308,9 @@ def decode_cursor(key: bytes, b: BoundResource, lq: ListQuery, token: str) -> tu
     except (binascii.Error, ValueError):
         raise bad from None
     raw, mac = blob[:-16], blob[-16:]
-    if len(blob) <= 16 or not hmac.compare_digest(
-        mac, hmac.new(key, raw, hashlib.sha256).digest()[:16]
+    if len(blob) <= 16 or not any(
+        hmac.compare_digest(mac, hmac.new(k, raw, hashlib.sha256).digest()[:16])
+        for k in (key, *getattr(key, "older", ()))
     ):
         raise bad
     try:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from aiohttp import web
 
-from app.admin.listing import cursor_key
+from app.admin.listing import cursor_ring_key
 from app.admin.registry import site_registry
 from app.admin.resources import (
     BoundResource,
@@ -79,7 +79,7 @@ async def _admin(app: web.Application) -> AsyncIterator[None]:
         log.warning("declaration: %s", p)
     app[ADMIN] = bound
     app[WARNINGS] = problems
-    app[CURSOR_KEY] = cursor_key(app[keys.CONFIG].secret_key)
+    app[CURSOR_KEY] = cursor_ring_key(app[keys.CONFIG].ring)
     app[DISPLAYS] = displays_of(bound)
     app[SLUGS] = {b.table.qualified: b.slug for b in bound.values()}
     yield

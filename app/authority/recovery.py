@@ -123,7 +123,7 @@ async def _queue_reset_mail(
     """A reset token and its mail, in the caller's transaction; returns the token.
 
     The outbox holds a seal, never the token itself (app/mail/seal.py)."""
-    token, seal = mail.new_sealed_token(mail.seal_key(ctx.audit_key))
+    token, seal = mail.new_sealed_token(mail.seal_key(ctx.audit_key), audit.key_id(ctx.audit_key))
     await issue_token(
         conn, user_id=user_id, ttl_seconds=RESET_TTL, kind="reset",
         requested_ip=requested_ip, now=now, token=token,

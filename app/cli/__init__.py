@@ -29,6 +29,7 @@ COMMANDS = (
     "theme",
     "ai",
     "memory",
+    "secret",
 )
 
 

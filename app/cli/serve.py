@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from app.cli.common import common_options, config_from, run_async
-from app.config import Config, secret_key_problem
+from app.config import Config, ring_problem
 from app.errors import ConfigError
 
 
@@ -42,10 +42,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def require_secret_key(config: Config) -> None:
-    problem = secret_key_problem(config.secret_key)
+    problem = ring_problem(config)
     if problem and not config.demo:
         raise ConfigError(
-            "secret_key",
+            "secret_keys" if config.secret_keys else "secret_key",
             problem.removeprefix("secret_key "),
             "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
         )

@@ -59,11 +59,13 @@ def worker_for(config: Config, connect: Any) -> Worker | None:
     return None
 
 
-def worker_seal_key(config: Config) -> bytes | None:
-    """The key that turns an outbox row's seal into its link token (app/mail/seal.py)."""
+def worker_seal_key(config: Config) -> dict[str, bytes] | None:
+    """The keys that turn an outbox row's seal into its link token (app/mail/seal.py), by key
+    id, the signing key first: a mail queued before a key rotation still gets its token."""
     from app import audit
 
-    return seal_key(audit.derive_key(config.secret_key)) if config.secret_key else None
+    keys = {kid: seal_key(k) for kid, k in audit.ring_keys(config.ring).items()}
+    return keys or None
 
 
 async def mail_worker(app: web.Application) -> AsyncIterator[None]:

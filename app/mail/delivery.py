@@ -8,7 +8,7 @@ import os
 import smtplib
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from app.config import Config
-from app.mail.seal import unseal
+from app.mail.seal import key_for, unseal
 
 log = logging.getLogger("keel.mail")
 
@@ -191,10 +191,12 @@ class Worker:
         base_delay: float = 30.0,
         max_delay: float = 3600.0,
         lease: float = 300.0,
-        seal_key: bytes | None = None,
+        seal_key: bytes | Mapping[str, bytes] | None = None,
     ) -> None:
         self.connect, self.settings, self.send = connect, settings, send
-        self.seal_key = seal_key  # app/mail/seal.py: fills in sealed tokens when sending
+        self.seal_key = (
+            {"": seal_key} if isinstance(seal_key, bytes) else seal_key
+        )  # app/mail/seal.py: fills in sealed tokens when sending
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.batch, self.max_attempts, self.lease = batch, max_attempts, lease
         self.base_delay, self.max_delay = base_delay, max_delay
@@ -238,12 +240,13 @@ class Worker:
     def _unsealed(self, mail: Outgoing) -> Outgoing:
         if mail.seal is None:
             return mail
-        if self.seal_key is None:
+        key = key_for(self.seal_key, mail.seal) if self.seal_key else None
+        if key is None:
             raise PermanentFailure("sealed mail needs secret_key to be set on this server")
         return replace(
             mail,
-            text=unseal(self.seal_key, mail.seal, mail.text),
-            html=unseal(self.seal_key, mail.seal, mail.html),
+            text=unseal(key, mail.seal, mail.text),
+            html=unseal(key, mail.seal, mail.html),
         )
 
     async def _failed(self, mail: Outgoing, now: datetime, error: str, final: bool) -> None:

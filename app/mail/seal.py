@@ -6,6 +6,9 @@ as long as the row lives. Instead the token is HMAC(key, seal) for a random 32-b
 outbox row holds the seal and a placeholder where the token goes, the recovery table holds
 only the token's hash, and the key is derived from `secret_key`, which is never in the
 database. The worker fills the placeholder when it sends and then clears the seal.
+
+Key rotation: the seal's first 4 bytes are the id of the key that made the token (the rest
+is random), so a mail queued before a rotation is still sent with the token its link needs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 
 # Stands where the token goes in the stored bodies; outside the token alphabet ("!").
 PLACEHOLDER = "!keel-sealed-token!"
@@ -31,10 +35,23 @@ def token_for(key: bytes, seal: bytes) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-def new_sealed_token(key: bytes) -> tuple[str, bytes]:
-    """(token, seal): hand the token's hash to the recovery table and the seal to the outbox."""
-    seal = secrets.token_bytes(SEAL_BYTES)
+KEY_ID_BYTES = 4
+
+
+def new_sealed_token(key: bytes, key_id: str = "") -> tuple[str, bytes]:
+    """(token, seal): hand the token's hash to the recovery table and the seal to the outbox.
+
+    `key_id` names the audit key the seal key came from (app.audit.key_id)."""
+    named = bytes.fromhex(key_id)[:KEY_ID_BYTES]
+    seal = named + secrets.token_bytes(SEAL_BYTES - len(named))
     return token_for(key, seal), seal
+
+
+def key_for(keys: Mapping[str, bytes], seal: bytes) -> bytes | None:
+    """The key that made this seal: the one its id names. A seal made before key ids were
+    recorded names none; it was made with the signing key (the first), unless it was retired."""
+    named = keys.get(seal[:KEY_ID_BYTES].hex())
+    return named if named is not None else next(iter(keys.values()), None)
 
 
 def unseal(key: bytes, seal: bytes, text: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 
 from app import sites
-from app.config import Config, secret_key_problem
+from app.config import Config, ring_problem
 from app.db import migrate
 from app.db.pool import connect
 from app.errors import KeelError
@@ -28,9 +28,11 @@ class Check:
 
 
 def check_secret_key(config: Config) -> Check:
-    problem = secret_key_problem(config.secret_key)
+    problem = ring_problem(config)
     if problem:
         return Check("secret key", FAIL, f"{problem}; serve refuses to start without a usable key")
+    if len(config.ring) > 1:
+        return Check("secret key", OK, f"a ring of {len(config.ring)} keys, each 32+ bytes")
     return Check("secret key", OK, "present, 32+ bytes")
 
 
@@ -185,6 +187,7 @@ SUBSYSTEM_CHECKS = (
     "app.authority.setup:doctor_checks",
     "app.admin.setup:doctor_checks",
     "app.audit:doctor_check",
+    "app.keyring:doctor_check",
     "app.mail:doctor_checks",
 )
 

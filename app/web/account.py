@@ -542,6 +542,7 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     config = app[keys.CONFIG]
     app[csrf.CSRF_KEY] = csrf.derive_key(config.secret_key)
+    app[csrf.CSRF_KEYS] = tuple(csrf.derive_key(k) for k in config.ring)
     app[auth.AUDIT_KEY] = audit.derive_key(config.secret_key)
     app[keys.RENDERER].context_hooks.append(template_context)
     r = app.router

@@ -22,6 +22,7 @@ REFUSED = (
     "Go back, reload the page and try again."
 )
 CSRF_KEY = web.AppKey("keel_csrf_key", bytes)
+CSRF_KEYS = web.AppKey("keel_csrf_keys", tuple[bytes, ...])  # the ring's, signing key first
 _NEW_PRE = web.RequestKey("keel_new_pre_csrf", str)
 _BINDING = web.RequestKey("keel_csrf_binding", str)
 
@@ -73,6 +74,12 @@ def derive_key(secret_key: str) -> bytes:
 def _key(app: web.Application) -> bytes:
     key = app.get(CSRF_KEY)
     return key if key is not None else derive_key(app[keys.CONFIG].secret_key)
+
+
+def _keys(app: web.Application) -> tuple[bytes, ...]:
+    """Every key a token may carry: a form shown before a key rotation still posts."""
+    ring = app.get(CSRF_KEYS)
+    return ring if ring else (_key(app),)
 
 
 def _mac(key: bytes, kind: bytes, value: str) -> str:
@@ -128,7 +135,6 @@ def _valid(request: web.Request, sent: str) -> str | None:
     """Which cookie the token is bound to ("session" or "pre"), or None when it matches none."""
     if not sent or len(sent) != 64:
         return None
-    key = _key(request.app)
     bound: str | None = None
     # Either binding passes here: a form shown before sign-in or after (an expired session
     # reads as anonymous). Both compare in constant time and are both computed. Once the
@@ -136,8 +142,9 @@ def _valid(request: web.Request, sent: str) -> str | None:
     # that needs a signed-in user (SEC-1: bound to the session).
     for kind, name in ((b"s:", session_cookie(request)), (b"p:", pre_cookie(request))):
         cookie = request.cookies.get(name, "")
-        if cookie and _matches(_mac(key, kind, cookie), sent) and bound is None:
-            bound = "session" if kind == b"s:" else "pre"
+        for key in _keys(request.app) if cookie else ():
+            if _matches(_mac(key, kind, cookie), sent) and bound is None:
+                bound = "session" if kind == b"s:" else "pre"
     return bound
 
 

@@ -25,6 +25,7 @@ Kind = Literal["success", "info", "warning", "danger"]
 COOKIE = "keel_flash"
 MAX_TEXT = 300
 FLASH_KEY = web.AppKey("keel_flash_key", bytes)
+FLASH_KEYS = web.AppKey("keel_flash_keys", tuple[bytes, ...])  # the ring's, signing key first
 _SHOWN = web.RequestKey("keel_flash_shown", bool)
 
 
@@ -52,7 +53,11 @@ def read(request: web.Request) -> list[dict[str, str]]:
         return []
     request[_SHOWN] = True
     payload, _, mac = raw.rpartition(".")
-    if not payload or not hmac.compare_digest(_sign(_key(request.app), payload.encode()), mac):
+    # Any key of the ring: a message set just before a key rotation still shows.
+    keys = request.app.get(FLASH_KEYS) or (_key(request.app),)
+    if not payload or not any(
+        hmac.compare_digest(_sign(key, payload.encode()), mac) for key in keys
+    ):
         return []
     try:
         data = json.loads(base64.urlsafe_b64decode(payload.encode()))
@@ -79,8 +84,11 @@ async def clear_shown(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def setup(app: web.Application) -> None:
-    secret = app[keys.CONFIG].secret_key.encode()
-    app[FLASH_KEY] = hmac.new(secret, b"keel flash v1", hashlib.sha256).digest()
+    ring = tuple(
+        hmac.new(secret.encode(), b"keel flash v1", hashlib.sha256).digest()
+        for secret in app[keys.CONFIG].ring or ("",)
+    )
+    app[FLASH_KEY], app[FLASH_KEYS] = ring[0], ring
     app[keys.RENDERER].context_hooks.append(template_context)
 
 

@@ -1,0 +1,191 @@
+"""Secret-key rotation over real HTTP: everything signed before a rotation stays valid while the
+old key is in the ring (`secret_keys`), the audit chain verifies across both keys with the real
+`keel audit verify`, and once the old key is retired its tokens are refused and its audit rows
+are reported as unverifiable, not as tampered."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp.test_utils import TestClient
+from aiosmtpd.controller import Controller
+
+from app import keyring
+from app.authority.setup import TEST_HASHER_COST
+from app.config import Config
+from app.web.app import build_app
+from tests.helpers import CHEAP_HASHING, free_port, keel, keel_env
+from tests.mail.conftest import Recorder
+from tests.web.conftest import page_token
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Recorder]]:
+    handler = Recorder()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, handler
+    finally:
+        controller.stop()
+
+
+async def _server(aiohttp_client: Any, config: Config) -> TestClient:
+    app = build_app(config)
+    app[TEST_HASHER_COST] = CHEAP_HASHING
+    client: TestClient = await aiohttp_client(app)
+    return client
+
+
+def _browser(server: TestClient, cookies: dict[str, str]) -> TestClient:
+    """A client of `server` holding cookies a browser kept from before the rotation."""
+    server.session.cookie_jar.clear()
+    server.session.cookie_jar.update_cookies(cookies)
+    return server
+
+
+def _verify(database_url: str, *ring: str) -> Any:
+    env = keel_env(KEEL_DATABASE_URL=database_url, KEEL_SECRET_KEYS=",".join(ring))
+    return keel("audit", "verify", env=env)
+
+
+async def test_a_rotation_keeps_everything_signed_before_it_valid(
+    signed_in: Any,
+    make_user: Any,
+    seeded: psycopg.AsyncConnection[Any],
+    client: TestClient,
+    config: Config,
+    secret_key: str,
+    database_url: str,
+    aiohttp_client: Any,
+    smtp: tuple[int, Recorder],
+) -> None:
+    conn = seeded
+    old_key, new_key = secret_key, keyring.new_key()
+    old_id, new_id = keyring.public_id(old_key), keyring.public_id(new_key)
+
+    # ---- before the rotation: a server with one key hands out signed things -------------
+    admin = await signed_in("administrator")
+    form_token = page_token(await (await admin.get("/account/sessions")).text())
+    cursor = (await (await admin.get("/admin/bookings/?format=json")).json())["next_cursor"]
+    assert cursor
+    cur = await conn.execute(
+        "INSERT INTO technicians (name, email) VALUES ('Tess', 'tess@x.test') RETURNING id"
+    )
+    (tech,) = await cur.fetchone()  # type: ignore[misc]
+    deleted = await admin.post(f"/admin/technicians/{tech}/delete", {})
+    assert deleted.status == 303
+    flash_cookie = deleted.cookies["keel_flash"].value
+    # A reset link asked for now and mailed later: its mail waits sealed in the outbox (no SMTP).
+    staff, _ = await make_user("staff")
+    forgot = page_token(await (await client.get("/forgot")).text())
+    resp = await client.post(
+        "/forgot", data={"email": staff.email, "csrf_token": forgot}, allow_redirects=False
+    )
+    assert resp.status == 303
+    session = {"keel_session": admin.cookie, "keel_flash": flash_cookie}
+
+    # ---- the rotation: a new server process with the ring [new, old] --------------------
+    port, recorder = smtp
+    rotated = config.with_values(
+        secret_keys=(new_key, old_key),
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_tls="none",
+        mail_from="Keel <keel@example.com>",
+    )
+    assert rotated.secret_key == new_key, "the first key of the ring signs"
+    b = _browser(await _server(aiohttp_client, rotated), session)
+    page = await b.get("/admin/technicians/")
+    assert page.status == 200, "the session from before the rotation is still signed in"
+    assert f"Deleted technician {tech}." in await page.text(), "the flash set before it shows"
+    more = await b.get("/admin/bookings/", params={"format": "json", "cursor": cursor})
+    assert more.status == 200, await more.text()
+    kept = await b.post(
+        "/account/sessions",
+        data={"action": "revoke_others", "csrf_token": form_token},
+        allow_redirects=False,
+    )
+    assert kept.status == 303, "a form shown before the rotation still posts"
+    for _ in range(100):  # the new server's mail worker sends the mail queued before
+        if recorder.messages:
+            break
+        await asyncio.sleep(0.1)
+    [mail] = recorder.messages
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    link = re.search(r"http://127\.0\.0\.1:8000(/reset/[A-Za-z0-9_-]{43})", text)
+    assert link, text
+    reset = await b.get(link.group(1))
+    assert reset.status == 200 and "Choose a new password" in await reset.text()
+    new_password = "a wholly different passphrase"
+    done = await b.post(
+        link.group(1),
+        data={
+            "password": new_password,
+            "confirm": new_password,
+            "csrf_token": page_token(await reset.text()),
+        },
+        allow_redirects=False,
+    )
+    assert done.status == 303, "the link mailed before the rotation sets the password"
+
+    cur = await conn.execute("SELECT DISTINCT key_id FROM keel_audit WHERE key_id IS NOT NULL")
+    assert {r[0] for r in await cur.fetchall()} == {old_id, new_id}, "rows signed by both keys"
+    proc = _verify(database_url, new_key, old_key)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "audit chain verifies" in proc.stdout and "cannot be verified" not in proc.stdout
+    [(kid, advice)] = await keyring.retirement(conn, rotated)
+    assert kid == old_id and advice.startswith("still needed until"), advice
+
+    # ---- the old key retired: its rows are unverifiable, its tokens refused -------------
+    proc = _verify(database_url, new_key)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"cannot be verified: key {old_id} retired" in proc.stdout, proc.stdout
+    assert "broken" not in proc.stdout
+    retired = config.with_values(secret_keys=(new_key,))
+    c = _browser(await _server(aiohttp_client, retired), session)
+    page = await c.get("/admin/technicians/")
+    assert page.status == 200 and f"Deleted technician {tech}." not in await page.text()
+    stale = await c.get("/admin/bookings/", params={"format": "json", "cursor": cursor})
+    assert stale.status == 400
+    refused = await c.post(
+        "/account/sessions",
+        data={"action": "revoke_others", "csrf_token": form_token},
+        allow_redirects=False,
+    )
+    assert refused.status == 403
+
+
+async def test_renaming_or_altering_a_row_across_a_rotation_is_not_hidden(
+    signed_in: Any,
+    seeded: psycopg.AsyncConnection[Any],
+    secret_key: str,
+    database_url: str,
+) -> None:
+    """A row is checked with the key its id names, so an altered row of either key is broken;
+    a row whose key left the ring is counted as unverifiable, never as verified."""
+    conn = seeded
+    await signed_in("administrator")
+    new_key = keyring.new_key()
+    assert _verify(database_url, new_key, secret_key).returncode == 0
+    proc = _verify(database_url, new_key)
+    assert proc.returncode == 0 and "cannot be verified" in proc.stdout
+    assert "audit chain verifies: 0 rows" in proc.stdout, "nothing counted as verified"
+    await conn.execute("ALTER TABLE keel_audit DISABLE TRIGGER keel_audit_no_update_delete")
+    await conn.execute(
+        "UPDATE keel_audit SET summary = 'edited' WHERE id = (SELECT min(id) FROM keel_audit)"
+    )
+    proc = _verify(database_url, new_key, secret_key)
+    assert proc.returncode == 1 and "the row was altered" in proc.stdout, proc.stdout
+    # Renaming the altered row's key to one that is not in the ring does not make it pass.
+    await conn.execute(
+        "UPDATE keel_audit SET key_id = 'deadbeef' WHERE id = (SELECT min(id) FROM keel_audit)"
+    )
+    proc = _verify(database_url, new_key, secret_key)
+    assert "cannot be verified: key deadbeef retired" in proc.stdout, proc.stdout
