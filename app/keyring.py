@@ -7,6 +7,8 @@ key verifies. What depends on an older key, and for how long:
   before the rotation; a signed-in page lives at most `session_absolute`. Sessions themselves
   are random tokens checked in the database and do not depend on the key.
 - mailed reset links: sealed with the key when queued; a reset link lives 30 minutes.
+- second factors: a TOTP secret and backup codes are derived under the key they were enrolled
+  with, until the user enrols again.
 - the audit chain: every row names its key, and verifying a row needs that key, forever.
   Retiring a key leaves its rows unverifiable (their links are still checked).
 """
@@ -61,8 +63,18 @@ async def retirement(
         (ring[1:],),
     )
     signed = {kid: int(n) for kid, n in await cur.fetchall()}
+    from app.authority.mfa import key_id_for
+
     advice = []
-    for kid in ring[1:]:
+    for secret, kid in zip(config.ring[1:], ring[1:], strict=True):
+        mfa_id = key_id_for(secret)
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM keel_users WHERE substring(mfa_secret_enc FROM 2 FOR 4)"
+            " = %s) + (SELECT count(DISTINCT user_id) FROM keel_mfa_backup_codes"
+            " WHERE key_id = %s AND used_at IS NULL)",
+            (mfa_id, mfa_id),
+        )
+        factors = int((await cur.fetchone() or (0,))[0])
         if rotated is None:
             text = (
                 f"still needed: the signing key {ring[0]} has signed nothing yet "
@@ -72,6 +84,11 @@ async def retirement(
             until = (rotated + timedelta(seconds=live_window(config))).strftime("%Y-%m-%d %H:%M")
             text = (
                 f"still needed until {until} UTC by pages and mailed links from before the rotation"
+            )
+        elif factors:
+            text = (
+                f"still needed by {factors} second factor(s) enrolled under it: they stop "
+                "working without it (ask those users to enrol again first)"
             )
         elif signed.get(kid) or signed.get(None):
             rows = signed.get(kid, 0) + signed.get(None, 0)

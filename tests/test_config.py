@@ -189,3 +189,67 @@ def test_a_bad_mfa_policy_is_refused_with_the_key_and_a_fix() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(env={}, flags={"mfa_policy": "required:admins"})
     assert "mfa_policy" in str(info.value.problem) and "administrator" in str(info.value.fix)
+
+
+# ---- the key ring (secret_keys) ------------------------------------------------------------
+
+
+def test_a_ring_file_holds_one_key_per_line_and_the_first_signs(tmp_path: Path) -> None:
+    from app.config import ring_problem
+
+    new, old = "n" * 43, "o" * 43
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "secret_keys").write_text(f"{new}\n{old}\n\n")
+    (creds / "secret_key").write_text("\n")  # the unit's empty default for the unused form
+    c = load_config(env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert c.ring == (new, old) and c.secret_key == new
+    assert c.sources["secret_keys"] == "credential"
+    assert ring_problem(c) is None
+    assert c.redacted()["secret_keys"] == "***"
+    # The single-key form is a ring of one.
+    assert load_config(env={"KEEL_SECRET_KEY": old}).ring == (old,)
+    assert load_config(env={"KEEL_SECRET_KEYS": f"{new}, {old}"}).ring == (new, old)
+
+
+def test_a_bad_ring_is_refused_with_a_fix(tmp_path: Path) -> None:
+    from app.config import ring_problem
+
+    good = "g" * 43
+    with pytest.raises(ConfigError) as both:
+        load_config(env={"KEEL_SECRET_KEY": good, "KEEL_SECRET_KEYS": good})
+    assert both.value.key == "secret_keys" and "both secret_key" in str(both.value)
+    assert "move the secret_key value into secret_keys" in both.value.fix
+    with pytest.raises(ConfigError, match="listed twice"):
+        load_config(env={"KEEL_SECRET_KEYS": f"{good},{good}"})
+    short = load_config(env={"KEEL_SECRET_KEYS": f"{good},tooshort"})
+    assert ring_problem(short) == "secret_keys key 2: decodes to 6 bytes; at least 32 are needed"
+    ring = tmp_path / "ring"
+    ring.write_text(f"{good}\ntooshort\n")
+    proc = keel(
+        "serve",
+        env=keel_env(
+            site=False, KEEL_SECRET_KEYS=f"file:{ring}", KEEL_DATABASE_URL="postgresql://x/y"
+        ),
+    )
+    assert proc.returncode != 0 and "secret_keys" in proc.stderr and "key 2" in proc.stderr
+    assert_no_traceback(proc)
+    proc = keel("doctor", env=keel_env(site=False, KEEL_SECRET_KEY=good, KEEL_SECRET_KEYS=good))
+    assert proc.returncode != 0 and "both secret_key" in proc.stdout + proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_secret_rotate_prints_a_new_key_and_the_steps() -> None:
+    from app.keyring import public_id
+
+    old = "o" * 43
+    proc = keel("secret", "rotate", env=keel_env(site=False, KEEL_SECRET_KEY=old))
+    assert proc.returncode == 0, proc.stderr
+    key, *lines = proc.stdout.splitlines()
+    assert len(key) == 43 and key != old
+    text = "\n".join(lines)
+    assert f"New key {public_id(key)}. Current ring: {public_id(old)}" in text
+    assert "/etc/keel/credentials/secret_keys" in text and "cannot both be set" in text
+    assert "systemctl restart keel" in text and "keel doctor" in text
+    ring = keel("secret", "rotate", env=keel_env(site=False, KEEL_SECRET_KEYS=f"{old},{'p' * 43}"))
+    assert "FIRST line" in ring.stdout and "cannot both be set" not in ring.stdout

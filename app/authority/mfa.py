@@ -50,8 +50,8 @@ _DEFAULT_THROTTLE = login.Throttle()
 class KeyRing:
     """The keys second-factor secrets are derived under, by id; `current` makes new ones.
 
-    Today the ring holds the key derived from `secret_key`; when the server learns to keep old
-    secret keys, each becomes one more entry here and older enrolments keep working."""
+    One entry per key of the secret key ring (`secret_keys`, the signing key first), so
+    enrolments made before a key rotation keep working while their key stays in the ring."""
 
     current: bytes
     keys: dict[bytes, bytes]
@@ -66,6 +66,11 @@ class KeyRing:
         if found is None:
             raise LookupError("the key this second factor was made with is no longer configured")
         return found
+
+
+def key_id_for(secret_key: str) -> bytes:
+    """The id second factors made under this secret key carry (app/keyring.py asks)."""
+    return _key_id(_derive(secret_key))
 
 
 def _derive(secret_key: str) -> bytes:

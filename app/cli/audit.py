@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="walk the chain and name the first broken row",
         description="Recompute every row's HMAC in id order, each with the key of the ring that "
         "signed it; exit 1 naming the first broken row. Rows signed by a key no longer in the "
-        "ring are reported as unverifiable (exit 0: not evidence of tampering).",
+        "ring are reported as unverifiable, not as broken (exit 3).",
     )
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(run=run_verify)
@@ -155,13 +155,14 @@ async def _verify(config: Config, out: Out, as_json: bool) -> int:
         result = await audit.verify(conn, audit.ring_keys(config.ring))
     if as_json:
         out.json(result.as_dict())
-    elif result.ok:
+    elif result.ok and result.unverified:
+        # Links are still checked; contents need the key. Not tampering, but not proven either.
         checked = result.rows - result.unverified
-        out.ok(f"audit chain verifies: {checked} rows")
-        if result.unverified:
-            # Links are still checked; contents need the key. Not tampering, but not proven.
-            out.warn(result.retired_text)
-            out.next_step("put the retired key back in secret_keys (last) to verify those rows")
+        out.warn(f"audit chain: {checked} rows verify; {result.retired_text}")
+        out.next_step("put the retired key back in secret_keys (last) to verify those rows")
+        return 3
+    elif result.ok:
+        out.ok(f"audit chain verifies: {result.rows} rows")
         if result.head_id:
             out.result(f"head: row {result.head_id}, hash {result.head_hash}")
             out.next_step("note the head somewhere the database cannot write (see docs)")

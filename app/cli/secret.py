@@ -54,11 +54,11 @@ def run_rotate(args: argparse.Namespace) -> int:
     out.line("")
     path = f"{CREDENTIALS}/secret_keys"
     if single:
-        out.line(f"1. Create {path} (root, mode 0600) with two lines: the new key above, then")
+        out.line(f"1. Create {path} (root:keel, 0640) with two lines: the new key above, then")
         out.line(f"   your current secret_key. Then delete {CREDENTIALS}/secret_key (or remove")
         out.line("   secret_key from keel.toml): secret_key and secret_keys cannot both be set.")
     else:
-        out.line(f"1. Put the new key above as the FIRST line of {path} (root, mode 0600);")
+        out.line(f"1. Put the new key above as the FIRST line of {path} (root:keel, 0640);")
         out.line("   keep every line that is already there, after it.")
     out.line("   Several hosts: first add the new key as the LAST line everywhere and restart,")
     out.line("   then move it first: every host must verify it before any host signs with it.")

@@ -187,7 +187,8 @@ def setup(app: web.Application) -> None:
     app[keys.RENDERER].context_hooks.append(_template_context)
     if not policy.enabled:
         return
-    app[mfa_keys.MFA_RING] = mfa.KeyRing.from_secret_keys(config.secret_key)
+    # The whole key ring: new enrolments under the signing key, older ones under theirs.
+    app[mfa_keys.MFA_RING] = mfa.KeyRing.from_secret_keys(*(config.ring or (config.secret_key,)))
     app[mfa_keys.MFA_SIGN_IN] = _sign_in(app, policy)
     r = app.router
     r.add_get("/mfa", code_page, name="mfa")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -142,10 +143,17 @@ async def test_a_rotation_keeps_everything_signed_before_it_valid(
     assert "audit chain verifies" in proc.stdout and "cannot be verified" not in proc.stdout
     [(kid, advice)] = await keyring.retirement(conn, rotated)
     assert kid == old_id and advice.startswith("still needed until"), advice
+    later = datetime.now(UTC) + timedelta(seconds=rotated.session_absolute + 60)
+    [(_, advice)] = await keyring.retirement(conn, rotated, now=later)
+    assert advice.startswith("nothing live depends on it; keep it for audit verification")
+    env = keel_env(KEEL_DATABASE_URL=database_url, KEEL_SECRET_KEYS=f"{new_key},{old_key}")
+    doctor = keel("doctor", env=env).stdout
+    assert re.search(r"✓ audit chain: the newest \d+ rows verify", doctor), doctor
+    assert f"✓ key {old_id}: still needed until" in doctor, doctor
 
     # ---- the old key retired: its rows are unverifiable, its tokens refused -------------
     proc = _verify(database_url, new_key)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 3, proc.stdout + proc.stderr
     assert f"cannot be verified: key {old_id} retired" in proc.stdout, proc.stdout
     assert "broken" not in proc.stdout
     retired = config.with_values(secret_keys=(new_key,))
@@ -175,8 +183,8 @@ async def test_renaming_or_altering_a_row_across_a_rotation_is_not_hidden(
     new_key = keyring.new_key()
     assert _verify(database_url, new_key, secret_key).returncode == 0
     proc = _verify(database_url, new_key)
-    assert proc.returncode == 0 and "cannot be verified" in proc.stdout
-    assert "audit chain verifies: 0 rows" in proc.stdout, "nothing counted as verified"
+    assert proc.returncode == 3 and "cannot be verified" in proc.stdout
+    assert "audit chain: 0 rows verify" in proc.stdout, "nothing counted as verified"
     await conn.execute("ALTER TABLE keel_audit DISABLE TRIGGER keel_audit_no_update_delete")
     await conn.execute(
         "UPDATE keel_audit SET summary = 'edited' WHERE id = (SELECT min(id) FROM keel_audit)"

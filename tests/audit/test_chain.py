@@ -106,7 +106,13 @@ async def test_another_key_does_not_verify(
     conn: psycopg.AsyncConnection[Any], ctx: Context
 ) -> None:
     ids = await _scenario(conn, ctx)
+    # Every row names the key that sealed it: with another key, none is verified. They are
+    # reported as unverifiable (their key is not in the ring), not as verified.
     result = await audit.verify(conn, audit.derive_key("another key entirely"))
+    assert result.unverified == len(ids) and result.retired == (audit.key_id(ctx.audit_key),)
+    # A row that names the key it was sealed with is checked with it: the wrong key fails.
+    other = audit.derive_key("another key entirely")
+    result = await audit.verify(conn, {audit.key_id(ctx.audit_key): other})
     assert not result.ok and result.broken_id == ids[0]
 
 
