@@ -193,8 +193,19 @@ def canonical(row: Mapping[str, Any]) -> bytes:
     ).encode()
 
 
-def seal(key: bytes, prev_hash: bytes, row: Mapping[str, Any]) -> bytes:
-    return hmac.new(key, prev_hash + canonical(row), hashlib.sha256).digest()
+def seal(
+    key: bytes,
+    prev_hash: bytes,
+    row: Mapping[str, Any],
+    keys: tuple[str, str] | None = None,
+) -> bytes:
+    """The row's HMAC. Rows that record a key id seal it too, with the previous row's: a row
+    relabelled with an invented key id (which could not be checked) breaks the next row."""
+    data = prev_hash + canonical(row)
+    if keys is not None:
+        own, previous = keys
+        data += b"\0key\0" + own.encode() + b"\0prev-key\0" + previous.encode()
+    return hmac.new(key, data, hashlib.sha256).digest()
 
 
 # The sealed columns, in table order; prev_hash and row_hash are the chain itself.
@@ -256,11 +267,12 @@ async def _append(conn: psycopg.AsyncConnection[Any], ctx: Context, event: Event
         # A snapshot older than the lock would miss the newest row and fork the chain.
         raise RuntimeError(f"audit.record needs READ COMMITTED, not {isolation}")
     last = await (
-        await conn.execute("SELECT row_hash FROM keel_audit ORDER BY id DESC LIMIT 1")
+        await conn.execute("SELECT row_hash, key_id FROM keel_audit ORDER BY id DESC LIMIT 1")
     ).fetchone()
     prev_hash = bytes(last[0]) if last else GENESIS
+    prev_kid = (last[1] or "") if last else ""
     row = _row(ctx, event, row_id, at)
-    row_hash = seal(ctx.audit_key, prev_hash, row)
+    row_hash = seal(ctx.audit_key, prev_hash, row, (key_id(ctx.audit_key), prev_kid))
     await conn.execute(
         "INSERT INTO keel_audit (id, at, event_type, actor_id, actor_email, session_id, ip,"
         " user_agent, request_id, target_resource, target_id, outcome, summary, metadata,"
@@ -340,14 +352,16 @@ async def verify(
     keys = {key_id(key): key} if isinstance(key, bytes) else dict(key)
     retired: dict[str, None] = {}
     unverified = 0
-    prev, count, last_id = GENESIS, 0, 0
+    prev, count, last_id, prev_kid = GENESIS, 0, 0, ""
+    head_unverified = False
     if last is not None:
         cur = await conn.execute(
-            "SELECT id, row_hash FROM keel_audit ORDER BY id DESC OFFSET %s LIMIT 1", (last,)
+            "SELECT id, row_hash, key_id FROM keel_audit ORDER BY id DESC OFFSET %s LIMIT 1",
+            (last,),
         )
         anchor = await cur.fetchone()
         if anchor:
-            last_id, prev = int(anchor[0]), bytes(anchor[1])
+            last_id, prev, prev_kid = int(anchor[0]), bytes(anchor[1]), anchor[2] or ""
     while True:
         cur = await conn.execute(
             f"SELECT {_COLUMNS} FROM keel_audit WHERE id > %s ORDER BY id LIMIT %s",
@@ -360,15 +374,24 @@ async def verify(
             row = dict(zip(SEALED, values[: len(SEALED)], strict=True))
             kid, prev_hash, row_hash = values[-3], bytes(values[-2]), bytes(values[-1])
             reason = ""
+            head_unverified = False
             if prev_hash != prev:
                 reason = "its link to the previous row is broken: a row before it was removed"
             elif kid is not None and kid not in keys:
                 retired[kid] = None
                 unverified += 1
-            elif not any(
-                hmac.compare_digest(seal(k, prev_hash, row), row_hash)
+                head_unverified = True
+            elif kid is not None and not hmac.compare_digest(
+                seal(keys[kid], prev_hash, row, (kid, prev_kid)), row_hash
+            ):
+                reason = (
+                    "its contents do not match its hash: the row was altered (or the key id "
+                    "of the row before it was changed)"
+                )
+            elif kid is None and not any(
                 # Rows written before key ids were recorded name no key: try the whole ring.
-                for k in ([keys[kid]] if kid is not None else keys.values())
+                hmac.compare_digest(seal(k, prev_hash, row), row_hash)
+                for k in keys.values()
             ):
                 reason = "its contents do not match its hash: the row was altered"
             if reason:
@@ -376,7 +399,18 @@ async def verify(
                     False, count, last_id or None, prev.hex() if last_id else None,
                     row["id"], row["at"], row["event_type"], reason,
                 )  # fmt: skip
-            prev, last_id, count = row_hash, row["id"], count + 1
+            prev, last_id, count, prev_kid = row_hash, row["id"], count + 1, kid or ""
+    if head_unverified:
+        # Every append is sealed with the ring's first key, so the newest row always names a
+        # key in the ring; one that does not may have had its key id changed to escape the
+        # check (a retired key in the middle of the chain is vouched for by the row after it).
+        return VerifyResult(
+            False, count, last_id or None, prev.hex() if last_id else None,
+            last_id, None, None,
+            "the newest row names a key that is not in secret_keys: its key id may have been "
+            "changed (if you just retired that key, put it back until a new row is written)",
+            unverified=unverified, retired=tuple(retired),
+        )  # fmt: skip
     return VerifyResult(
         True, count, last_id or None, prev.hex() if last_id else None,
         unverified=unverified, retired=tuple(retired),

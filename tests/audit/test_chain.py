@@ -92,6 +92,36 @@ async def test_an_altered_row_is_named_by_verify(
     assert result.as_dict()["broken"]["id"] == target
 
 
+async def test_a_key_id_changed_to_escape_the_check_is_caught(
+    conn: psycopg.AsyncConnection[Any], ctx: Context
+) -> None:
+    """A row whose key is not in the ring cannot be checked; relabelling an altered row with an
+    invented key id must not turn "altered" into "key retired". The next row seals the key id
+    of the row before it, and the newest row must name a key in the ring."""
+    ids = await _scenario(conn, ctx)
+    await conn.execute("ALTER TABLE keel_audit DISABLE TRIGGER keel_audit_no_update_delete")
+    await conn.execute(
+        "UPDATE keel_audit SET summary = 'nothing happened', key_id = 'deadbeef' WHERE id = %s",
+        (ids[3],),
+    )
+    result = await audit.verify(conn, ctx.audit_key)
+    assert not result.ok and result.broken_id == ids[4] and "key id" in result.reason
+
+
+async def test_the_newest_row_must_name_a_key_in_the_ring(
+    conn: psycopg.AsyncConnection[Any], ctx: Context
+) -> None:
+    """Nothing comes after the newest row to vouch for its key id: it must be checkable."""
+    ids = await _scenario(conn, ctx)
+    await conn.execute("ALTER TABLE keel_audit DISABLE TRIGGER keel_audit_no_update_delete")
+    await conn.execute(
+        "UPDATE keel_audit SET summary = 'nothing', key_id = 'deadbeef' WHERE id = %s",
+        (ids[-1],),
+    )
+    result = await audit.verify(conn, ctx.audit_key)
+    assert not result.ok and "newest row names a key" in result.reason
+
+
 async def test_a_removed_row_breaks_the_link_of_the_next(
     conn: psycopg.AsyncConnection[Any], ctx: Context
 ) -> None:
@@ -110,6 +140,8 @@ async def test_another_key_does_not_verify(
     # reported as unverifiable (their key is not in the ring), not as verified.
     result = await audit.verify(conn, audit.derive_key("another key entirely"))
     assert result.unverified == len(ids) and result.retired == (audit.key_id(ctx.audit_key),)
+    # …and the newest row always names the signing key, so this is not a passing chain.
+    assert not result.ok and "newest row names a key" in result.reason
     # A row that names the key it was sealed with is checked with it: the wrong key fails.
     other = audit.derive_key("another key entirely")
     result = await audit.verify(conn, {audit.key_id(ctx.audit_key): other})
