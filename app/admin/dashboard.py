@@ -16,7 +16,7 @@ from app import audit
 from app.admin.list_params import parse_query
 from app.admin.list_render import RowRenderer
 from app.admin.list_views import displays, slugs_by_table
-from app.admin.listing import COUNT_CAP, Total, count_rows, fetch_page, fk_labels
+from app.admin.listing import COUNT_CAP, Total, count_rows, fetch_page
 from app.admin.resources import BoundResource
 from app.admin.setup import ADMIN, CURSOR_KEY
 from app.authority.principal import Principal
@@ -199,8 +199,7 @@ async def _search_section(request: web.Request, b: BoundResource, lq: Any) -> di
 
     async def run() -> tuple[Any, Total]:
         async with pool.connection() as conn:
-            page = await fetch_page(conn, b, lq, request.app[CURSOR_KEY])
-            await fk_labels(conn, b, page, displays(request.app))
+            page = await fetch_page(conn, b, lq, request.app[CURSOR_KEY], displays(request.app))
             return page, await count_rows(conn, b, lq, page)
 
     result, ok = await soft(f"search.{b.slug}", run, None)

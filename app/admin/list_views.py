@@ -16,7 +16,6 @@ from app.admin.listing import (
     Page,
     Total,
     count_rows,
-    fk_labels,
     read_page,
     start_count,
     start_page,
@@ -52,16 +51,17 @@ def wants_json(request: web.Request) -> bool:
 async def load_page(
     request: web.Request, b: BoundResource, lq: ListQuery, user_id: int | None = None
 ) -> tuple[Page, Total, list[saved_filters.SavedFilter]]:
-    """One connection, a few short queries: the page, its FK names, the total (LIST-1, LIST-4)
-    and, for the HTML page, the user's saved filters (LIST-8).
+    """One connection, a few short queries: the page with its FK names, the total (LIST-1,
+    LIST-4) and, for the HTML page, the user's saved filters (LIST-8).
 
     The page, the first question of the total and the saved filters do not depend on one
     another: they go in one pipeline (one round trip, and a third less client CPU than three);
-    the FK names need the page, and a count (when one is needed) needs the estimate."""
+    the FK names are sub-selects of the page query; a count (when one is needed) needs the
+    estimate."""
     key = request.app[CURSOR_KEY]
     async with request.app[keys.POOL].connection() as conn:
         async with conn.pipeline():
-            page_cur, pq = await start_page(conn, b, lq, key)
+            page_cur, pq = await start_page(conn, b, lq, key, displays(request.app))
             count_cur = await start_count(conn, b, lq)
             saved_cur = (
                 None
@@ -70,7 +70,6 @@ async def load_page(
             )
         page = await read_page(page_cur, b, lq, key, pq)
         saved = [] if saved_cur is None else await saved_filters.read(saved_cur)
-        await fk_labels(conn, b, page, displays(request.app))
         total = await count_rows(conn, b, lq, page, count_cur)
     return page, total, saved
 

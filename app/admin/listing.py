@@ -358,9 +358,39 @@ class PageQuery:
     backwards: bool
     prepare: bool | None
     offset: int | None = None  # position paging: the first row's position
+    labelled: tuple[str, ...] = ()  # FK columns whose names follow `columns` in each row
 
 
-def _offset_page_query(b: BoundResource, lq: ListQuery, key: bytes) -> PageQuery:
+def _label_selects(
+    b: BoundResource, names: list[str], display: Mapping[str, str] | None
+) -> tuple[list[str], tuple[str, ...]]:
+    """The names of the rows the page's foreign keys point to, as one sub-select per FK column
+    in the page query itself: the same index lookups `fk_labels` does, without a second round
+    trip after the page (which cost more than the lookups)."""
+    if display is None:
+        return [], ()
+    selects: list[str] = []
+    labelled: list[str] = []
+    for col in b.list_columns:
+        if col.fk is None or col.name not in names:
+            continue
+        target = b.related.get(col.fk.target)
+        if target is None:
+            continue
+        shown = display.get(target.qualified) or col.fk.target_column
+        # The inner table has its own alias, so the outer reference (`"table"."col"`) cannot
+        # bind to it, also when a table points to itself.
+        selects.append(
+            f"(SELECT {quoted('__label', shown)}::text FROM {quoted(target.schema, target.name)}"
+            f" AS __label WHERE {quoted('__label', col.fk.target_column)} = {_col(b, col.name)})"
+        )
+        labelled.append(col.name)
+    return selects, tuple(labelled)
+
+
+def _offset_page_query(
+    b: BoundResource, lq: ListQuery, key: bytes, display: Mapping[str, str] | None
+) -> PageQuery:
     """Pages by position (LIMIT … OFFSET …), ordered by every sortable column so that pages
     neither overlap nor skip rows while the data stays the same."""
     params: list[Any] = []
@@ -369,18 +399,24 @@ def _offset_page_query(b: BoundResource, lq: ListQuery, key: bytes) -> PageQuery
     if lq.cursor:
         offset = int(decode_cursor(key, b, lq, lq.cursor)[1][0])
     names = selected_columns(b, lq)
+    labels, labelled = _label_selects(b, names, display)
     order = f" ORDER BY {_order_text(b, lq.ordering, False)}" if lq.ordering else ""
     query = (
-        f"SELECT {', '.join(_select(b, n) for n in names)} FROM {_table(b)} WHERE {where}"
-        f"{order} LIMIT {int(lq.per_page) + 1} OFFSET {offset}"
+        f"SELECT {', '.join([*(_select(b, n) for n in names), *labels])} FROM {_table(b)}"
+        f" WHERE {where}{order} LIMIT {int(lq.per_page) + 1} OFFSET {offset}"
     )
     prepare = False if lq.words else None
-    return PageQuery(sql.SQL(query), params, names, "o", offset > 0, False, prepare, offset)
+    return PageQuery(
+        sql.SQL(query), params, names, "o", offset > 0, False, prepare, offset, labelled
+    )
 
 
-def page_query(b: BoundResource, lq: ListQuery, key: bytes) -> PageQuery:
+def page_query(
+    b: BoundResource, lq: ListQuery, key: bytes, display: Mapping[str, str] | None = None
+) -> PageQuery:
+    """The page's SQL; with `display` (table → display column) it also names FK targets."""
     if b.offset_paging:
-        return _offset_page_query(b, lq, key)
+        return _offset_page_query(b, lq, key, display)
     params: list[Any] = []
     where = _where_text(b, lq, params)
     direction, values = ("n", None)
@@ -391,31 +427,48 @@ def page_query(b: BoundResource, lq: ListQuery, key: bytes) -> PageQuery:
     if values is not None:
         where = f"{where} AND {_keyset_text(b, scan, values, params)}"
     names = selected_columns(b, lq)
+    labels, labelled = _label_selects(b, names, display)
     query = (
-        f"SELECT {', '.join(_select(b, n) for n in names)} FROM {_table(b)} WHERE {where}"
-        f" ORDER BY {_order_text(b, lq.ordering, backwards)} LIMIT {int(lq.per_page) + 1}"
+        f"SELECT {', '.join([*(_select(b, n) for n in names), *labels])} FROM {_table(b)}"
+        f" WHERE {where} ORDER BY {_order_text(b, lq.ordering, backwards)}"
+        f" LIMIT {int(lq.per_page) + 1}"
     )
     # Trigram searches must not become generic prepared plans: they lose the index (BASELINE).
     prepare = False if lq.words else None
     return PageQuery(
-        sql.SQL(query), params, names, direction, values is not None, backwards, prepare
+        sql.SQL(query),
+        params,
+        names,
+        direction,
+        values is not None,
+        backwards,
+        prepare,
+        labelled=labelled,
     )
 
 
 async def fetch_page(
-    conn: psycopg.AsyncConnection[Any], b: BoundResource, lq: ListQuery, key: bytes
+    conn: psycopg.AsyncConnection[Any],
+    b: BoundResource,
+    lq: ListQuery,
+    key: bytes,
+    display: Mapping[str, str] | None = None,
 ) -> Page:
     """The page the query asks for: first, after/before a cursor, or last (LIST-3)."""
-    pq = page_query(b, lq, key)
+    pq = page_query(b, lq, key, display)
     cur = await conn.execute(pq.query, pq.params, prepare=pq.prepare)
     return await read_page(cur, b, lq, key, pq)
 
 
 async def start_page(
-    conn: psycopg.AsyncConnection[Any], b: BoundResource, lq: ListQuery, key: bytes
+    conn: psycopg.AsyncConnection[Any],
+    b: BoundResource,
+    lq: ListQuery,
+    key: bytes,
+    display: Mapping[str, str] | None = None,
 ) -> tuple[psycopg.AsyncCursor[Any], PageQuery]:
     """Send the page query (in a pipeline, with others); `read_page` reads it."""
-    pq = page_query(b, lq, key)
+    pq = page_query(b, lq, key, display)
     return await conn.execute(pq.query, pq.params, prepare=pq.prepare), pq
 
 
@@ -428,7 +481,14 @@ async def read_page(
     if pq.backwards:
         rows.reverse()
     names = pq.columns
-    page = Page(names, rows)
+    labels: dict[str, dict[Any, str]] = {}
+    if pq.labelled:
+        width = len(names)
+        for j, name in enumerate(pq.labelled):
+            i = names.index(name)
+            labels[name] = {r[i]: r[width + j] for r in rows if r[width + j] is not None}
+        rows = [r[:width] for r in rows]
+    page = Page(names, rows, labels=labels)
     if pq.offset is not None:
         page.at_start = pq.offset == 0
         if pq.offset:
@@ -459,8 +519,8 @@ async def fk_labels(
 
     `display` maps a target table name to its display column."""
     for col in b.list_columns:
-        if col.fk is None or col.name not in page.columns:
-            continue
+        if col.fk is None or col.name not in page.columns or col.name in page.labels:
+            continue  # not shown, or already named by the page query
         i = page.columns.index(col.name)
         ids = list({row[i] for row in page.rows if row[i] is not None})
         target = b.related.get(col.fk.target)

@@ -246,3 +246,18 @@ async def test_foreign_key_names_come_in_one_batch(seeded, bound):
     await fk_labels(seeded, b, page, {"public.customers": "name"})
     labels = page.labels["customer_id"]
     assert labels and all(v == f"Customer {k}" for k, v in labels.items())
+
+
+async def test_the_page_query_names_foreign_keys_itself(seeded, bound):
+    """With the display map, the FK names come with the page (no second round trip) and agree
+    with the separate lookup; the rows keep only the list's columns (cursors read them)."""
+    b = bound["bookings"]
+    display = {"public.customers": "name"}
+    page = await fetch_page(seeded, b, q(b), KEY, display)
+    assert all(len(row) == len(page.columns) for row in page.rows)
+    separate = await fetch_page(seeded, b, q(b), KEY)
+    await fk_labels(seeded, b, separate, display)
+    assert page.labels == separate.labels and page.labels["customer_id"]
+    following = await fetch_page(seeded, b, q(b, cursor=page.next_cursor), KEY, display)
+    assert following.rows and following.rows[0] != page.rows[-1]
+    assert set(following.labels["customer_id"]) == {r[1] for r in following.rows}
