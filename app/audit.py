@@ -83,6 +83,9 @@ class Context:
     request_id: str | None = None
     os_actor: str | None = None  # "user@host" for CLI commands (CLI-5)
     argv: tuple[str, ...] = ()  # CLI argv with secret values removed (CLI-5)
+    # The API token a request came with: the actor is its owner, and every event it causes
+    # names the token too (metadata `api_token_id`), so a script's changes can be told apart.
+    token_id: int | None = None
 
 
 # ---- redaction (AUDIT-7) ----------------------------------------------------------------
@@ -223,6 +226,8 @@ def _row(ctx: Context, event: Event, row_id: int, at: datetime) -> dict[str, Any
     metadata = dict(event.metadata)
     if ctx.argv:
         metadata.setdefault("argv", list(ctx.argv))  # already stripped of secrets (CLI-5)
+    if ctx.token_id is not None:
+        metadata.setdefault("api_token_id", ctx.token_id)
     return {
         "id": row_id,
         "at": at,

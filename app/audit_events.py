@@ -58,6 +58,8 @@ class EventType(StrEnum):
     AI_PROPOSAL_REJECTED = "ai_proposal_rejected"
     AI_PROPOSAL_APPLIED = "ai_proposal_applied"
     MEMORY_REDACTED = "memory_redacted"
+    API_TOKEN_CREATED = "api_token_created"
+    API_TOKEN_REVOKED = "api_token_revoked"
 
 
 # Types the log accepts (the table's CHECK lists them) but no feature writes yet: the audit
@@ -562,4 +564,32 @@ def memory_redacted(entry_id: str, reason: str, *, details: Details = None) -> E
 
 
 # Every type has exactly one constructor here; a test keeps this map complete.
+# ---- API tokens -----------------------------------------------------------------------
+
+
+def api_token_created(
+    user_id: int,
+    email: str,
+    token_id: int,
+    name: str,
+    *,
+    scope: Iterable[str],
+    expires_at: str,
+    details: Details = None,
+) -> Event:
+    return _user(
+        EventType.API_TOKEN_CREATED, f"API token {name!r} made for {email}", user_id, email,
+        token_id=token_id, name=name, scope=sorted(scope), expires=expires_at, details=details,
+    )  # fmt: skip
+
+
+def api_token_revoked(
+    user_id: int, email: str, token_id: int, name: str, *, details: Details = None
+) -> Event:
+    return _user(
+        EventType.API_TOKEN_REVOKED, f"API token {name!r} of {email} revoked", user_id, email,
+        token_id=token_id, name=name, details=details,
+    )  # fmt: skip
+
+
 CONSTRUCTORS = {t: globals()[t.value] for t in EventType}

@@ -77,6 +77,13 @@ class PermissionDenied(KeelError):
         super().__init__(problem, why, fix, exit_code=1, http_status=403)
 
 
+class Unauthenticated(KeelError):
+    """No valid credentials for a request that needs them (an API call without a good token)."""
+
+    def __init__(self, problem: str, why: str = "", fix: str = "") -> None:
+        super().__init__(problem, why, fix, exit_code=1, http_status=401)
+
+
 class Conflict(KeelError):
     def __init__(self, problem: str, why: str = "", fix: str = "") -> None:
         super().__init__(problem, why, fix, exit_code=1, http_status=409)

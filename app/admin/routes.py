@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app.admin import dashboard, delete_views, edit_views, export, list_views
+from app.admin import api, dashboard, delete_views, edit_views, export, list_views
 from app.web.auth import add_nav_provider
 
 _LIST = f"/admin/{list_views.SLUG}"
 _EDIT = f"/admin/{edit_views.SLUG}"
 _ROW = f"{_EDIT}/{edit_views.PK}"
+_API = f"/admin/api/{list_views.SLUG}"
 
 
 def routes() -> list[web.RouteDef]:
@@ -20,6 +21,15 @@ def routes() -> list[web.RouteDef]:
         # dashboard and search
         web.get("/admin/", dashboard.dashboard_view),
         web.get("/admin/search", dashboard.search_view),
+        # the JSON API (app/admin/api.py): its description, then each resource's operations
+        web.get("/admin/api/", api.docs_page),
+        web.get("/admin/api/openapi.json", api.openapi_json),
+        web.get(f"{_API}/", api.list_api),
+        web.post(f"{_API}/", api.create_api),
+        web.post(f"{_API}/actions/{{action}}", api.action_api),
+        web.get(f"{_API}/{edit_views.PK}", api.detail_api),
+        web.patch(f"{_API}/{edit_views.PK}", api.update_api),
+        web.delete(f"{_API}/{edit_views.PK}", api.delete_api),
         # the read side: lists, exports, saved filters
         web.get(f"{_LIST}/", list_views.list_view),
         web.get(f"{_LIST}/export.csv", export.export_csv),

@@ -43,8 +43,20 @@ class SessionInfo:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class TokenInfo:
+    """The API token a request came with (never the token itself): its id, name and scope."""
+
+    id: int
+    user_id: int
+    name: str
+    scope: frozenset[str]
+
+
 PRINCIPAL = web.RequestKey("keel_principal", Principal)
 SESSION = web.RequestKey("keel_session", SessionInfo)
+# Set instead of SESSION when the request carried a valid `Authorization: Bearer` API token.
+TOKEN = web.RequestKey("keel_api_token", TokenInfo)
 # The principal's effective permission names, read with the session for this request only.
 PERMISSIONS = web.RequestKey("keel_permissions", frozenset)
 NAV = web.RequestKey("keel_nav", list)
@@ -75,6 +87,24 @@ def session(request: web.Request) -> SessionInfo | None:
     return request.get(SESSION)
 
 
+def api_token(request: web.Request) -> TokenInfo | None:
+    """The API token this request was authenticated with, or None (a session, or nobody)."""
+    return request.get(TOKEN)
+
+
+def refuse_token(request: web.Request, what: str = "this") -> None:
+    """An API token never reaches operations behind the re-authentication wall, nor pages
+    gated by role (users, groups, keys): PermissionDenied for a token request."""
+    if api_token(request) is not None:
+        raise PermissionDenied(
+            f"An API token cannot do {what}.",
+            missing="a signed-in session",
+            why="changes to people, roles, permissions and keys need a password check in the"
+            " browser, which a token cannot give",
+            fix="sign in to the admin in a browser to do it",
+        )
+
+
 def login_url(request: web.Request) -> str:
     """`/login?return_to=<this page>`; only GET pages are worth returning to."""
     target = request.path_qs if request.method in ("GET", "HEAD") else request.path
@@ -98,6 +128,8 @@ async def require(
     needed_role = role or ADMIN_ENTRY_ROLE
     if needed_role not in ROLES:
         raise ValueError(f"unknown role {needed_role!r}")
+    if role is not None and role != ADMIN_ENTRY_ROLE:
+        refuse_token(request)
     if not who.at_least(needed_role):
         raise PermissionDenied(
             "Your role does not give access to this page.", missing=f"role {needed_role}"
@@ -117,6 +149,9 @@ async def can(request: web.Request, perm: str) -> bool:
     who = principal(request)
     if who is None or not who.enters_admin:
         return False
+    token = api_token(request)
+    if token is not None and perm not in token.scope:
+        return False  # a token does at most what its scope names, whoever its owner is
     if who.bypasses_permissions:
         return True
     held = request.get(PERMISSIONS)
@@ -142,10 +177,11 @@ async def require_elevated(request: web.Request, *, now: datetime | None = None)
     """The re-authentication wall: not elevated → `/reauth?return_to=<this page>` (REAUTH-1).
 
     Call it after `require(...)` so that a user without access is told so before being asked
-    for their password."""
+    for their password. An API token is refused outright: it has no password to give."""
     who = principal(request)
     if who is None:
         raise _to_login(request)
+    refuse_token(request)
     if not is_elevated(session(request), now):
         target = request.path_qs if request.method in ("GET", "HEAD") else request.path
         raise web.HTTPSeeOther("/reauth?return_to=" + quote(target, safe="/"))
@@ -170,6 +206,7 @@ def audit_context(request: web.Request) -> Context:
         ip=request.get(keys.CLIENT_IP),
         user_agent=request.headers.get("User-Agent", "")[:200] or None,
         request_id=request.get(keys.REQUEST_ID),
+        token_id=token.id if (token := api_token(request)) is not None else None,
     )
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from app.authority import sessions
 from app.errors import PermissionDenied
 from app.ops.logging import user_id_var
-from app.web import keys, mfa_keys
+from app.web import bearer, keys, mfa_keys
 from app.web.auth import (
     NAV,
     NAV_PROVIDERS,
@@ -20,6 +20,7 @@ from app.web.auth import (
     PRINCIPAL,
     SESSION,
     SessionInfo,
+    api_token,
     is_public,
     login_url,
     principal,
@@ -66,7 +67,14 @@ async def session_actor(request: web.Request, handler: Handler) -> web.StreamRes
     """Look the cookie up on every request (AUTHZ-5: no cache, so a revocation or a role
     change made on any host applies to the very next request here)."""
     token = None
-    if not request.path.startswith(_NO_SESSION_PREFIXES):
+    bearer_token = bearer.sent_token(request)
+    if bearer_token is not None:
+        # A token alone authenticates this request: its cookies are not read at all.
+        await bearer.authenticate(request, bearer_token, now(request.app))
+        who = principal(request)
+        if who is not None:
+            user_id_var.set(who.user_id)
+    elif not request.path.startswith(_NO_SESSION_PREFIXES) and not bearer.cookie_free(request):
         token = request.cookies.get(session_cookie(request))
     stale = False
     if token:
@@ -152,11 +160,32 @@ def _see_other(location: str) -> web.Response:
 @web.middleware
 async def login_required(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Deny by default: every route not marked @public needs a signed-in user."""
-    if request.match_info.http_exception is not None or _route_is_public(request):
+    if request.match_info.http_exception is not None:
+        return await handler(request)
+    # Before the public-route exemption: a token is refused everywhere but the API, sign-in
+    # pages included (those would otherwise run without the CSRF check tokens skip).
+    bearer.check_route(request)
+    if _route_is_public(request):
         return await handler(request)
     who = principal(request)
     if who is None:
+        if bearer.is_api(request.path):
+            raise bearer.unauthorized(
+                "The API needs an API token or a signed-in session.",
+                fix="send `Authorization: Bearer <token>`; make one on your account page",
+            )
         return _see_other(login_url(request))
+    if api_token(request) is not None:
+        # No session: no second-factor step to hold it at, no form token to check.
+        if who.must_change_password:
+            raise PermissionDenied(
+                "This account must change its password before its tokens work again.",
+                missing="a new password",
+                fix="sign in to the admin in a browser and set a new password",
+            )
+        if not who.enters_admin:
+            raise PermissionDenied("This account cannot use the admin.", missing="role staff")
+        return await handler(request)
     if request.method in UNSAFE and not bound_to_session(request):
         # SEC-1: a signed-in change needs the token of this session, not one from a form
         # shown before sign-in (or in a tab that signed in elsewhere since).

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from app.web import keys
 from app.web.auth import session as current_session
+from app.web.bearer import cookie_free
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -195,7 +196,13 @@ async def _sent_token(request: web.Request) -> str:
 async def csrf_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Origin/Fetch-Metadata first, then the token, for every unsafe method (SEC-1)."""
     # A request that matches no route (404/405) changes nothing: let routing answer it.
-    if request.method in UNSAFE and request.match_info.http_exception is None:
+    # A bearer-token request, or a write to the JSON API (which only a token may make), is not
+    # authenticated by any cookie: there is nothing for another site to forge (app/web/bearer.py).
+    if (
+        request.method in UNSAFE
+        and request.match_info.http_exception is None
+        and not cookie_free(request)
+    ):
         if origin_problem(request) is not None:
             raise web.HTTPForbidden(text=REFUSED)
         binding = _valid(request, await _sent_token(request))

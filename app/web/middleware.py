@@ -12,11 +12,12 @@ from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 from psycopg_pool import PoolTimeout, TooManyRequests
 
-from app.errors import KeelError, PermissionDenied
+from app.errors import Invalid, KeelError, PermissionDenied
 from app.ops.logging import request_id_var
 from app.web import keys
 from app.web.auth import PRINCIPAL
 from app.web.auth_middleware import login_required, session_actor
+from app.web.bearer import CHALLENGE, is_api
 from app.web.compression import compression
 from app.web.connections import body_deadline
 from app.web.csrf import csrf_guard
@@ -130,16 +131,28 @@ def _error_page(
         request.headers.get("Accept", "").startswith("application/json")
         or request.query.get("format") in ("json", "jsonl")
         or request.path in ("/healthz", "/readyz")
+        or is_api(request.path)  # the JSON API answers in JSON, whatever was asked
     )
     if wants_json:
         body: dict[str, object] = {
             "error": title,
             "message": message,
+            "problem": message,
             "request_id": request.get(keys.REQUEST_ID, ""),
         }
+        for name in ("why", "fix"):
+            if extra.get(name):
+                body[name] = extra[name]
         if extra.get("missing"):  # AUTHZ-8: say what is missing, to scripts too
             body["missing"] = extra["missing"]
-        return web.json_response(body, status=status)
+        fields = extra.get("fields")
+        if isinstance(fields, dict) and fields:
+            # field → messages, the same messages the form shows next to each field
+            body["fields"] = {k: [v] if isinstance(v, str) else v for k, v in fields.items()}
+        response = web.json_response(body, status=status)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = CHALLENGE
+        return response
     ctx = {"status": status, "title": title, "message": message, **extra}
     try:
         return render(request, [template, "error.html"], ctx, status=status)
@@ -152,6 +165,7 @@ def _error_page(
 
 _TITLES = {
     400: "Bad request",
+    401: "Not signed in",
     403: "Not allowed",
     404: "Page not found",
     405: "Method not allowed",
@@ -179,11 +193,15 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
                 response.headers[name] = exc.headers[name]
         return response
     except PermissionDenied as exc:
-        return _error_page(request, 403, _TITLES[403], exc.problem, missing=exc.missing)
-    except KeelError as exc:
         return _error_page(
-            request, exc.http_status, _TITLES.get(exc.http_status, "Error"), exc.problem
+            request, 403, _TITLES[403], exc.problem, missing=exc.missing, why=exc.why, fix=exc.fix
         )
+    except KeelError as exc:
+        fields = exc.fields if isinstance(exc, Invalid) else None
+        return _error_page(
+            request, exc.http_status, _TITLES.get(exc.http_status, "Error"), exc.problem,
+            why=exc.why, fix=exc.fix, fields=fields,
+        )  # fmt: skip
     except HttpProcessingError:
         # aiohttp's parser refused a malformed body (a control character in a multipart part
         # header, a broken chunk) while a form was read: the client's fault, not a crash.

@@ -14,7 +14,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # SEC-4 keeps these working: signing in (with its second-factor and forced-change steps),
 # signing out, re-authentication and the user's own account pages.
 ALWAYS_WRITABLE = ("/login", "/logout", "/reauth", "/mfa", "/must-change-password", "/account")
-_ADMIN_SLUG = re.compile(r"^/admin/([a-z][a-z0-9_]{0,62})/")
+_ADMIN_SLUG = re.compile(r"^/admin/(?:api/)?([a-z][a-z0-9_]{0,62})/")
 GLOBAL_MESSAGE = (
     "Read-only mode is on: changes are switched off for everyone. "
     "You can still view records, sign in and out, and manage your own account."
