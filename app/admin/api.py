@@ -153,9 +153,16 @@ async def list_api(request: web.Request) -> web.Response:
     await require(request, perm=bound.permission("view"))
     lq = parse_query(bound, request.query)
     page, total, _saved = await load_page(request, bound, lq)
+    rows = json_rows(bound, page)
     return web.json_response(
         {
-            "rows": json_rows(bound, page),
+            # Each row as detail names it: its key for the row's address, then its values.
+            "rows": [
+                {"key": rowkey.segment(rowkey.row_key(bound.key, r)), "values": r}
+                if bound.keyed
+                else {"key": None, "values": r}
+                for r in rows
+            ],
             "next_cursor": page.next_cursor,
             "prev_cursor": page.prev_cursor,
             "total": total.value,

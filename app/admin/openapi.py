@@ -297,7 +297,20 @@ def _schemas(doc: ResourceDoc) -> dict[str, Any]:
             "type": "object",
             "required": ["rows"],
             "properties": {
-                "rows": {"type": "array", "items": _list_row(b, doc.specs)},
+                "rows": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["key", "values"],
+                        "properties": {
+                            "key": {
+                                "type": ["string", "null"],
+                                "description": "the row's key for its address (null: no key)",
+                            },
+                            "values": _list_row(b, doc.specs),
+                        },
+                    },
+                },
                 "next_cursor": {"type": ["string", "null"]},
                 "prev_cursor": {"type": ["string", "null"]},
                 "total": {"type": ["integer", "null"]},
