@@ -245,7 +245,8 @@ async def revoke(
             actor is not None and actor.user_id != found.user_id and not actor.at_least(BYPASS_ROLE)
         ):
             # The same answer for a token of someone else: its existence is not disclosed.
-            raise NotFound(f"there is no API token {token_id} of yours", fix="list your tokens")
+            mine = " of yours" if actor is not None else ""
+            raise NotFound(f"there is no API token {token_id}{mine}", fix="list the tokens")
         if found.revoked_at is not None:
             return found
         async with conn.cursor(row_factory=class_row(ApiToken)) as cur:

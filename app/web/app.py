@@ -19,6 +19,7 @@ from app.errors import KeelError
 from app.ops import health
 from app.web import (
     account,
+    account_tokens,
     admin_groups,
     admin_users,
     audit_views,
@@ -64,7 +65,9 @@ FEATURES: tuple[ModuleType, ...] = (
     admin_routes,  # the admin's route table and sidebar entries
     flash,
     account,
+    account_tokens,
     mfa_views,  # after account: the code step and the set-up page
+    account_tokens,  # own API tokens, on the account area
     admin_users,
     admin_groups,
     audit_views,  # after users and groups: one "Administration" sidebar section
