@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, time
-from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -37,7 +35,6 @@ from app import __version__, audit
 from app.admin import delete_views, forms, rowkey, writes
 from app.admin.edit_views import field_specs, path_key
 from app.admin.list_params import parse_query
-from app.admin.list_render import json_rows
 from app.admin.list_views import load_page
 from app.admin.openapi import ResourceDoc, document, schema_name
 from app.admin.resources import BoundResource
@@ -55,16 +52,10 @@ MAX_BODY_FIELDS = 500
 
 
 def jsonable(value: Any) -> Any:
-    """A stored value as JSON: exact decimals as strings, times in ISO 8601."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict | list):
-        return value
-    return str(value)
+    """A stored value as JSON, as the audit log keeps it: exact decimals as strings, times in
+    UTC ISO 8601. The same form in lists, records and conflicts, so a script can send back as
+    `original` what it read and get only real changes."""
+    return audit.jsonable(value)
 
 
 def detail(bound: BoundResource, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,16 +144,17 @@ async def list_api(request: web.Request) -> web.Response:
     await require(request, perm=bound.permission("view"))
     lq = parse_query(bound, request.query)
     page, total, _saved = await load_page(request, bound, lq)
-    rows = json_rows(bound, page)
+    wanted = list(dict.fromkeys([*bound.key, *(c.name for c in bound.list_columns)]))
+    at = [page.columns.index(n) for n in wanted]
+    rows = []
+    for r in page.rows:
+        raw = {n: r[i] for n, i in zip(wanted, at, strict=True)}
+        # Each row as detail names it: its key for the row's address, then its values.
+        key = rowkey.segment(rowkey.row_key(bound.key, raw)) if bound.keyed else None
+        rows.append({"key": key, "values": {n: jsonable(v) for n, v in raw.items()}})
     return web.json_response(
         {
-            # Each row as detail names it: its key for the row's address, then its values.
-            "rows": [
-                {"key": rowkey.segment(rowkey.row_key(bound.key, r)), "values": r}
-                if bound.keyed
-                else {"key": None, "values": r}
-                for r in rows
-            ],
+            "rows": rows,
             "next_cursor": page.next_cursor,
             "prev_cursor": page.prev_cursor,
             "total": total.value,

@@ -174,7 +174,7 @@ async def create(
     days = _check_days(days)
     at = now or datetime.now(UTC)
     async with conn.transaction():
-        owner = await users.get(conn, owner_id, for_update=True)
+        owner = await users.get(conn, owner_id)
         if actor is not None and actor.user_id != owner_id and not actor.at_least(BYPASS_ROLE):
             raise PermissionDenied(
                 "Only an administrator may make a token for another account.",

@@ -65,7 +65,6 @@ FEATURES: tuple[ModuleType, ...] = (
     admin_routes,  # the admin's route table and sidebar entries
     flash,
     account,
-    account_tokens,
     mfa_views,  # after account: the code step and the set-up page
     account_tokens,  # own API tokens, on the account area
     admin_users,

@@ -169,7 +169,8 @@ async def login_required(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     who = principal(request)
     if who is None:
-        if bearer.is_api(request.path):
+        if bearer.is_api(request.path) and request.path != bearer.API_PREFIX:
+            # Scripts get a 401 they can act on; the description page is a page: sign in.
             raise bearer.unauthorized(
                 "The API needs an API token or a signed-in session.",
                 fix="send `Authorization: Bearer <token>`; make one on your account page",

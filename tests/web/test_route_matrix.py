@@ -46,6 +46,9 @@ EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
     "/account": (SIGNED_IN, frozenset({"GET"}), "AUTHZ-2 own account"),
     "/account/sessions": (SIGNED_IN, frozenset({"GET", "POST"}), "SESS-7"),
     "/account/password": (SIGNED_IN, frozenset({"GET", "POST"}), "REC-4"),
+    "/account/tokens": (SIGNED_IN, frozenset({"GET", "POST"}), "own API tokens"),
+    "/admin/api/": (STAFF_UP, frozenset({"GET"}), "the API described, inside the admin"),
+    "/admin/api/openapi.json": (STAFF_UP, frozenset({"GET"}), "the API's OpenAPI document"),
     "/mfa": (SIGNED_IN, frozenset({"GET", "POST"}), "MFA-3 the code step (others sent on)"),
     "/account/two-step": (SIGNED_IN, frozenset({"GET"}), "MFA-1 own second factor"),
     "/account/two-step/start": (SIGNED_IN, frozenset({"POST"}), "MFA-1"),
@@ -72,7 +75,8 @@ EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
     "/admin/groups/{id}/members": (ADMIN_UP, frozenset({"POST"}), "AUTHZ-7"),
     "/admin/groups/{id}/delete": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
 }
-OUT_OF_SCOPE = ("/admin/{resource}",)  # the resource engineers' own matrices
+# The resource engineers' own matrices (tests/admin/test_route_matrix.py, test_api_matrix.py).
+OUT_OF_SCOPE = ("/admin/{resource}", "/admin/api/{resource}")
 
 
 def registered(app: Any) -> dict[str, set[str]]:
@@ -87,10 +91,14 @@ def registered(app: Any) -> dict[str, set[str]]:
 
 
 def outcome(resp: ClientResponse) -> bool | None:
-    """GET: True = allowed, False = refused (403, or the login wall), None = neither (a failure)."""
+    """GET: True = allowed, False = refused (403; 401 from the API; or the login wall), None =
+    neither (a failure)."""
     location = resp.headers.get("Location", "")
-    if resp.status == 403 or (
-        resp.status in (302, 303) and location.startswith("/login?return_to=")
+    api_401 = resp.status == 401 and resp.url.path.startswith("/admin/api/")
+    if (
+        resp.status == 403
+        or api_401
+        or (resp.status in (302, 303) and location.startswith("/login?return_to="))
     ):
         return False
     if 200 <= resp.status < 400:
