@@ -295,6 +295,17 @@ async def list_for_user(conn: Conn, user_id: int | None = None) -> list[ApiToken
         return await cur.fetchall()
 
 
+async def list_made_for_others(conn: Conn, creator_id: int) -> list[ApiToken]:
+    """Tokens an administrator made for other accounts (service accounts), newest first."""
+    async with conn.cursor(row_factory=class_row(ApiToken)) as cur:
+        await cur.execute(
+            f"SELECT {_COLUMNS} FROM keel_api_tokens t WHERE t.created_by = %s"
+            " AND t.user_id <> %s ORDER BY t.created_at DESC, t.id DESC LIMIT 1000",
+            (creator_id, creator_id),
+        )
+        return await cur.fetchall()
+
+
 async def lookup(
     conn: Conn, token: str, *, now: datetime | None = None, ip: str | None = None
 ) -> tuple[ApiToken, Principal, frozenset[str]] | None:

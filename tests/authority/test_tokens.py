@@ -269,6 +269,36 @@ async def test_the_account_page_makes_shows_once_lists_and_revokes(
     assert resp.status == 400
 
 
+async def test_an_administrator_makes_a_token_for_a_service_account_on_the_page(
+    client: Any, database_url: str, secret_key: str
+) -> None:
+    ctx = _ctx(secret_key)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        svc = await users.create(conn, ctx, None, email="svc@example.com", role="staff")
+        await users.grant(conn, ctx, None, svc.id, ["bookings.view"])
+    admin = await sign_in(client, database_url, secret_key, role="administrator", elevated=True)
+    form = {"action": "create", "name": "erp", "days": "90", "scope": "bookings.view",
+            "for_email": "svc@example.com"}  # fmt: skip
+    resp = await admin.post("/account/tokens", form)
+    page = await resp.text()
+    assert resp.status == 200, page
+    token = page.split("data-new-token>", 1)[1].split("<", 1)[0]
+    listed = await (await admin.get("/account/tokens")).text()
+    assert "Tokens you made for other accounts" in listed and "svc@example.com" in listed
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        found = await tokens.lookup(conn, token)
+    assert found is not None and found[1].email == "svc@example.com"
+    # More than the service account holds: refused, whatever the administrator may do.
+    resp = await admin.post("/account/tokens", {**form, "scope": "bookings.delete"})
+    assert resp.status == 400 and "bookings.delete" in await resp.text()
+    # Staff cannot make tokens for others.
+    staff = await sign_in(
+        client, database_url, secret_key, role="staff", perms=("bookings.view",), elevated=True
+    )
+    resp = await staff.post("/account/tokens", form)
+    assert resp.status == 403 and "administrator" in await resp.text()
+
+
 async def test_keel_token_create_list_revoke(database_url: str, secret_key: str) -> None:
     env = keel_env(DATABASE_URL=database_url, KEEL_SECRET_KEY=secret_key, NO_COLOR="1")
     ctx = _ctx(secret_key)
