@@ -57,11 +57,11 @@ class ApiToken:
     expires_at: datetime
     last_used_at: datetime | None
     last_used_ip: str | None
-    revoked_at: datetime | None
+    revoked_on: datetime | None
 
     def state(self, now: datetime | None = None) -> str:
         """active, expired or revoked."""
-        if self.revoked_at is not None:
+        if self.revoked_on is not None:
             return "revoked"
         return "expired" if self.expires_at <= (now or datetime.now(UTC)) else "active"
 
@@ -72,7 +72,7 @@ class ApiToken:
 
 _COLUMNS = (
     "t.id, t.user_id, t.created_by, t.name, t.prefix, t.scope, t.created_at, t.expires_at,"
-    " t.last_used_at, t.last_used_ip, t.revoked_at"
+    " t.last_used_at, t.last_used_ip, t.revoked_on"
 )
 
 
@@ -247,11 +247,11 @@ async def revoke(
             # The same answer for a token of someone else: its existence is not disclosed.
             mine = " of yours" if actor is not None else ""
             raise NotFound(f"there is no API token {token_id}{mine}", fix="list the tokens")
-        if found.revoked_at is not None:
+        if found.revoked_on is not None:
             return found
         async with conn.cursor(row_factory=class_row(ApiToken)) as cur:
             await cur.execute(
-                f"UPDATE keel_api_tokens AS t SET revoked_at = %s WHERE id = %s RETURNING {_COLUMNS}",
+                f"UPDATE keel_api_tokens AS t SET revoked_on = %s WHERE id = %s RETURNING {_COLUMNS}",
                 (at, token_id),
             )
             done = await cur.fetchone()
@@ -345,5 +345,5 @@ _LOOKUP = (
     " u.mfa_enabled_at IS NOT NULL, "
     + permissions.effective_names_sql("u.id")
     + " FROM keel_api_tokens t JOIN keel_users u ON u.id = t.user_id"
-    " WHERE t.token_hash = %s AND t.revoked_at IS NULL AND t.expires_at > %s AND u.is_active"
+    " WHERE t.token_hash = %s AND t.revoked_on IS NULL AND t.expires_at > %s AND u.is_active"
 )

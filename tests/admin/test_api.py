@@ -152,3 +152,42 @@ async def test_not_json_and_unknown_resource(
     assert status == 400 and body["problem"] == "The request body is not JSON."
     status, body = await api.json("GET", "/admin/api/nothing/")
     assert status == 404 and body["problem"]
+
+
+async def test_read_only_mode_and_read_only_resources_refuse_api_writes(
+    aiohttp_client: Any, database_url: str, secret_key: str
+) -> None:
+    """Global read-only mode and a resource declared read-only refuse API writes as they refuse
+    the forms (403, Problem as JSON); the OpenAPI document then offers no writes there."""
+    from dataclasses import replace
+
+    from app.admin.registry import site_registry
+    from app.admin.resources import register
+    from app.admin.setup import REGISTRY
+    from app.web.app import build_app
+    from tests.admin.test_readonly import make_config
+
+    await _seed(database_url)
+    perms = ("technicians.view", "technicians.add", "customers.view", "customers.add")
+    token, _i, _u = await token_for(database_url, secret_key, perms=perms, scope=perms)
+    glob = await aiohttp_client(build_app(make_config(database_url, secret_key, read_only=True)))
+    status, body = await Bearer(glob, token).json(
+        "POST", "/admin/api/customers/", json={"name": "C", "email": "c@x.test", "city": "Oslo"}
+    )
+    assert status == 403 and "Read-only mode is on" in body["problem"], body
+    app = build_app(make_config(database_url, secret_key))
+    app[REGISTRY] = register(
+        *(replace(r, read_only=True) if r.table == "technicians" else r for r in site_registry())
+    )
+    api = Bearer(await aiohttp_client(app), token)
+    status, body = await api.json(
+        "POST", "/admin/api/technicians/", json={"name": "N", "email": "n@x.test"}
+    )
+    assert status == 403 and "read-only" in body["problem"], body
+    status, _b = await api.json(
+        "POST", "/admin/api/customers/", json={"name": "C", "email": "c@x.test", "city": "Oslo"}
+    )
+    assert status == 201
+    status, doc = await api.json("GET", "/admin/api/openapi.json")
+    assert set(doc["paths"]["/admin/api/technicians/"]) == {"get"}
+    assert set(doc["paths"]["/admin/api/customers/"]) == {"get", "post"}

