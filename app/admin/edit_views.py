@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from multidict import MultiDictProxy
 
 from app import audit
 from app.admin import field_html, forms, lookup, rowkey, writes
@@ -23,6 +22,7 @@ from app.names import ROUTE_SLUG
 from app.web import flash, keys
 from app.web.auth import audit_context, require
 from app.web.auth import can as may
+from app.web.forms import read_form
 from app.web.readonly import GLOBAL_MESSAGE, resource_is_read_only
 from app.web.render import render
 
@@ -64,19 +64,6 @@ async def reserved_or_edit_submit(request: web.Request) -> web.StreamResponse:
 
 
 # ---- input (SEC-3) ----------------------------------------------------------------------
-
-
-async def read_form(request: web.Request) -> MultiDictProxy[Any]:
-    """The POSTed form: an oversized body is aiohttp's 413, an unreadable one our 400."""
-    try:
-        data = await request.post()
-    except web.HTTPException:
-        raise
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Invalid("The form could not be read.", why=type(exc).__name__) from None
-    if any(not isinstance(v, str) for v in data.values()):
-        raise Invalid("File uploads are not accepted here.")
-    return data
 
 
 def first_values(data: Mapping[str, Any]) -> dict[str, str]:

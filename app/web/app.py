@@ -19,9 +19,6 @@ from app.errors import KeelError
 from app.ops import health
 from app.web import (
     account,
-    admin_groups,
-    admin_users,
-    audit_views,
     flash,
     keys,
     mfa_views,
@@ -65,9 +62,6 @@ FEATURES: tuple[ModuleType, ...] = (
     flash,
     account,
     mfa_views,  # after account: the code step and the set-up page
-    admin_users,
-    admin_groups,
-    audit_views,  # after users and groups: one "Administration" sidebar section
 )
 
 
