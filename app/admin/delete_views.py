@@ -27,7 +27,7 @@ from app.errors import Conflict, Invalid, NotFound
 from app.web import flash, keys
 from app.web.auth import audit_context, is_elevated, require, require_elevated, session
 from app.web.forms import read_form
-from app.web.render import render
+from app.web.render import crumbs, render
 
 OWN_PARAMS = frozenset({"ids", "all", "all_matching", "query", "confirmed", "csrf_token", "back"})
 DELETE = Action("delete", "Delete", None, confirm=True)
@@ -145,11 +145,7 @@ async def confirm_page(
         "bound": bound,
         "action": action,
         "page_title": f"{action.label}: {count} {bound.title.lower()}",
-        "breadcrumbs": [
-            {"label": "Admin", "url": "/admin/"},
-            {"label": bound.title, "url": f"/admin/{bound.slug}/"},
-            {"label": action.label},
-        ],
+        "breadcrumbs": crumbs((bound.title, f"/admin/{bound.slug}/"), (action.label, None)),
         "text": f"You are about to {verb} {count} {bound.title.lower()} record(s).",
         "ids": shown,
         "more": more,

@@ -24,7 +24,7 @@ from app.web.auth import audit_context, require
 from app.web.auth import can as may
 from app.web.forms import read_form
 from app.web.readonly import GLOBAL_MESSAGE, resource_is_read_only
-from app.web.render import render
+from app.web.render import crumbs, render
 
 # Reserved slugs belong to the built-in pages, whatever order the routes were added in.
 SLUG = ROUTE_SLUG
@@ -159,11 +159,7 @@ def singular(title: str) -> str:
 
 
 def breadcrumbs(bound: BoundResource, back: str, *tail: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {"label": "Admin", "url": "/admin/"},
-        {"label": bound.title, "url": list_url(bound, back)},
-        *tail,
-    ]
+    return crumbs((bound.title, list_url(bound, back)), *((t["label"], t.get("url")) for t in tail))
 
 
 def field_specs(bound: BoundResource) -> tuple[forms.FieldSpec, ...]:

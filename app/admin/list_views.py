@@ -28,7 +28,7 @@ from app.web import keys
 from app.web.auth import require
 from app.web.csrf import token_for
 from app.web.forms import read_form
-from app.web.render import render
+from app.web.render import crumbs, render
 
 # A resource slug in a path: never one of the built-in pages (users, groups, audit, search).
 SLUG = ROUTE_SLUG
@@ -198,7 +198,7 @@ def list_context(
         "resource": b,
         "slug": b.slug,
         "title": b.title,
-        "breadcrumbs": [{"label": "Admin", "url": "/admin/"}, {"label": b.title, "url": None}],
+        "breadcrumbs": crumbs((b.title, None)),
         "headers": _headers(b, lq),
         "rows_html": renderer.body(),
         "row_count": len(page.rows),
