@@ -397,7 +397,7 @@ def delete_page(e: Entity) -> Handler:
             call.request,
             "admin/entity_delete.html",
             {
-                "heading": f"Delete {'the ' + e.noun + ' ' if e.noun == 'group' else ''}{name}?",
+                "heading": f"Delete the {e.noun} {name}?",
                 "text": e.service.delete_text(call.obj) if e.service.delete_text else "",
                 "action_url": object_url(e, call.obj) + "delete",
                 "cancel_url": object_url(e, call.obj),
