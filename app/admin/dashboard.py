@@ -23,7 +23,7 @@ from app.authority.principal import Principal
 from app.errors import KeelError
 from app.web import keys
 from app.web.auth import can, require
-from app.web.render import render
+from app.web.render import crumbs, render
 
 log = logging.getLogger("keel.admin")
 T = TypeVar("T")
@@ -185,7 +185,7 @@ async def search_view(request: web.Request) -> web.StreamResponse:
             sections.append(await _search_section(request, b, lq))
     ctx = {
         "title": "Search",
-        "breadcrumbs": [{"label": "Admin", "url": "/admin/"}, {"label": "Search", "url": None}],
+        "breadcrumbs": crumbs(("Search", None)),
         "q": q,
         "search_q": q,
         "sections": sections,

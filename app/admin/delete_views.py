@@ -8,10 +8,9 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
-from multidict import MultiDict, MultiMapping
-from psycopg import sql
+from multidict import MultiMapping
 
-from app.admin import deletion, forms, rowkey, writes
+from app.admin import bulk, deletion, forms, rowkey, writes
 from app.admin.edit_views import (
     back_query,
     breadcrumbs,
@@ -19,17 +18,16 @@ from app.admin.edit_views import (
     list_url,
     load_row,
     path_key,
-    read_form,
     read_only_reason,
     singular,
 )
-from app.admin.listing import parse_query, where_clause
 from app.admin.resources import Action, BoundResource
 from app.admin.setup import get_resource
 from app.errors import Conflict, Invalid, NotFound
 from app.web import flash, keys
 from app.web.auth import audit_context, is_elevated, require, require_elevated, session
-from app.web.render import render
+from app.web.forms import read_form
+from app.web.render import crumbs, render
 
 OWN_PARAMS = frozenset({"ids", "all", "all_matching", "query", "confirmed", "csrf_token", "back"})
 DELETE = Action("delete", "Delete", None, confirm=True)
@@ -110,20 +108,9 @@ def parse_selection(bound: BoundResource, data: MultiMapping[str]) -> Selection:
     return Selection(ids if not all_matching else (), all_matching, state, back)
 
 
-async def matching_ids(conn: Any, bound: BoundResource, selection: Selection) -> list[Any]:
-    """The ids the action will touch, locked; "all matching" reuses the list's SQL (LIST-5/6)."""
-    pk = sql.Identifier(bound.pk)
-    table = sql.Identifier(bound.table.schema, bound.table.name)
-    if selection.all_matching:
-        lq = parse_query(bound, MultiDict(selection.state))
-        where, params = where_clause(bound, lq)
-    else:
-        where, params = sql.SQL("{} = ANY(%s)").format(pk), [list(selection.ids)]
-    query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT {} FOR UPDATE").format(
-        pk, table, where, pk, sql.Literal(writes.MAX_BULK + 1)
-    )
-    cur = await conn.execute(query, params, prepare=False)
-    return [r[0] for r in await cur.fetchall()]
+def _scope(selection: Selection) -> tuple[tuple[Any, ...], tuple[tuple[str, str], ...] | None]:
+    """The selection as the bulk service takes it: ids, or the list's state for "all matching"."""
+    return selection.ids, selection.state if selection.all_matching else None
 
 
 def button_labels(bound: BoundResource, action: Action, count: int) -> tuple[str, str]:
@@ -146,11 +133,8 @@ async def confirm_page(
     error: str | None = None,
     status: int = 200,
 ) -> web.Response:
-    async with request.app[keys.POOL].connection() as conn, conn.transaction():
-        ids = await matching_ids(conn, bound, selection)
-        plan = (
-            await deletion.plan_delete(conn, bound.table, ids) if action is DELETE and ids else None
-        )
+    async with request.app[keys.POOL].connection() as conn:
+        ids, plan = await bulk.preview(conn, bound, *_scope(selection), delete=action is DELETE)
     too_many = len(ids) > writes.MAX_BULK
     shown = [str(i) for i in ids[:SHOWN_IDS]]
     more = len(ids) - len(shown)
@@ -161,11 +145,7 @@ async def confirm_page(
         "bound": bound,
         "action": action,
         "page_title": f"{action.label}: {count} {bound.title.lower()}",
-        "breadcrumbs": [
-            {"label": "Admin", "url": "/admin/"},
-            {"label": bound.title, "url": f"/admin/{bound.slug}/"},
-            {"label": action.label},
-        ],
+        "breadcrumbs": crumbs((bound.title, f"/admin/{bound.slug}/"), (action.label, None)),
         "text": f"You are about to {verb} {count} {bound.title.lower()} record(s).",
         "ids": shown,
         "more": more,
@@ -233,11 +213,10 @@ async def run(
     request: web.Request, bound: BoundResource, action: Action, selection: Selection
 ) -> list[Any]:
     ctx = audit_context(request)
-    async with request.app[keys.POOL].connection() as conn, conn.transaction():
-        ids = await matching_ids(conn, bound, selection)
-        if action is DELETE:
-            return await writes.bulk_delete(conn, ctx, bound, ids)
-        return await writes.bulk_set(conn, ctx, bound, action, ids)
+    async with request.app[keys.POOL].connection() as conn:
+        chosen = None if action is DELETE else action
+        ids, state = _scope(selection)
+        return await bulk.apply(conn, ctx, bound, chosen, ids=ids, state=state)
 
 
 # ---- delete (EDIT-5) ----------------------------------------------------------------------

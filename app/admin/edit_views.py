@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from multidict import MultiDictProxy
 
 from app import audit
 from app.admin import field_html, forms, lookup, rowkey, writes
@@ -23,8 +22,9 @@ from app.names import ROUTE_SLUG
 from app.web import flash, keys
 from app.web.auth import audit_context, require
 from app.web.auth import can as may
+from app.web.forms import read_form
 from app.web.readonly import GLOBAL_MESSAGE, resource_is_read_only
-from app.web.render import render
+from app.web.render import crumbs, render
 
 # Reserved slugs belong to the built-in pages, whatever order the routes were added in.
 SLUG = ROUTE_SLUG
@@ -64,19 +64,6 @@ async def reserved_or_edit_submit(request: web.Request) -> web.StreamResponse:
 
 
 # ---- input (SEC-3) ----------------------------------------------------------------------
-
-
-async def read_form(request: web.Request) -> MultiDictProxy[Any]:
-    """The POSTed form: an oversized body is aiohttp's 413, an unreadable one our 400."""
-    try:
-        data = await request.post()
-    except web.HTTPException:
-        raise
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Invalid("The form could not be read.", why=type(exc).__name__) from None
-    if any(not isinstance(v, str) for v in data.values()):
-        raise Invalid("File uploads are not accepted here.")
-    return data
 
 
 def first_values(data: Mapping[str, Any]) -> dict[str, str]:
@@ -172,11 +159,7 @@ def singular(title: str) -> str:
 
 
 def breadcrumbs(bound: BoundResource, back: str, *tail: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {"label": "Admin", "url": "/admin/"},
-        {"label": bound.title, "url": list_url(bound, back)},
-        *tail,
-    ]
+    return crumbs((bound.title, list_url(bound, back)), *((t["label"], t.get("url")) for t in tail))
 
 
 def field_specs(bound: BoundResource) -> tuple[forms.FieldSpec, ...]:

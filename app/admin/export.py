@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from contextlib import aclosing
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -13,11 +14,11 @@ from aiohttp import web
 from psycopg import sql
 
 from app import audit_events
+from app.admin import listing, writes
 from app.admin.list_params import ListQuery, parse_query
 from app.admin.listing import order_by, where_clause
 from app.admin.resources import BoundResource
 from app.admin.setup import get_resource
-from app.audit import record
 from app.web import keys
 from app.web.auth import audit_context, require
 from app.web.compression import stream_compression
@@ -62,7 +63,7 @@ def export_columns(b: BoundResource) -> list[str]:
 
 def export_query(
     b: BoundResource, lq: ListQuery, columns: list[str]
-) -> tuple[sql.Composable, list[Any]]:
+) -> tuple[sql.Composed, list[Any]]:
     where, params = where_clause(b, lq)
     query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT {}").format(
         sql.SQL(", ").join(
@@ -126,17 +127,16 @@ async def _export(request: web.Request, fmt: str) -> web.StreamResponse:
     sent, complete = 0, False
     async with request.app[keys.POOL].connection() as conn:
         try:
-            async with conn.transaction():
-                # A named cursor streams from the server in batches: flat memory at any size.
-                cur = conn.cursor(name="keel_export")
-                await cur.execute(query, params)
+            async with aclosing(listing.stream_rows(conn, query, params, BATCH)) as batches:
+                first = await anext(batches, None)  # the query runs before any byte is sent
                 await response.prepare(request)
                 if header:
                     await response.write(header.encode())
-                while rows := await cur.fetchmany(BATCH):
+                rows = first
+                while rows is not None:
                     sent += len(rows)  # handed to the connection, whether or not it arrives
                     await response.write(encode(rows))
-                await cur.close()
+                    rows = await anext(batches, None)
             complete = True
         finally:
             # Its own transaction: a client that hangs up mid-download rolls back the cursor's,
@@ -146,8 +146,7 @@ async def _export(request: web.Request, fmt: str) -> web.StreamResponse:
                     b.slug, "csv" if fmt == "csv" else "jsonl", sent, dict(lq.state),
                     complete=complete,
                 )  # fmt: skip
-                async with conn.transaction():
-                    await record(conn, audit_context(request), event)
+                await writes.record_export(conn, audit_context(request), event)
     await response.write_eof()
     return response
 

@@ -27,7 +27,8 @@ from app.names import ROUTE_SLUG
 from app.web import keys
 from app.web.auth import require
 from app.web.csrf import token_for
-from app.web.render import render
+from app.web.forms import read_form
+from app.web.render import crumbs, render
 
 # A resource slug in a path: never one of the built-in pages (users, groups, audit, search).
 SLUG = ROUTE_SLUG
@@ -197,7 +198,7 @@ def list_context(
         "resource": b,
         "slug": b.slug,
         "title": b.title,
-        "breadcrumbs": [{"label": "Admin", "url": "/admin/"}, {"label": b.title, "url": None}],
+        "breadcrumbs": crumbs((b.title, None)),
         "headers": _headers(b, lq),
         "rows_html": renderer.body(),
         "row_count": len(page.rows),
@@ -235,7 +236,7 @@ async def save_filter(request: web.Request) -> web.StreamResponse:
     """POST name + query: keep the current list query under a private name (LIST-8)."""
     b = get_resource(request)
     who = await require(request, perm=b.permission("view"))
-    form = await request.post()
+    form = await read_form(request)
     name, query = str(form.get("name", "")), str(form.get("query", ""))
     if len(query) > saved_filters.MAX_QUERY:
         raise Invalid("that list query is too long to save", fields={"query": "too long"})

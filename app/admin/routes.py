@@ -1,13 +1,18 @@
-"""The admin's route table: every URL of the admin over the company's tables, in one list.
+"""The admin's route table: every URL of the admin, in one list: Keel's own entities (users,
+groups, the audit log; app/admin/builtin) and the company's tables.
 
-The list pages come first: aiohttp tries routes in the order they were added.
+The entities come first, then the list pages: aiohttp tries routes in the order they were added.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from app.admin import api, dashboard, delete_views, edit_views, export, list_views
+from app.admin import api, dashboard, delete_views, edit_views, entity_views, export, list_views
+from app.admin.builtin import ENTITIES
+from app.authority.principal import Principal
 from app.web.auth import add_nav_provider
 
 _LIST = f"/admin/{list_views.SLUG}"
@@ -18,6 +23,8 @@ _API = f"/admin/api/{list_views.SLUG}"
 
 def routes() -> list[web.RouteDef]:
     return [
+        # users, groups, the audit log: /admin/<slug>/, new, <id>/, <id>/edit|delete|<action>
+        *entity_views.routes(ENTITIES),
         # dashboard and search
         web.get("/admin/", dashboard.dashboard_view),
         web.get("/admin/search", dashboard.search_view),
@@ -57,7 +64,23 @@ def routes() -> list[web.RouteDef]:
     ]
 
 
+async def entity_nav(request: web.Request, who: Principal) -> list[dict[str, Any]]:
+    """Sidebar entries of the entities this user's role reaches (the role floor)."""
+    return [
+        {
+            "label": e.title,
+            "url": f"/admin/{e.slug}/",
+            "icon": e.icon,
+            "section": "Administration",
+            "active": request.path.startswith(f"/admin/{e.slug}/"),
+        }
+        for e in ENTITIES
+        if who.at_least(e.min_role)
+    ]
+
+
 def setup(app: web.Application) -> None:
     """Listed in FEATURES after app.admin.setup: the sidebar entries and the routes."""
     add_nav_provider(app, dashboard.nav_items)
+    add_nav_provider(app, entity_nav)
     app.router.add_routes(routes())

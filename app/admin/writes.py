@@ -401,3 +401,12 @@ async def _bulk(
             fix="deselect the records named above or fix them first",
         ) from None
     return done
+
+
+async def record_export(
+    conn: psycopg.AsyncConnection[Any], ctx: audit.Context, event: audit_events.Event
+) -> None:
+    """An export's audit event in a transaction of its own: a client that hangs up mid-download
+    rolls back the rows' transaction, and the rows that already left must still be on record."""
+    async with conn.transaction():
+        await audit.record(conn, ctx, event)

@@ -20,9 +20,6 @@ from app.ops import health
 from app.web import (
     account,
     account_tokens,
-    admin_groups,
-    admin_users,
-    audit_views,
     flash,
     keys,
     mfa_views,
@@ -67,9 +64,6 @@ FEATURES: tuple[ModuleType, ...] = (
     account,
     mfa_views,  # after account: the code step and the set-up page
     account_tokens,  # own API tokens, on the account area
-    admin_users,
-    admin_groups,
-    audit_views,  # after users and groups: one "Administration" sidebar section
 )
 
 

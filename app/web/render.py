@@ -218,3 +218,8 @@ def render(
     return request.app[keys.RENDERER].response(
         request, names, context, status=status, headers=headers
     )
+
+
+def crumbs(*items: tuple[str, str | None]) -> list[dict[str, Any]]:
+    """The one breadcrumb builder: Admin, then (label, url) pairs; the current page has no url."""
+    return [{"label": "Admin", "url": "/admin/"}] + [{"label": t, "url": u} for t, u in items]

@@ -213,7 +213,7 @@ async def test_an_administrator_turns_off_someones_two_step_sign_in(
     resp = await admin.post("/reauth", {"password": admin.password, "return_to": "/admin/"})
     assert resp.status == 303
     resp = await admin.post(f"/admin/users/{user.id}/mfa-off", {"reason": "lost their phone"})
-    assert resp.status == 303 and "done=mfa_off" in resp.headers["Location"]
+    assert resp.status == 303 and resp.headers["Location"].endswith("/")
     # The user's session ended; the password alone signs in again.
     assert (await a.get("/account", allow_redirects=False)).status == 303
     b = await clients(config)

@@ -71,8 +71,9 @@ EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
     "/admin/users/{id}/sessions/revoke": (ADMIN_UP, frozenset({"GET", "POST"}), "REC-5"),
     "/admin/groups/": (ADMIN_UP, frozenset({"GET"}), "AUTHZ-7"),
     "/admin/groups/new": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
-    "/admin/groups/{id}/": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
-    "/admin/groups/{id}/members": (ADMIN_UP, frozenset({"POST"}), "AUTHZ-7"),
+    "/admin/groups/{id}/": (ADMIN_UP, frozenset({"GET"}), "AUTHZ-7"),
+    "/admin/groups/{id}/edit": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
+    "/admin/groups/{id}/members": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
     "/admin/groups/{id}/delete": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
 }
 # The resource engineers' own matrices (tests/admin/test_route_matrix.py, test_api_matrix.py).

@@ -1,4 +1,7 @@
-"""Allow-list parsing of the users and groups pages' form fields and path segments (SEC-3)."""
+"""The one form reader: the POSTed form, ids in paths, and allow-list parsing of fields (SEC-3).
+
+Every admin page reads its input here: the pages over the company's tables and the users,
+groups and audit pages alike."""
 
 from __future__ import annotations
 
@@ -25,9 +28,10 @@ REASON_MAX = 500
 
 
 async def read_form(request: web.Request) -> MultiDictProxy[Any]:
-    """The POSTed form; an undecodable body is a 400, an oversized one a 413 (SEC-3)."""
+    """The POSTed form; an undecodable body is a 400, an oversized one a 413, a file (no
+    admin form takes one) a 400 (SEC-3)."""
     try:
-        return await request.post()
+        data = await request.post()
     except web.HTTPException:
         raise  # 413 from aiohttp's client_max_size, rendered by the error middleware
     except (UnicodeDecodeError, ValueError) as exc:
@@ -36,6 +40,12 @@ async def read_form(request: web.Request) -> MultiDictProxy[Any]:
             why=f"the request body is not a valid form ({type(exc).__name__})",
             fix="submit the form from the page again",
         ) from None
+    if any(not isinstance(v, str) for v in data.values()):
+        raise Invalid(
+            "every field of this form must be text: file uploads are not accepted here",
+            fix="submit the form from the page, without a file",
+        )
+    return data
 
 
 def path_id(request: web.Request, name: str = "id") -> int:
