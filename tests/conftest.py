@@ -25,7 +25,7 @@ from app import sites
 from app.config import Config, load_config
 from app.db import migrate
 from app.devdb import LocalPostgres
-from tests.helpers import CHEAP_HASHING
+from tests.helpers import SmtpServer, cheap_app, smtp_server
 
 TEMPLATE = "keel_test_template"
 # Most tests use the demo site's tables as fixtures, so the suite serves the demo site (also in
@@ -115,6 +115,13 @@ def empty_database_url(pg_server: PgServer) -> Iterator[str]:
 
 
 @pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free local port that keeps every message it receives."""
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
 def secret_key() -> str:
     return secrets.token_urlsafe(32)
 
@@ -134,13 +141,8 @@ def config(database_url: str, secret_key: str) -> Config:
 @pytest.fixture
 async def client(config: Config, aiohttp_client: object) -> AsyncIterator[object]:
     """A real HTTP client against the app from the one factory, on a real socket."""
-    from app.authority.setup import TEST_HASHER_COST
-    from app.web.app import build_app
-
-    app = build_app(config)
     # Sign-ins here are not about hashing: a cheap Argon2 set (tests/authority checks the real one).
-    app[TEST_HASHER_COST] = CHEAP_HASHING
-    yield await aiohttp_client(app)  # type: ignore[operator]
+    yield await aiohttp_client(cheap_app(config))  # type: ignore[operator]
 
 
 # -- the built executable, shared by every test file that runs it ------------------------------

@@ -1,4 +1,5 @@
-"""Shared test helpers: run the CLI as a real process, wait for a server."""
+"""Shared test helpers: run the CLI as a real process, wait for a server, listen for sd_notify,
+receive mail on a real SMTP server."""
 
 from __future__ import annotations
 
@@ -6,19 +7,41 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.authority.passwords import Cost
+from app.mail import SmtpSettings
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from app.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
 # Argon2id at almost no cost, for tests whose sign-ins are not about hashing (the app takes it
 # only through authority.setup.TEST_HASHER_COST; see docs/decisions.md).
 CHEAP_HASHING = Cost(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def cheap_app(config: Config) -> web.Application:
+    """`build_app(config)` hashing with CHEAP_HASHING: for tests whose sign-ins are not about
+    hashing (a production Argon2 hash costs 64 MiB and four threads; page tests do hundreds)."""
+    from app.authority.setup import TEST_HASHER_COST
+    from app.web.app import build_app
+
+    app = build_app(config)
+    app[TEST_HASHER_COST] = CHEAP_HASHING
+    return app
 
 
 def keel_env(*, site: bool = True, **extra: str) -> dict[str, str]:
@@ -113,3 +136,81 @@ async def outbox_mail(conn: Any, secret: str | bytes) -> list[tuple[str, str]]:
         (to, unseal(key, seal, body) if seal is not None else body)
         for to, body, seal in await cur.fetchall()
     ]
+
+
+# -- sd_notify ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def notify_listener(path: Path, timeout: float = 30) -> Iterator[socket.socket]:
+    """A datagram socket at `path` playing systemd's NOTIFY_SOCKET."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(timeout)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def notify_until(sock: socket.socket, wanted: str, limit: float = 60) -> list[str]:
+    """The sd_notify messages received up to and including the first that holds `wanted`."""
+    got: list[str] = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        msg = sock.recv(4096).decode()
+        got.append(msg)
+        if wanted in msg:
+            return got
+    raise AssertionError(f"{wanted} not received; got {got}")
+
+
+# -- a real SMTP server ---------------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """An SMTP handler that keeps what it receives, or answers RCPT with a fixed refusal."""
+
+    refuse: str | None = None
+    messages: list[EmailMessage] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.refuse:
+            return self.refuse
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        with self.lock:
+            self.messages.append(msg)  # type: ignore[arg-type]
+        return "250 2.0.0 Ok: queued as TEST"
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    handler: Recorder
+
+    def settings(self) -> SmtpSettings:
+        return SmtpSettings(self.host, self.port, tls="none", sender="Keel <keel@example.com>")
+
+
+@contextmanager
+def smtp_server(handler: Recorder | None = None) -> Iterator[SmtpServer]:
+    """aiosmtpd on a free local port, handing what it receives to `handler` (a new Recorder)."""
+    from aiosmtpd.controller import Controller
+
+    handler = handler or Recorder()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, handler)
+    finally:
+        controller.stop()

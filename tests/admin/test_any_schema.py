@@ -31,9 +31,9 @@ from app.admin.setup import REGISTRY
 from app.admin.types import is_opaque
 from app.db.catalog import Table, load_table
 from app.errors import KeelError
-from app.web.app import build_app
 from tests.admin.test_edit_support import Browser, sign_in
 from tests.admin.test_readonly import make_config
+from tests.helpers import cheap_app
 
 SCHEMA_SQL = r"""
 CREATE TYPE mood AS ENUM ('happy', 'sad', 'so-so');
@@ -441,7 +441,7 @@ async def test_every_shape_of_schema_is_served_without_a_500(
     registry = await catalog_registry(database_url, names)
     assert registry.get("billing_invoices") and registry.get("invoices")
     assert registry.get("kunden") and registry.get("strasse")
-    app = build_app(make_config(database_url, secret_key))
+    app = cheap_app(make_config(database_url, secret_key))
     app[REGISTRY] = registry
     client = await aiohttp_client(app)
     b = await sign_in(client, database_url, secret_key)
@@ -502,7 +502,7 @@ async def test_generated_declarations_serve_every_shape_without_a_500(
     shapes = registry.get("shapes")
     assert shapes is not None and set(shapes.readonly_fields) == {"id", "area"}
     assert "A view" in source or "This is a view" in source
-    app = build_app(make_config(database_url, secret_key))
+    app = cheap_app(make_config(database_url, secret_key))
     app[REGISTRY] = registry
     client = await aiohttp_client(app)
     b = await sign_in(client, database_url, secret_key)
@@ -554,7 +554,7 @@ async def test_from_a_fifty_table_schema_to_the_first_list_page(
         source = await generate_declarations(conn, ["public"], [f"t{i:02d}" for i in range(50)])
     generated = time.perf_counter()
     registry = load_generated(source)
-    app = build_app(make_config(database_url, secret_key))
+    app = cheap_app(make_config(database_url, secret_key))
     app[REGISTRY] = registry
     client = await aiohttp_client(app)  # starts the app: catalog of 50 tables, validation
     serving = time.perf_counter()

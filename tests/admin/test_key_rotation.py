@@ -7,40 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-import pytest
 from aiohttp.test_utils import TestClient
-from aiosmtpd.controller import Controller
 
 from app import keyring
-from app.authority.setup import TEST_HASHER_COST
 from app.config import Config
-from app.web.app import build_app
-from tests.helpers import CHEAP_HASHING, free_port, keel, keel_env
-from tests.mail.conftest import Recorder
+from tests.helpers import SmtpServer, cheap_app, keel, keel_env
 from tests.web.conftest import page_token
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Recorder]]:
-    handler = Recorder()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, handler
-    finally:
-        controller.stop()
-
-
 async def _server(aiohttp_client: Any, config: Config) -> TestClient:
-    app = build_app(config)
-    app[TEST_HASHER_COST] = CHEAP_HASHING
-    client: TestClient = await aiohttp_client(app)
+    client: TestClient = await aiohttp_client(cheap_app(config))
     return client
 
 
@@ -65,7 +45,7 @@ async def test_a_rotation_keeps_everything_signed_before_it_valid(
     secret_key: str,
     database_url: str,
     aiohttp_client: Any,
-    smtp: tuple[int, Recorder],
+    smtp: SmtpServer,
 ) -> None:
     conn = seeded
     old_key, new_key = secret_key, keyring.new_key()
@@ -93,7 +73,7 @@ async def test_a_rotation_keeps_everything_signed_before_it_valid(
     session = {"keel_session": admin.cookie, "keel_flash": flash_cookie}
 
     # ---- the rotation: a new server process with the ring [new, old] --------------------
-    port, recorder = smtp
+    port, recorder = smtp.port, smtp.handler
     rotated = config.with_values(
         secret_keys=(new_key, old_key),
         smtp_host="127.0.0.1",

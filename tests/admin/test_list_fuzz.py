@@ -223,7 +223,7 @@ def server(config: Config, database_url: str) -> Iterator[Server]:
     an elevated administrator session (bulk delete sits behind the re-auth wall)."""
     from aiohttp import web
 
-    from app.web.app import build_app
+    from tests.helpers import cheap_app
 
     port = free_port()
     loop = asyncio.new_event_loop()
@@ -241,7 +241,7 @@ def server(config: Config, database_url: str) -> Iterator[Server]:
                 conn, user_id=user.id, absolute=3600, trust="elevated",
                 elevated_until=datetime.now(UTC) + timedelta(minutes=30),
             )  # fmt: skip
-        app = build_app(config)
+        app = cheap_app(config)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -12,9 +12,9 @@ from app.admin.registry import site_registry
 from app.admin.resources import register
 from app.admin.setup import REGISTRY
 from app.config import Config, load_config
-from app.web.app import build_app
 from app.web.readonly import always_writable
 from tests.admin.test_edit_support import execute, one, sign_in
+from tests.helpers import cheap_app
 
 T = "/admin/technicians"
 
@@ -63,7 +63,7 @@ def test_only_sign_in_and_own_account_paths_stay_writable(path: str, writable: b
 async def test_global_read_only_refuses_every_admin_write(
     aiohttp_client: Any, database_url: str, secret_key: str
 ) -> None:
-    client = await aiohttp_client(build_app(make_config(database_url, secret_key, read_only=True)))
+    client = await aiohttp_client(cheap_app(make_config(database_url, secret_key, read_only=True)))
     b = await sign_in(client, database_url, secret_key)
     page = await (await b.get(f"{T}/1/")).text()
     assert "Read-only mode" in page and 'name="_save"' not in page
@@ -93,7 +93,7 @@ async def test_global_read_only_refuses_every_admin_write(
 async def test_global_read_only_still_lets_people_sign_out(
     aiohttp_client: Any, database_url: str, secret_key: str
 ) -> None:
-    client = await aiohttp_client(build_app(make_config(database_url, secret_key, read_only=True)))
+    client = await aiohttp_client(cheap_app(make_config(database_url, secret_key, read_only=True)))
     b = await sign_in(client, database_url, secret_key)
     resp = await b.post("/logout", {})
     assert "Read-only mode is on" not in await resp.text()
@@ -104,7 +104,7 @@ async def test_per_resource_read_only(
     aiohttp_client: Any, database_url: str, secret_key: str
 ) -> None:
     registry = site_registry()
-    app = build_app(make_config(database_url, secret_key))
+    app = cheap_app(make_config(database_url, secret_key))
     app[REGISTRY] = register(
         *(replace(r, read_only=True) if r.table == "technicians" else r for r in registry)
     )

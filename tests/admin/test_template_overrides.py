@@ -8,7 +8,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient
 
 from app.config import Config
-from app.web.app import build_app
+from tests.helpers import cheap_app
 from tests.web.conftest import sign_in
 
 
@@ -28,7 +28,7 @@ async def test_per_page_and_per_resource_overrides(
         "{% block content %}<p>Welcome to the Acme desk.</p>{% endblock %}"
     )
     client: TestClient = await aiohttp_client(
-        build_app(replace(config, template_dir=str(tmp_path)))
+        cheap_app(replace(config, template_dir=str(tmp_path)))
     )
     user, password = await make_user("administrator")
     assert (await sign_in(client, user.email, password)).status == 303

@@ -30,6 +30,7 @@ from aiohttp import web
 from app.authority.passwords import Hasher
 from app.config import Config, load_config
 from tests.admin.conftest import SEED_SQL
+from tests.helpers import CHEAP_HASHING, cheap_app
 from tests.web.conftest import make_user  # noqa: F401 - shared fixture
 
 if TYPE_CHECKING:
@@ -68,8 +69,14 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def hasher() -> AsyncIterator[Hasher]:
-    """The web harness's hasher, on the session loop (make_user awaits it from our tests)."""
-    h = Hasher(max_in_flight=2)
+    """The web harness's cheap hasher, on the session loop (make_user awaits it from our tests);
+    the live server verifies with the same cheap set, so sign-ins cost no real Argon2 work."""
+    h = Hasher(
+        max_in_flight=2,
+        time_cost=CHEAP_HASHING.time_cost,
+        memory_cost=CHEAP_HASHING.memory_cost,
+        parallelism=CHEAP_HASHING.parallelism,
+    )
     yield h
     h.close()
 
@@ -108,10 +115,9 @@ def seeded(database_url: str) -> str:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def live_server(config: Config, listening_socket: socket.socket) -> AsyncIterator[str]:
-    """`build_app(config)` served on the listening socket; yields its base URL."""
-    from app.web.app import build_app
-
-    runner = web.AppRunner(build_app(config), handle_signals=False)
+    """`build_app(config)` (cheap hashing) served on the listening socket; yields its base URL."""
+    # Sign-ins here are not about hashing: the cheap Argon2 set, as the `hasher` above.
+    runner = web.AppRunner(cheap_app(config), handle_signals=False)
     await runner.setup()
     await web.SockSite(runner, listening_socket).start()
     try:

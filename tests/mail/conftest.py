@@ -1,79 +1,28 @@
-"""Fixtures for mail tests: real aiosmtpd servers (accepting, refusing) and a database."""
+"""Fixtures for mail tests: real aiosmtpd servers that refuse (the accepting one, `smtp`, is in
+tests/conftest.py) and a database."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 
-from app.mail import SmtpSettings
-from tests.helpers import free_port
-
-
-@dataclass
-class Recorder:
-    """An SMTP handler that keeps what it receives, or answers RCPT with a fixed refusal."""
-
-    refuse: str | None = None
-    messages: list[EmailMessage] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if self.refuse:
-            return self.refuse
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = message_from_bytes(envelope.content, policy=policy.default)
-        with self.lock:
-            self.messages.append(msg)  # type: ignore[arg-type]
-        return "250 2.0.0 Ok: queued as TEST"
-
-
-@dataclass
-class SmtpServer:
-    host: str
-    port: int
-    handler: Recorder
-
-    def settings(self) -> SmtpSettings:
-        return SmtpSettings(self.host, self.port, tls="none", sender="Keel <keel@example.com>")
-
-
-def _serve(handler: Recorder) -> Iterator[SmtpServer]:
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SmtpServer("127.0.0.1", port, handler)
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    yield from _serve(Recorder())
+from tests.helpers import Recorder, SmtpServer, smtp_server
 
 
 @pytest.fixture
 def smtp_refusing() -> Iterator[SmtpServer]:
-    yield from _serve(Recorder(refuse="550 5.1.1 No such user here"))
+    with smtp_server(Recorder(refuse="550 5.1.1 No such user here")) as server:
+        yield server
 
 
 @pytest.fixture
 def smtp_busy() -> Iterator[SmtpServer]:
-    yield from _serve(Recorder(refuse="451 4.3.0 Try again later"))
+    with smtp_server(Recorder(refuse="451 4.3.0 Try again later")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -30,7 +32,7 @@ from app.authority import users
 from app.authority.passwords import Hasher
 from app.config import Config
 from app.web import csrf
-from tests.helpers import CHEAP_HASHING
+from tests.helpers import CHEAP_HASHING, notify_listener
 
 _TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 DEFAULT_PASSWORD = "plum orbit kettle 4711"
@@ -166,3 +168,12 @@ async def signed_in(
     yield make
     for c in extra:
         await c.session.close()  # not c.close(): that would stop the shared server
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    """(socket, path): a NOTIFY_SOCKET to hand to `keel serve`; read it with
+    `tests.helpers.notify_until`."""
+    path = tmp_path / "notify.sock"
+    with notify_listener(path) as sock:
+        yield sock, str(path)

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from app.web import auth
-from app.web.app import build_app
+from tests.helpers import cheap_app
 from tests.web.conftest import login_form, page_token, sign_in
 
 
@@ -50,7 +50,7 @@ async def test_over_https_behind_a_trusted_proxy_the_cookie_is_host_prefixed_and
 ) -> None:
     """SESS-2: `__Host-keel_session; Secure; HttpOnly; SameSite=Strict; Path=/` (and HSTS)."""
     https = config.with_values(trusted_proxies=("127.0.0.0/8",))
-    client = await aiohttp_client(build_app(https))
+    client = await aiohttp_client(cheap_app(https))
     user, password = await make_user("staff")
     xfp = {"X-Forwarded-Proto": "https"}
     page = await client.get("/login", headers=xfp)
@@ -276,7 +276,7 @@ async def _danger(request: web.Request) -> web.Response:
 async def test_the_reauth_wall_elevates_with_a_new_token(
     config, aiohttp_client, make_user, database_url
 ) -> None:
-    app = build_app(config)
+    app = cheap_app(config)
     app.router.add_get("/admin/_danger", _danger)
     client = await aiohttp_client(app)
     user, password = await make_user("administrator")
@@ -341,7 +341,7 @@ async def test_require_names_what_is_missing_and_public_needs_nobody(
     config, aiohttp_client, make_user
 ) -> None:
     """AUTHZ-2, AUTHZ-8: permission and role guards; administrators bypass permissions."""
-    app = build_app(config)
+    app = cheap_app(config)
     app.router.add_get("/admin/_perm", _perm_page)
     app.router.add_get("/admin/_role", _role_page)
     app.router.add_get("/_open", _open_page)

@@ -5,30 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterator
 
 import psycopg
-import pytest
-from aiosmtpd.controller import Controller
 
-from app.web.app import build_app
-from tests.helpers import free_port, outbox_mail
-from tests.mail.conftest import Recorder
+from tests.helpers import cheap_app, outbox_mail
 from tests.web.conftest import page_token, sign_in
 
 NEW = "a wholly different passphrase"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[int, Recorder]]:
-    handler = Recorder()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, handler
-    finally:
-        controller.stop()
 
 
 async def _forgot(client, email: str, headers: dict[str, str] | None = None) -> None:  # type: ignore[no-untyped-def]
@@ -51,11 +34,11 @@ async def _link_from_outbox(database_url: str, secret_key: str) -> str:
 
 
 async def test_reset_mail_arrives_over_smtp_with_a_public_url_link(
-    config, aiohttp_client, make_user, smtp_server
+    config, aiohttp_client, make_user, smtp
 ) -> None:
     """REC-1: the link comes from public_url, never from the Host header; MAIL-1: delivered."""
-    port, recorder = smtp_server
-    app = build_app(
+    port, recorder = smtp.port, smtp.handler
+    app = cheap_app(
         config.with_values(
             public_url="https://ops.example.com",
             smtp_host="127.0.0.1",

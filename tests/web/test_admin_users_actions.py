@@ -238,10 +238,10 @@ async def test_reset_link_without_public_url_is_a_400_with_a_fix(
 ):
     import dataclasses
 
-    from app.web.app import build_app
+    from tests.helpers import cheap_app
     from tests.web.conftest import SignedIn
 
-    bare = await aiohttp_client(build_app(dataclasses.replace(config, public_url="")))
+    bare = await aiohttp_client(cheap_app(dataclasses.replace(config, public_url="")))
     user, password = await make_user("administrator")
     assert (await sign_in(bare, user.email, password)).status == 303
     admin = SignedIn(bare, user, password, config.secret_key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
-from app.web.app import build_app
+from tests.helpers import cheap_app
 from tests.web.conftest import login_form
 
 
@@ -103,7 +103,7 @@ async def test_cross_site_requests_are_refused_even_with_a_valid_token(signed_in
 async def test_without_public_url_the_origin_must_be_the_requests_own_host(
     config, aiohttp_client
 ) -> None:
-    client = await aiohttp_client(build_app(config.with_values(public_url="")))
+    client = await aiohttp_client(cheap_app(config.with_values(public_url="")))
     token = await login_form(client)
     own = f"http://{client.host}:{client.port}"
     form = {"email": "nobody@example.com", "password": "x", "csrf_token": token}

@@ -25,7 +25,7 @@ from app.config import load_config
 from app.db import migrate
 from app.devdb import LocalPostgres
 from app.web import keys
-from app.web.app import build_app
+from tests.helpers import cheap_app
 from tests.web.conftest import DEFAULT_PASSWORD, sign_in
 
 pytestmark = pytest.mark.asyncio
@@ -74,7 +74,7 @@ async def test_requests_in_flight_when_postgres_stops_get_503(
             "pool_timeout": 1,
         },
     )
-    app = build_app(config)
+    app = cheap_app(config)
 
     async def sleeping_query(request: web.Request) -> web.Response:
         async with request.app[keys.POOL].connection() as conn:

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.config import Config
-from app.web.app import build_app
+from tests.helpers import cheap_app
 from tests.web.conftest import sign_in
 
 
@@ -28,7 +28,7 @@ async def test_configured_lock_threshold_and_ip_limit_apply(
 ) -> None:
     import psycopg
 
-    client: TestClient = await aiohttp_client(build_app(tuned))
+    client: TestClient = await aiohttp_client(cheap_app(tuned))
     user, password = await make_user("staff")
     for _ in range(3):
         assert (await sign_in(client, user.email, "not the password")).status == 401

@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.config import load_config
 from app.web import keys
-from app.web.app import build_app
+from tests.helpers import cheap_app
 from tests.web.conftest import sign_in
 
 pytestmark = pytest.mark.asyncio
@@ -41,7 +41,7 @@ async def test_a_full_pool_queue_is_a_503_with_retry_after(
             "pool_timeout": 5,
         },
     )
-    client = await aiohttp_client(build_app(config))
+    client = await aiohttp_client(cheap_app(config))
     user, password = await make_user("staff")
     assert (await sign_in(client, user.email, password)).status == 303
     pool: AsyncConnectionPool = client.server.app[keys.POOL]

@@ -21,6 +21,7 @@ from tests.helpers import (
     free_port,
     keel,
     keel_env,
+    notify_until,
     spawn_keel,
     wait_http,
 )
@@ -28,27 +29,6 @@ from tests.helpers import (
 
 def _env(database_url: str, secret_key: str, **extra: str) -> dict[str, str]:
     return keel_env(DATABASE_URL=database_url, KEEL_SECRET_KEY=secret_key, **extra)
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path):  # type: ignore[no-untyped-def]
-    path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(20)
-    yield sock, str(path)
-    sock.close()
-
-
-def _messages_until(sock: socket.socket, wanted: str, limit: float = 20) -> list[str]:
-    got: list[str] = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        msg = sock.recv(4096).decode()
-        got.append(msg)
-        if wanted in msg:
-            return got
-    raise AssertionError(f"{wanted} not received; got {got}")
 
 
 def test_notify_ready_watchdog_and_stopping(
@@ -65,13 +45,13 @@ def test_notify_ready_watchdog_and_stopping(
     )
     proc = spawn_keel("serve", env=env)
     try:
-        first = _messages_until(sock, "READY=1")
+        first = notify_until(sock, "READY=1")
         # READY only once the socket listens and the pool is open.
         assert wait_http(f"http://127.0.0.1:{port}/readyz", timeout=2) == 200
         assert any("STATUS=serving" in m for m in first)
-        _messages_until(sock, "WATCHDOG=1", limit=3)
+        notify_until(sock, "WATCHDOG=1", limit=3)
         proc.send_signal(signal.SIGTERM)
-        _messages_until(sock, "STOPPING=1")
+        notify_until(sock, "STOPPING=1")
         assert proc.wait(timeout=20) == 0
     finally:
         if proc.poll() is None:

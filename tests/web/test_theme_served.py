@@ -25,10 +25,10 @@ async def test_without_brand_color_only_keel_css(client) -> None:
 async def test_brand_color_changes_the_served_stylesheet(
     config: Config, aiohttp_client: object
 ) -> None:
-    from app.web.app import build_app
+    from tests.helpers import cheap_app
 
-    teal = await aiohttp_client(build_app(config.with_values(brand_color="#0f766e")))  # type: ignore[operator]
-    red = await aiohttp_client(build_app(config.with_values(brand_color="#c4302b")))  # type: ignore[operator]
+    teal = await aiohttp_client(cheap_app(config.with_values(brand_color="#0f766e")))  # type: ignore[operator]
+    red = await aiohttp_client(cheap_app(config.with_values(brand_color="#c4302b")))  # type: ignore[operator]
     hrefs = []
     for client, brand in ((teal, "#0f766e"), (red, "#c4302b")):
         links = await _stylesheets(client)

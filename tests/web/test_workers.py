@@ -16,15 +16,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.helpers import REPO, free_port, keel_env, wait_http
-from tests.mail.conftest import Recorder, SmtpServer, _serve
+from tests.helpers import REPO, SmtpServer, free_port, keel_env, notify_until, wait_http
 
 
 def children(pid: int) -> set[int]:
@@ -50,27 +48,6 @@ def get(url: str, timeout: float = 10) -> int:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
-    path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(30)
-    yield sock, str(path)
-    sock.close()
-
-
-def _until(sock: socket.socket, wanted: str, limit: float = 60) -> list[str]:
-    got: list[str] = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        msg = sock.recv(4096).decode()
-        got.append(msg)
-        if wanted in msg:
-            return got
-    raise AssertionError(f"{wanted} not received; got {got}")
 
 
 class Server:
@@ -130,7 +107,7 @@ def test_two_workers_ready_watchdog_and_stop(
     sock, path = notify_socket
     server = Server(database_url, secret_key, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
     try:
-        first = _until(sock, "READY=1")
+        first = notify_until(sock, "READY=1")
         ready = next(m for m in first if "READY=1" in m)
         # READY comes from the supervisor, once both workers listen and have their pools.
         assert f"MAINPID={server.proc.pid}" in ready
@@ -138,10 +115,10 @@ def test_two_workers_ready_watchdog_and_stop(
         kids = server.wait_workers(2)
         assert server.proc.pid not in kids
         assert all(get(server.url + "/healthz") == 200 for _ in range(20))
-        _until(sock, "WATCHDOG=1", limit=5)
+        notify_until(sock, "WATCHDOG=1", limit=5)
         # Workers never talk to systemd themselves: every datagram came from the supervisor.
         server.proc.send_signal(signal.SIGTERM)
-        _until(sock, "STOPPING=1")
+        notify_until(sock, "STOPPING=1")
         assert server.proc.wait(timeout=60) == 0
     finally:
         err = server.stop()
@@ -156,7 +133,7 @@ def test_a_killed_worker_comes_back_while_requests_succeed(
     sock, path = notify_socket
     server = Server(database_url, secret_key, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
     try:
-        _until(sock, "READY=1")
+        notify_until(sock, "READY=1")
         before = server.wait_workers(2)
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
@@ -171,7 +148,7 @@ def test_a_killed_worker_comes_back_while_requests_succeed(
             time.sleep(0.1)
         else:
             raise AssertionError("no new worker replaced the killed one")
-        _until(sock, "2 of 2 workers ready", limit=30)
+        notify_until(sock, "2 of 2 workers ready", limit=30)
         assert all(get(server.url + "/healthz") == 200 for _ in range(20))
         assert (min(before) not in children(server.proc.pid)) and server.proc.poll() is None
     finally:
@@ -188,8 +165,8 @@ def test_watchdog_stops_while_a_worker_is_stuck(
     sock, path = notify_socket
     server = Server(database_url, secret_key, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
     try:
-        _until(sock, "READY=1")
-        _until(sock, "WATCHDOG=1", limit=5)
+        notify_until(sock, "READY=1")
+        notify_until(sock, "WATCHDOG=1", limit=5)
         victim = min(server.wait_workers(2))
         os.kill(victim, signal.SIGSTOP)
         try:
@@ -205,7 +182,7 @@ def test_watchdog_stops_while_a_worker_is_stuck(
         finally:
             os.kill(victim, signal.SIGCONT)
         sock.settimeout(10)
-        _until(sock, "WATCHDOG=1", limit=10)
+        notify_until(sock, "WATCHDOG=1", limit=10)
     finally:
         server.stop()
 
@@ -352,7 +329,7 @@ def test_metrics_refused_outside_metrics_allow(database_url: str, secret_key: st
 
 
 def test_each_queued_mail_is_delivered_once_by_two_workers(
-    database_url: str, secret_key: str
+    database_url: str, secret_key: str, smtp: SmtpServer
 ) -> None:
     from app.mail.outbox import enqueue
 
@@ -374,9 +351,6 @@ def test_each_queued_mail_is_delivered_once_by_two_workers(
                     )
 
     asyncio.run(queue())
-    recorder = Recorder()
-    smtp_gen = _serve(recorder)
-    smtp: SmtpServer = next(smtp_gen)
     server = Server(
         database_url,
         secret_key,
@@ -400,8 +374,7 @@ def test_each_queued_mail_is_delivered_once_by_two_workers(
             time.sleep(2.5)  # one more poll of every worker: nothing is sent twice later
     finally:
         server.stop()
-        next(smtp_gen, None)
-    recipients = sorted(str(m["To"]) for m in recorder.messages)
+    recipients = sorted(str(m["To"]) for m in smtp.handler.messages)
     assert len(recipients) == count, len(recipients)
     assert len(set(recipients)) == count
 
