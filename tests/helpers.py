@@ -101,7 +101,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[str] | None = None) -> int:
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[str] | None = None) -> int:
+    """The first status `url` answers; waits up to `timeout` for a server to come up (a loaded
+    machine can take tens of seconds to start one: this is no test of start-up speed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
