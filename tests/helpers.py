@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.authority.passwords import Cost
+from app.authority.passwords import Cost, Hasher
 from app.mail import SmtpSettings
 
 if TYPE_CHECKING:
@@ -31,6 +31,16 @@ REPO = Path(__file__).resolve().parents[1]
 # Argon2id at almost no cost, for tests whose sign-ins are not about hashing (the app takes it
 # only through authority.setup.TEST_HASHER_COST; see docs/decisions.md).
 CHEAP_HASHING = Cost(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def cheap_hasher() -> Hasher:
+    """A Hasher with CHEAP_HASHING, to make the users a `cheap_app` signs in (close it after)."""
+    return Hasher(
+        max_in_flight=2,
+        time_cost=CHEAP_HASHING.time_cost,
+        memory_cost=CHEAP_HASHING.memory_cost,
+        parallelism=CHEAP_HASHING.parallelism,
+    )
 
 
 def cheap_app(config: Config) -> web.Application:

@@ -30,7 +30,7 @@ from aiohttp import web
 from app.authority.passwords import Hasher
 from app.config import Config, load_config
 from tests.admin.conftest import SEED_SQL
-from tests.helpers import CHEAP_HASHING, cheap_app
+from tests.helpers import cheap_app, cheap_hasher
 from tests.web.conftest import make_user  # noqa: F401 - shared fixture
 
 if TYPE_CHECKING:
@@ -71,12 +71,7 @@ async def browser() -> AsyncIterator[Browser]:
 async def hasher() -> AsyncIterator[Hasher]:
     """The web harness's cheap hasher, on the session loop (make_user awaits it from our tests);
     the live server verifies with the same cheap set, so sign-ins cost no real Argon2 work."""
-    h = Hasher(
-        max_in_flight=2,
-        time_cost=CHEAP_HASHING.time_cost,
-        memory_cost=CHEAP_HASHING.memory_cost,
-        parallelism=CHEAP_HASHING.parallelism,
-    )
+    h = cheap_hasher()
     yield h
     h.close()
 

@@ -32,7 +32,7 @@ from app.authority import users
 from app.authority.passwords import Hasher
 from app.config import Config
 from app.web import csrf
-from tests.helpers import CHEAP_HASHING, notify_listener
+from tests.helpers import cheap_hasher, notify_listener
 
 _TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 DEFAULT_PASSWORD = "plum orbit kettle 4711"
@@ -93,12 +93,7 @@ MakeUser = Callable[..., Awaitable[tuple[users.User, str]]]
 @pytest.fixture
 async def hasher() -> AsyncIterator[Hasher]:
     """The cheap set the `client` app uses, so its sign-ins verify cheaply and never rehash."""
-    h = Hasher(
-        max_in_flight=2,
-        time_cost=CHEAP_HASHING.time_cost,
-        memory_cost=CHEAP_HASHING.memory_cost,
-        parallelism=CHEAP_HASHING.parallelism,
-    )
+    h = cheap_hasher()
     yield h
     h.close()
 
