@@ -50,6 +50,7 @@ class EventType(StrEnum):
     MFA_RESET_BY_OTHER = "mfa_reset_by_other"
     MFA_CODE_CONSUMED = "mfa_code_consumed"
     BACKUP_CODES_REGENERATED = "backup_codes_regenerated"
+    MFA_POLICY_ENFORCED = "mfa_policy_enforced"
     EMERGENCY_RECOVERY = "emergency_recovery"
     EXPORT_DOWNLOADED = "export_downloaded"
     IMPORT_APPLIED = "import_applied"
@@ -507,6 +508,28 @@ def backup_codes_regenerated(user_id: int, email: str, *, details: Details = Non
     return _user(
         EventType.BACKUP_CODES_REGENERATED, f"{email} made new backup codes", user_id, email,
         details=details,
+    )  # fmt: skip
+
+
+def mfa_policy_enforced(
+    user_id: int,
+    email: str,
+    *,
+    action: Literal["sent_to_setup", "refused_setup_overdue"],
+    grace_ends_at: datetime | None = None,
+    details: Details = None,
+) -> Event:
+    """The policy requires a second factor this user has not set up, seen at sign-in: within
+    the grace period they are sent to the set-up page; after it the password alone is refused."""
+    what = (
+        "was sent to set up two-step sign-in"
+        if action == "sent_to_setup"
+        else "was refused: the time to set up two-step sign-in has passed"
+    )
+    return _user(
+        EventType.MFA_POLICY_ENFORCED, f"{email} {what}", user_id, email,
+        outcome="success" if action == "sent_to_setup" else "denied", action=action,
+        grace_ends_at=grace_ends_at.isoformat() if grace_ends_at else None, details=details,
     )  # fmt: skip
 
 

@@ -82,7 +82,7 @@ class SecondFactor:
     is over for an account."""
 
     pending_lifetime: float | None = None
-    overdue: Callable[[Conn, Account, datetime], Awaitable[bool]] | None = None
+    overdue: Callable[[Conn, audit.Context, Account, datetime], Awaitable[bool]] | None = None
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,7 @@ async def login(
                 password=password,
             )  # fmt: skip
         factor = second_factor or SecondFactor()
-        if factor.overdue is not None and await factor.overdue(conn, account, at):
+        if factor.overdue is not None and await factor.overdue(conn, ctx, account, at):
             # MFA-4: the grace period to set up the second factor is over; the password is
             # right but alone it no longer signs in. Not a failure of the password: no count.
             async with conn.transaction():

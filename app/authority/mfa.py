@@ -467,19 +467,35 @@ async def complete_sign_in(
 
 
 async def enrolment_overdue(
-    conn: Conn, policy: Policy, *, user_id: int, role: str, grace: float, now: datetime
+    conn: Conn,
+    ctx: audit.Context,
+    policy: Policy,
+    *,
+    user_id: int,
+    email: str,
+    role: str,
+    grace: float,
+    now: datetime,
 ) -> bool:
     """For a user the policy requires to enrol and who has not: start the grace period at the
-    first such sign-in; True once it has run out (the password alone no longer signs in)."""
+    first such sign-in; True once it has run out (the password alone no longer signs in).
+    Either way the sign-in is audited as the policy enforced: sent to set up, or refused."""
     if not policy.requires(role):
         return False
-    cur = await conn.execute(
-        "UPDATE keel_users SET mfa_required_since = coalesce(mfa_required_since, %s)"
-        " WHERE id = %s AND mfa_enabled_at IS NULL RETURNING mfa_required_since",
-        (now, user_id),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return False  # enrolled
-    since: datetime = row[0]
-    return now > since + timedelta(seconds=grace)
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE keel_users SET mfa_required_since = coalesce(mfa_required_since, %s)"
+            " WHERE id = %s AND mfa_enabled_at IS NULL RETURNING mfa_required_since",
+            (now, user_id),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return False  # enrolled
+        ends: datetime = row[0] + timedelta(seconds=grace)
+        overdue = now > ends
+        event = events.mfa_policy_enforced(
+            user_id, email, action="refused_setup_overdue" if overdue else "sent_to_setup",
+            grace_ends_at=ends,
+        )  # fmt: skip
+        await audit.record(conn, ctx, event)
+    return overdue

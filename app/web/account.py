@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -196,7 +197,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         # LOGIN-1: one answer for every cause.
         return _login_form(request, LOGIN_FAILED, 401, return_to, form.get("email"))
     if result.session is not None and result.session.trust == "pending":
-        response = _redirect("/mfa")  # MFA-3: the code before anything else
+        # MFA-3: the code before anything else; the page asked for waits for that step.
+        back = reauth.safe_return_to(return_to, "")
+        response = _redirect("/mfa?return_to=" + quote(back, safe="/") if back else "/mfa")
         csrf.set_session_cookie(response, request, result.token)
         return response
     account = result.account

@@ -173,8 +173,13 @@ def is_elevated(info: SessionInfo | None, now: datetime | None = None) -> bool:
     )
 
 
-async def require_elevated(request: web.Request, *, now: datetime | None = None) -> Principal:
+async def require_elevated(
+    request: web.Request, *, now: datetime | None = None, back: str | None = None
+) -> Principal:
     """The re-authentication wall: not elevated → `/reauth?return_to=<this page>` (REAUTH-1).
+
+    `back`: the page to return to when this request is a form post whose own address answers
+    only POST (the browser follows the redirect after re-auth with a GET).
 
     Call it after `require(...)` so that a user without access is told so before being asked
     for their password. An API token is refused outright: it has no password to give."""
@@ -183,7 +188,7 @@ async def require_elevated(request: web.Request, *, now: datetime | None = None)
         raise _to_login(request)
     refuse_token(request)
     if not is_elevated(session(request), now):
-        target = request.path_qs if request.method in ("GET", "HEAD") else request.path
+        target = back or (request.path_qs if request.method in ("GET", "HEAD") else request.path)
         raise web.HTTPSeeOther("/reauth?return_to=" + quote(target, safe="/"))
     return who
 

@@ -48,7 +48,9 @@ _NO_SESSION_PREFIXES = ("/static/", "/healthz", "/readyz", "/metrics")
 # Where a held user may still go: the step they owe, and the way out.
 MFA_STEP = ("/mfa", "/logout")
 CHANGE_STEP = ("/must-change-password", "/logout")
-ENROL_STEP = ("/account/two-step", "/logout")
+# Setting it up needs a recent password, so the re-auth page is open to a held user too; it
+# sends them back to the set-up page.
+ENROL_STEP = ("/account/two-step", "/reauth", "/logout")
 # AUTHZ-2: a `user` may use only its own account pages (and the steps around signing in).
 OWN_ACCOUNT = ("/account", "/logout", "/reauth", "/mfa", "/must-change-password")
 

@@ -12,14 +12,16 @@ from typing import Any
 
 from aiohttp import web
 
-from app.authority import login, mfa, sessions
+from app import audit
+from app.authority import login, mfa, reauth, sessions
 from app.errors import Invalid
 from app.web import auth, csrf, keys, mfa_keys
-from app.web.account import _form, _redirect, _text, _throttle
+from app.web.account import _after_login, _form, _redirect, _text, _throttle
 from app.web.auth_middleware import now
 from app.web.render import render
 
 WRONG_CODE = "That code is not right, was used already, or this account cannot sign in now."
+PAGE = "/account/two-step"
 
 
 def ring(app: web.Application) -> mfa.KeyRing | None:
@@ -44,7 +46,8 @@ async def code_page(request: web.Request) -> web.StreamResponse:
     info = auth.session(request)
     if info is None or info.trust != "pending":
         raise web.HTTPSeeOther("/account")
-    return render(request, "auth/mfa.html", {"error": None})
+    back = reauth.safe_return_to(request.query.get("return_to"), "")
+    return render(request, "auth/mfa.html", {"error": None, "return_to": back})
 
 
 async def code_submit(request: web.Request) -> web.StreamResponse:
@@ -52,10 +55,13 @@ async def code_submit(request: web.Request) -> web.StreamResponse:
     if info is None or info.trust != "pending":
         raise web.HTTPSeeOther("/account")
     form = await _form(request)
+    # The page asked for before signing in survives this step too (only a local path).
+    back = reauth.safe_return_to(form.get("return_to"), "")
     try:
         code = _text(form, "code", "The code", 20)
     except Invalid as exc:
-        return render(request, "auth/mfa.html", {"error": exc.problem}, status=400)
+        ctx = {"error": exc.problem, "return_to": back}
+        return render(request, "auth/mfa.html", ctx, status=400)
     config = request.app[keys.CONFIG]
     result = None
     async with request.app[keys.POOL].connection() as conn:
@@ -69,10 +75,11 @@ async def code_submit(request: web.Request) -> web.StreamResponse:
                 )  # fmt: skip
     if result is None:
         # One answer for a wrong code, a used one and a locked account (LOGIN-1).
-        return render(request, "auth/mfa.html", {"error": WRONG_CODE}, status=401)
+        ctx = {"error": WRONG_CODE, "return_to": back}
+        return render(request, "auth/mfa.html", ctx, status=401)
     token, _new, _kind = result
     who = auth.principal(request)
-    response = _redirect("/admin/" if who is not None and who.enters_admin else "/account")
+    response = _redirect(_after_login(who is not None and who.enters_admin, back))
     csrf.set_session_cookie(response, request, token)
     return response
 
@@ -113,7 +120,14 @@ async def account_page(request: web.Request) -> web.StreamResponse:
     return await _page(request)
 
 
+async def _wall(request: web.Request) -> None:
+    """Every change to the second factor needs a recent password (and a code where one is set
+    up); after re-auth the browser comes back to this page, whose forms are posts."""
+    await auth.require_elevated(request, now=now(request.app), back=PAGE)
+
+
 async def start_submit(request: web.Request) -> web.StreamResponse:
+    await _wall(request)
     who = auth.principal(request)
     assert who is not None
     async with request.app[keys.POOL].connection() as conn:
@@ -122,6 +136,7 @@ async def start_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def confirm_submit(request: web.Request) -> web.StreamResponse:
+    await _wall(request)
     who = auth.principal(request)
     assert who is not None
     form = await _form(request)
@@ -138,7 +153,7 @@ async def confirm_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def regenerate_submit(request: web.Request) -> web.StreamResponse:
-    await auth.require_elevated(request, now=now(request.app))
+    await _wall(request)
     who = auth.principal(request)
     assert who is not None
     async with request.app[keys.POOL].connection() as conn:
@@ -149,12 +164,12 @@ async def regenerate_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def disable_submit(request: web.Request) -> web.StreamResponse:
-    await auth.require_elevated(request, now=now(request.app))
+    await _wall(request)
     who = auth.principal(request)
     assert who is not None
     async with request.app[keys.POOL].connection() as conn:
         await mfa.disable_own(conn, auth.audit_context(request), _policy(request), who)
-    raise web.HTTPSeeOther("/account/two-step")
+    raise web.HTTPSeeOther(PAGE)
 
 
 def reauth_asks_code(request: web.Request) -> bool:
@@ -171,9 +186,11 @@ def _sign_in(app: web.Application, policy: mfa.Policy) -> login.SecondFactor:
     """What sign-in needs: how long a session owing a code lives, and the grace period check."""
     config = app[keys.CONFIG]
 
-    async def overdue(conn: login.Conn, account: login.Account, at: datetime) -> bool:
+    async def overdue(
+        conn: login.Conn, ctx: audit.Context, account: login.Account, at: datetime
+    ) -> bool:
         return await mfa.enrolment_overdue(
-            conn, policy, user_id=account.id, role=account.role,
+            conn, ctx, policy, user_id=account.id, email=account.email, role=account.role,
             grace=config.mfa_grace_period, now=at,
         )  # fmt: skip
 
@@ -193,7 +210,7 @@ def setup(app: web.Application) -> None:
     r = app.router
     r.add_get("/mfa", code_page, name="mfa")
     r.add_post("/mfa", code_submit)
-    r.add_get("/account/two-step", account_page)
+    r.add_get(PAGE, account_page)
     r.add_post("/account/two-step/start", start_submit)
     r.add_post("/account/two-step/confirm", confirm_submit)
     r.add_post("/account/two-step/regenerate", regenerate_submit)

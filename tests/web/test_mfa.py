@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from app.authority.setup import TEST_HASHER_COST
 from app.config import Config
+from app.web import keys
 from app.web.app import build_app
 from tests.helpers import CHEAP_HASHING
 from tests.web.conftest import MakeUser, login_form, page_token
@@ -60,7 +61,22 @@ async def _sign_in(c: TestClient, email: str, password: str) -> ClientResponse:
     )
 
 
-async def _enrol(c: TestClient) -> tuple[str, list[str]]:
+async def _reauth(c: TestClient, password: str, code: str | None = None) -> ClientResponse:
+    page = await (await c.get("/reauth?return_to=/account/two-step")).text()
+    data = {"password": password, "return_to": "/account/two-step"}
+    if code is not None:
+        data["code"] = code
+    return await _post(c, "/reauth", data, page)
+
+
+async def _enrol(c: TestClient, password: str) -> tuple[str, list[str]]:
+    page = await (await c.get("/account/two-step")).text()
+    resp = await _post(c, "/account/two-step/start", {}, page)
+    # Behind the re-auth wall, which sends the browser back to this page.
+    assert resp.status == 303, await resp.text()
+    assert resp.headers["Location"] == "/reauth?return_to=/account/two-step"
+    resp = await _reauth(c, password)
+    assert resp.status == 303 and resp.headers["Location"] == "/account/two-step"
     page = await (await c.get("/account/two-step")).text()
     resp = await _post(c, "/account/two-step/start", {}, page)
     html = await resp.text()
@@ -82,7 +98,7 @@ async def test_enrol_then_sign_in_with_a_code_once_also_on_a_second_instance(
     user, password = await make_user("staff")
     a = await clients(config)
     assert (await _sign_in(a, user.email, password)).status == 303
-    secret, _codes = await _enrol(a)
+    secret, _codes = await _enrol(a, password)
 
     b1, b2 = await clients(config), await clients(config)  # two instances, one database
     resp = await _sign_in(b1, user.email, password)
@@ -117,7 +133,7 @@ async def test_backup_code_once_and_reauth_asks_for_a_code(
     user, password = await make_user("administrator")
     a = await clients(config)
     await _sign_in(a, user.email, password)
-    _secret, codes = await _enrol(a)
+    _secret, codes = await _enrol(a, password)
     b = await clients(config)
     await _sign_in(b, user.email, password)
     page = await (await b.get("/mfa")).text()
@@ -150,14 +166,17 @@ async def test_policy_required_holds_an_unenrolled_user_on_set_up(
     staff, staff_password = await make_user("staff")
     c = await clients(strict)
     assert (await _sign_in(c, user.email, password)).status == 303
-    for path in ("/admin/", "/admin/users/", "/admin/bookings/?format=json", "/account"):
+    for path in (
+        "/admin/", "/admin/users/", "/admin/bookings/?format=json", "/admin/bookings/export.csv",
+        "/admin/bookings/export.jsonl", "/account", "/account/sessions",
+    ):  # fmt: skip
         resp = await c.get(path, allow_redirects=False)
         assert resp.status == 303 and resp.headers["Location"] == "/account/two-step", path
     page = await (await c.get("/account/two-step")).text()
     assert "requires two-step sign-in" in page
     resp = await _post(c, "/admin/users/new", {"email": "x@example.com"}, page)
     assert resp.status == 303 and resp.headers["Location"] == "/account/two-step"
-    _secret, _codes = await _enrol(c)
+    _secret, _codes = await _enrol(c, password)
     assert (await c.get("/admin/", allow_redirects=False)).status == 200
     # Required: it cannot be turned off by the user.
     page = await (await c.get("/account/two-step")).text()
@@ -201,7 +220,7 @@ async def test_an_administrator_turns_off_someones_two_step_sign_in(
     user, password = await make_user("staff")
     a = await clients(config)
     await _sign_in(a, user.email, password)
-    await _enrol(a)
+    await _enrol(a, password)
     admin = await signed_in("administrator")
     profile = await (await admin.get(f"/admin/users/{user.id}/")).text()
     assert f"/admin/users/{user.id}/mfa-off" in profile
@@ -219,3 +238,203 @@ async def test_an_administrator_turns_off_someones_two_step_sign_in(
     b = await clients(config)
     resp = await _sign_in(b, user.email, password)
     assert resp.headers["Location"] == "/admin/"
+
+
+async def _audit(database_url: str, user_id: int) -> list[tuple[str, str, dict[str, Any]]]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT event_type, outcome, metadata FROM keel_audit WHERE target_resource = 'users'"
+            " AND target_id = %s ORDER BY id",
+            (str(user_id),),
+        )
+        return [(t, o, m) for t, o, m in await cur.fetchall()]
+
+
+async def test_every_change_to_the_second_factor_is_behind_the_reauth_wall(
+    config: Config, clients: Any, make_user: MakeUser
+) -> None:
+    """Starting and confirming set-up, new backup codes and turning it off all need a recent
+    password, and a code as well once one is set up; the wall sends the browser back to the
+    set-up page (the forms are posts)."""
+    user, password = await make_user("staff")
+    a = await clients(config)
+    await _sign_in(a, user.email, password)
+    secret, codes = await _enrol(a, password)  # asserts the wall on "start"
+
+    # A confirmation from a session that has not re-authenticated is sent to the wall too.
+    other, other_password = await make_user("staff")
+    b = await clients(config)
+    await _sign_in(b, other.email, other_password)
+    resp = await _reauth(b, other_password)
+    assert resp.status == 303
+    page = await (await b.get("/account/two-step")).text()
+    html = await (await _post(b, "/account/two-step/start", {}, page)).text()
+    pending = _SECRET.search(html)
+    assert pending
+    c = await clients(config)
+    await _sign_in(c, other.email, other_password)
+    page = await (await c.get("/account/two-step")).text()
+    assert pending.group(1) in page  # the set-up waiting for its code shows here too
+    resp = await _post(
+        c, "/account/two-step/confirm", {"code": pyotp.TOTP(pending.group(1)).now()}, page
+    )
+    assert resp.status == 303
+    assert resp.headers["Location"] == "/reauth?return_to=/account/two-step"
+
+    # With the second factor on: new codes and turning it off need password + code.
+    d = await clients(config)
+    await _sign_in(d, user.email, password)
+    page = await (await d.get("/mfa")).text()
+    assert (await _post(d, "/mfa", {"code": codes[0]}, page)).status == 303
+    for action in ("regenerate", "disable"):
+        page = await (await d.get("/account/two-step")).text()
+        resp = await _post(d, f"/account/two-step/{action}", {}, page)
+        assert resp.status == 303, action
+        assert resp.headers["Location"] == "/reauth?return_to=/account/two-step", action
+    assert (await _reauth(d, password)).status == 401  # the password alone is not enough
+    resp = await _reauth(d, password, codes[1])
+    assert resp.status == 303 and resp.headers["Location"] == "/account/two-step"
+    page = await (await d.get("/account/two-step")).text()
+    resp = await _post(d, "/account/two-step/regenerate", {}, page)
+    assert len(_CODES.findall(await resp.text())) == 10
+    page = await (await d.get("/account/two-step")).text()
+    resp = await _post(d, "/account/two-step/disable", {}, page)
+    assert resp.status == 303 and resp.headers["Location"] == "/account/two-step"
+    assert "Two-step sign-in is off" in await (await d.get("/account/two-step")).text()
+    assert secret  # the enrolment above was real
+
+
+async def test_a_held_user_reaches_reauth_and_comes_back_to_set_up(
+    config: Config, clients: Any, make_user: MakeUser
+) -> None:
+    """Held on the set-up page by the policy, the user must still pass the re-auth wall to set
+    it up: the re-auth page is open to them and leads back; everything else stays shut."""
+    strict = replace(config, mfa_policy="required")
+    user, password = await make_user("administrator")
+    c = await clients(strict)
+    await _sign_in(c, user.email, password)
+    page = await (await c.get("/account/two-step")).text()
+    resp = await _post(c, "/account/two-step/start", {}, page)
+    assert resp.headers["Location"] == "/reauth?return_to=/account/two-step"
+    resp = await c.get(resp.headers["Location"], allow_redirects=False)
+    assert resp.status == 200  # not sent back to the set-up page: no loop
+    resp = await _reauth(c, password)
+    assert resp.status == 303 and resp.headers["Location"] == "/account/two-step"
+    # Re-auth opens nothing else: a return address elsewhere still lands on the hold.
+    page = await (await c.get("/reauth?return_to=/admin/users/")).text()
+    resp = await _post(c, "/reauth", {"password": password, "return_to": "/admin/users/"}, page)
+    assert resp.status == 303 and resp.headers["Location"] == "/admin/users/"
+    resp = await c.get("/admin/users/", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/account/two-step"
+    page = await (await c.get("/account/two-step")).text()
+    resp = await _post(c, "/account/two-step/start", {}, page)
+    html = await resp.text()
+    assert resp.status == 200 and _SECRET.search(html), html
+    m = _SECRET.search(html)
+    assert m
+    resp = await _post(c, "/account/two-step/confirm", {"code": pyotp.TOTP(m.group(1)).now()}, html)
+    assert len(_CODES.findall(await resp.text())) == 10
+    assert (await c.get("/admin/users/", allow_redirects=False)).status == 200
+
+
+async def test_the_page_asked_for_survives_the_password_and_the_code(
+    config: Config, clients: Any, make_user: MakeUser
+) -> None:
+    user, password = await make_user("administrator")
+    a = await clients(config)
+    await _sign_in(a, user.email, password)
+    secret, _codes = await _enrol(a, password)
+    wanted = "/admin/bookings/?status=cancelled&o=amount"
+
+    b = await clients(config)
+    resp = await b.get(wanted, allow_redirects=False)
+    assert resp.status == 303
+    login_url = resp.headers["Location"]
+    assert login_url.startswith("/login?return_to=")
+    html = await (await b.get(login_url)).text()
+    assert 'name="return_to" value="/admin/bookings/?status=cancelled&amp;o=amount"' in html
+    data = {"email": user.email, "password": password, "return_to": wanted}
+    resp = await _post(b, "/login", data, html)
+    assert resp.status == 303
+    assert resp.headers["Location"].startswith("/mfa?return_to=")
+    html = await (await b.get(resp.headers["Location"])).text()
+    assert 'name="return_to" value="/admin/bookings/?status=cancelled&amp;o=amount"' in html
+    # A wrong code keeps it on the page.
+    resp = await _post(b, "/mfa", {"code": "000000", "return_to": wanted}, html)
+    assert resp.status == 401
+    html = await resp.text()
+    assert 'name="return_to" value="/admin/bookings/?status=cancelled&amp;o=amount"' in html
+    code = pyotp.TOTP(secret).at(time.time() + 30)
+    resp = await _post(b, "/mfa", {"code": code, "return_to": wanted}, html)
+    assert resp.status == 303 and resp.headers["Location"] == wanted
+    assert (await b.get(wanted, allow_redirects=False)).status == 200
+
+    # An address elsewhere is ignored at both steps.
+    for evil in ("https://evil.example/admin/", "//evil.example/admin/", "/admin/../../x"):
+        c = await clients(config)
+        html = await (await c.get("/login")).text()
+        data = {"email": user.email, "password": password, "return_to": evil}
+        resp = await _post(c, "/login", data, html)
+        assert resp.status == 303 and resp.headers["Location"] == "/mfa", evil
+        html = await (await c.get("/mfa?return_to=" + evil)).text()
+        assert "evil" not in html and 'name="return_to"' not in html
+        code = pyotp.TOTP(secret).at(time.time() + 30)
+        await _reset_step(c, user.id)
+        resp = await _post(c, "/mfa", {"code": code, "return_to": evil}, html)
+        assert resp.status == 303 and resp.headers["Location"] == "/admin/", evil
+
+
+async def _reset_step(c: TestClient, user_id: int) -> None:
+    """Lets the same authenticator code be used again (replay is tested elsewhere)."""
+    url = c.server.app[keys.CONFIG].database_url
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("UPDATE keel_users SET mfa_last_step = NULL WHERE id = %s", (user_id,))
+
+
+async def test_every_step_is_audited(
+    config: Config, clients: Any, make_user: MakeUser, database_url: str
+) -> None:
+    """Set up, a failed code, a backup code, new backup codes, turning it off, and the policy
+    sending a user to set up at sign-in and, after the grace period, refusing them."""
+    user, password = await make_user("staff")
+    a = await clients(config)
+    await _sign_in(a, user.email, password)
+    _secret, codes = await _enrol(a, password)
+    b = await clients(config)
+    await _sign_in(b, user.email, password)
+    page = await (await b.get("/mfa")).text()
+    assert (await _post(b, "/mfa", {"code": "000000"}, page)).status == 401
+    assert (await _post(b, "/mfa", {"code": codes[0]}, page)).status == 303
+    assert (await _reauth(b, password, codes[1])).status == 303
+    page = await (await b.get("/account/two-step")).text()
+    await _post(b, "/account/two-step/regenerate", {}, page)
+    page = await (await b.get("/account/two-step")).text()
+    await _post(b, "/account/two-step/disable", {}, page)
+    rows = await _audit(database_url, user.id)
+    seen = [
+        (t, m.get("reason") or m.get("kind")) for t, _o, m in rows if t != "sessions_revoked_self"
+    ]
+    for wanted in (
+        ("mfa_enabled", None),
+        ("login_failed", "wrong_code"),
+        ("mfa_code_consumed", "backup_code"),
+        ("backup_codes_regenerated", None),
+        ("mfa_disabled", None),
+    ):
+        assert wanted in seen, (wanted, seen)
+    assert not any("code" in str(m).lower() and codes[0] in str(m) for _t, _o, m in rows)
+
+    strict = replace(config, mfa_policy="required", mfa_grace_period=3600.0)
+    held, held_password = await make_user("staff")
+    c = await clients(strict)
+    assert (await _sign_in(c, held.email, held_password)).status == 303
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            "UPDATE keel_users SET mfa_required_since = now() - interval '2 hours' WHERE id = %s",
+            (held.id,),
+        )
+    d = await clients(strict)
+    assert (await _sign_in(d, held.email, held_password)).status == 403
+    enforced = [(o, m["action"]) for t, o, m in await _audit(database_url, held.id)
+                if t == "mfa_policy_enforced"]  # fmt: skip
+    assert enforced == [("success", "sent_to_setup"), ("denied", "refused_setup_overdue")]
