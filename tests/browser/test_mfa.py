@@ -34,6 +34,27 @@ async def _code(page: Page, code: str) -> None:
     await page.get_by_role("button", name="Continue").click()
 
 
+async def _reauth(page: Page, password: str) -> None:
+    await page.wait_for_url("**/reauth?return_to=/account/two-step")
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Confirm").click()
+    await page.wait_for_url("**/account/two-step")
+
+
+async def _set_up(page: Page, password: str) -> tuple[str, list[str]]:
+    """From the set-up page, through the re-auth wall; the key read off the page."""
+    await page.get_by_role("button", name="Set up two-step sign-in").click()
+    await _reauth(page, password)
+    await page.get_by_role("button", name="Set up two-step sign-in").click()
+    await expect(page.locator(".k-qr svg")).to_be_visible()
+    secret = (await page.locator("#k-mfa-secret").inner_text()).strip()
+    await page.get_by_label("Code the app shows now").fill(pyotp.TOTP(secret).now())
+    await page.get_by_role("button", name="Turn on").click()
+    codes = [c.strip() for c in await page.locator("#k-backup-codes code").all_inner_texts()]
+    assert len(codes) == 10
+    return secret, codes
+
+
 async def test_set_up_sign_in_with_a_code_backup_code_once_and_lock(
     open_page: OpenPage, make_user: MakeUser, database_url: str, browser_problems: Problems
 ) -> None:
@@ -42,13 +63,7 @@ async def test_set_up_sign_in_with_a_code_backup_code_once_and_lock(
     await sign_in(page, user.email, password)
     await page.goto("/account")
     await page.get_by_role("link", name="Manage two-step sign-in").click()
-    await page.get_by_role("button", name="Set up two-step sign-in").click()
-    await expect(page.locator(".k-qr svg")).to_be_visible()
-    secret = (await page.locator("#k-mfa-secret").inner_text()).strip()
-    await page.get_by_label("Code the app shows now").fill(pyotp.TOTP(secret).now())
-    await page.get_by_role("button", name="Turn on").click()
-    codes = [c.strip() for c in await page.locator("#k-backup-codes code").all_inner_texts()]
-    assert len(codes) == 10
+    secret, codes = await _set_up(page, password)
 
     # Sign out, then sign in with password and the next code (this one was used to set up).
     await page.goto("/account")
@@ -88,3 +103,31 @@ async def test_set_up_sign_in_with_a_code_backup_code_once_and_lock(
     expected = [p for p in browser_problems.seen if "/mfa: console error" in p and "401" in p]
     assert expected
     browser_problems.seen[:] = [p for p in browser_problems.seen if p not in expected]
+
+
+async def test_the_page_asked_for_survives_the_password_and_the_code(
+    open_page: OpenPage, make_user: MakeUser, browser_problems: Problems
+) -> None:
+    """Opening a bookmarked admin address signed out: password, code, and the browser lands on
+    that very address (query string included)."""
+    user, password = await make_user("administrator")
+    page = await open_page()
+    await sign_in(page, user.email, password)
+    await page.goto("/account/two-step")
+    secret, _codes = await _set_up(page, password)
+    await page.goto("/account")
+    await page.locator(".k-user-menu summary").click()
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url("**/login**")
+
+    wanted = "/admin/bookings/?status=cancelled&o=amount"
+    await page.goto(wanted)
+    await page.wait_for_url("**/login?return_to=**")
+    await page.get_by_label("Email").fill(user.email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/mfa?return_to=**")
+    await _code(page, pyotp.TOTP(secret).at(time.time() + 30))
+    await page.wait_for_url("**" + wanted)
+    assert page.url.endswith(wanted)
+    await expect(page.get_by_role("heading", level=1)).to_be_visible()
