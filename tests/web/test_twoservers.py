@@ -1,18 +1,21 @@
-"""Two real `keel serve` processes on one database behave as one (OPS-9, LOGIN-2/3, AUTHZ-5)."""
+"""Two real `keel serve` processes on one database behave as one (OPS-9, LOGIN-2/3, AUTHZ-5,
+MFA-3)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import psycopg
+import pyotp
 import pytest
 
 from app import audit
-from app.authority import users
+from app.authority import mfa, users
 from tests.helpers import free_port, keel_env, spawn_keel, wait_http
 
 _TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
@@ -147,3 +150,41 @@ async def test_a_change_through_one_server_applies_on_the_other_at_once(
         await users.set_active(conn, _ctx(secret_key), None, user.id, False)
     assert await _status(one, a + "/account") == 303
     assert await _status(one, b + "/account") == 303
+
+
+async def _code_step(s: aiohttp.ClientSession, base: str, code: str) -> tuple[int, str]:
+    token = await _token(s, base + "/mfa")
+    async with s.post(
+        base + "/mfa", data={"code": code, "csrf_token": token}, allow_redirects=False
+    ) as resp:
+        return resp.status, resp.headers.get("Location", "")
+
+
+async def test_an_authenticator_code_used_on_one_server_is_refused_on_the_other(
+    servers, browser, make_user, database_url, secret_key
+) -> None:
+    """MFA-3 replay: a code signs in once per user, whichever server sees it again."""
+    a, b = servers
+    user, password = await make_user("staff")
+    ring = mfa.KeyRing.from_secret_keys(secret_key)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        secret = await mfa.start_enrolment(conn, ring, user.id)
+        # Set up with the previous step's code, so the current one is still unused.
+        await mfa.confirm_enrolment(
+            conn, _ctx(secret_key), ring, user.id, pyotp.TOTP(secret).at(time.time() - 30)
+        )
+    code = pyotp.TOTP(secret).now()
+    one, two = browser(), browser()
+    assert await _login(one, a, user.email, password) == 303
+    assert await _code_step(one, a, code) == (303, "/admin/")
+    assert await _status(one, a + "/admin/") == 200
+    assert await _login(two, b, user.email, password) == 303
+    assert (await _code_step(two, b, code))[0] == 401  # the same code, on server B
+    assert await _status(two, b + "/admin/") == 303  # still owing its code
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM keel_audit WHERE event_type = 'mfa_code_consumed'"
+            " AND target_id = %s",
+            (str(user.id),),
+        )
+        assert await cur.fetchone() == (1,)
