@@ -15,6 +15,8 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
+from app import audit
+from app.authority import mfa
 from app.authority.setup import TEST_HASHER_COST
 from app.config import Config
 from app.web import keys
@@ -205,13 +207,31 @@ async def test_grace_period_runs_out(
     assert "time to set it up has passed" in await resp.text()
 
 
-async def test_off_hides_the_feature(config: Config, clients: Any, make_user: MakeUser) -> None:
+async def test_off_hides_the_feature(
+    config: Config, clients: Any, make_user: MakeUser, database_url: str
+) -> None:
+    """With `off` nothing mentions it and nothing asks for a code, also for a user who had set
+    it up while it was on."""
     off = replace(config, mfa_policy="off")
     user, password = await make_user("staff")
+    ring = mfa.KeyRing.from_secret_keys(config.secret_key)
+    ctx = audit.Context(audit_key=audit.derive_key(config.secret_key))
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        secret = await mfa.start_enrolment(conn, ring, user.id)
+        await mfa.confirm_enrolment(conn, ctx, ring, user.id, pyotp.TOTP(secret).now())
     c = await clients(off)
-    await _sign_in(c, user.email, password)
-    assert (await c.get("/account/two-step", allow_redirects=False)).status == 404
+    resp = await _sign_in(c, user.email, password)
+    assert resp.status == 303 and resp.headers["Location"] == "/admin/"  # password only
+    for path in ("/account/two-step", "/mfa"):
+        assert (await c.get(path, allow_redirects=False)).status == 404, path
     assert "Two-step" not in await (await c.get("/account")).text()
+    assert 'name="code"' not in await (await c.get("/reauth?return_to=/account")).text()
+    boss, boss_password = await make_user("administrator")
+    admin = await clients(off)
+    assert (await _sign_in(admin, boss.email, boss_password)).status == 303
+    profile = await (await admin.get(f"/admin/users/{user.id}/")).text()
+    assert user.email in profile
+    assert "Second factor" not in profile and "/mfa-off" not in profile
 
 
 async def test_an_administrator_turns_off_someones_two_step_sign_in(
