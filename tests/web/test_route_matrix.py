@@ -246,3 +246,55 @@ async def test_a_session_owing_its_second_factor_reaches_only_the_code_page(
     ] == "/mfa"
     resp = await client.post("/logout", data=form, allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"].startswith("/login")
+
+
+async def test_a_session_held_for_set_up_reaches_only_set_up_reauth_and_sign_out(make_user, config):
+    """Under `mfa_policy = "required"` a user without a second factor reaches the set-up pages,
+    the re-auth wall they need to use them, and sign-out; everything else sends them to set-up."""
+    from dataclasses import replace
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from app.authority.setup import TEST_HASHER_COST
+    from app.web.app import build_app
+    from tests.helpers import CHEAP_HASHING
+
+    app = build_app(replace(config, mfa_policy="required"))
+    app[TEST_HASHER_COST] = CHEAP_HASHING
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        user, password = await make_user("developer")
+        token = await login_form(client)
+        resp = await client.post(
+            "/login",
+            data={"email": user.email, "password": password, "csrf_token": token},
+            allow_redirects=False,
+        )
+        assert resp.status == 303
+        cookie = next(m.value for m in client.session.cookie_jar if m.key == "keel_session")
+        form = {"csrf_token": csrf.token_for_cookie(config.secret_key, cookie)}
+        reached = set()
+        for path, (roles, methods, _why) in EXPECTED.items():
+            if roles == EVERYONE:
+                continue  # public pages, and sign-out (checked last: it ends the session)
+            url = path.replace("{id}", str(user.id))
+            for method in sorted(methods):
+                if method == "GET":
+                    resp = await client.get(url, allow_redirects=False)
+                else:
+                    resp = await client.post(url, data=form, allow_redirects=False)
+                if resp.headers.get("Location") != "/account/two-step":
+                    reached.add((method, path))
+        assert reached == {
+            ("GET", "/account/two-step"), ("POST", "/account/two-step/start"),
+            ("POST", "/account/two-step/confirm"), ("POST", "/account/two-step/regenerate"),
+            ("POST", "/account/two-step/disable"), ("GET", "/reauth"), ("POST", "/reauth"),
+        }, reached  # fmt: skip
+        assert (await client.get("/admin/bookings/export.csv", allow_redirects=False)).headers[
+            "Location"
+        ] == "/account/two-step"
+        resp = await client.post("/logout", data=form, allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"].startswith("/login")
+    finally:
+        await client.close()
