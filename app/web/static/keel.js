@@ -68,6 +68,11 @@
     master.indeterminate = n > 0 && n < boxes.length;
     var scope = closestEl(master, "form") || doc;
     scope.querySelectorAll("[data-selected-count]").forEach(function (el) { el.textContent = String(n); });
+    /* Bulk buttons wait for a selection (or "all matching"); without JS the server says so. */
+    var all = scope.querySelector('input[name="all_matching"]');
+    scope.querySelectorAll("[data-needs-selection]").forEach(function (b) {
+      b.disabled = n === 0 && !(all && all.checked);
+    });
   }
   doc.querySelectorAll("input[data-select-all]").forEach(function (master) {
     var last = null;
@@ -85,7 +90,37 @@
         syncMaster(master);
       });
     });
+    var scope = closestEl(master, "form");
+    var all = scope && scope.querySelector('input[name="all_matching"]');
+    if (all) all.addEventListener("change", function () { syncMaster(master); });
     syncMaster(master);
+  });
+
+  /* Tables: one that fits its panel scrolls with the page, its header row sticky under the top
+     bar; a wider one keeps its own sideways scroll. Measured again when the window resizes. */
+  function fitTables() {
+    doc.querySelectorAll(".k-table-wrap").forEach(function (wrap) {
+      var table = wrap.querySelector("table");
+      if (!table) return;
+      wrap.classList.remove("k-table-wrap--page");
+      if (table.scrollWidth <= wrap.clientWidth + 1) wrap.classList.add("k-table-wrap--page");
+    });
+  }
+  var fitTimer = null;
+  window.addEventListener("resize", function () { clearTimeout(fitTimer); fitTimer = setTimeout(fitTables, 100); });
+  fitTables();
+
+  /* A list row opens its record when clicked anywhere outside its controls and links
+     (Ctrl/⌘/Shift-click: a new tab); the row's display field stays the real link for keyboards. */
+  doc.addEventListener("click", function (e) {
+    if (e.defaultPrevented || e.button !== 0) return;
+    var row = closestEl(e.target, ".k-table tbody tr");
+    var link = row && row.querySelector("a.k-row-link");
+    if (!link || closestEl(e.target, "a, button, input, select, textarea, label, summary, .k-col-select")) return;
+    var selected = window.getSelection ? String(window.getSelection()) : "";
+    if (selected) return;  /* the user is selecting text to copy */
+    if (e.ctrlKey || e.metaKey || e.shiftKey) window.open(link.href, "_blank", "noopener");
+    else window.location.assign(link.href);
   });
 
   /* Confirm before submit: <button data-confirm="Delete 3 rows?"> (or on a link or form). */
