@@ -22,6 +22,7 @@ from app.admin.listing import (
 )
 from app.admin.resources import BoundResource, filter_kind
 from app.admin.setup import CURSOR_KEY, DISPLAYS, SLUGS, get_resource
+from app.admin.values import choice_options, choice_tones
 from app.errors import Invalid
 from app.names import ROUTE_SLUG
 from app.web import keys
@@ -153,9 +154,8 @@ def _filters(
         item["gte"] = (state.get(f"{col.name}__gte") or [""])[-1]
         item["lte"] = (state.get(f"{col.name}__lte") or [""])[-1]
         if kind == "choice":
-            item["options"] = tuple(
-                (c, c.replace("_", " ").capitalize()) for c in col.choices or ()
-            )
+            item["options"] = tuple(choice_options(col.choices or ()))
+            item["tones"] = choice_tones(col.choices or (), b.resource.badges.get(col.name))
         elif kind == "date":
             item["options"] = (("", "Any time"), *DATE_PRESETS.items())
             item["input"] = "date"

@@ -46,6 +46,11 @@ def choice_label(value: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def choice_options(choices: Sequence[str]) -> list[tuple[str, str]]:
+    """(value, label) pairs for a select or a filter."""
+    return [(c, choice_label(c)) for c in choices]
+
+
 def choice_tones(
     choices: Sequence[str], declared: Mapping[str, str] | None = None
 ) -> dict[str, str]:

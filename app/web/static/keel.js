@@ -212,5 +212,16 @@
   }
   doc.querySelectorAll("input[data-autocomplete]").forEach(initAutocomplete);
 
+  /* After a failed save, focus goes to the error summary; its links focus their field. */
+  var summary = doc.querySelector("[data-error-summary]");
+  if (summary) {
+    summary.focus();
+    summary.addEventListener("click", function (e) {
+      var a = closestEl(e.target, 'a[href^="#"]');
+      var field = a && doc.getElementById(a.getAttribute("href").slice(1));
+      if (field) { e.preventDefault(); field.focus(); }
+    });
+  }
+
   initTheme();
 })();
