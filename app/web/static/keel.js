@@ -212,6 +212,18 @@
   }
   doc.querySelectorAll("input[data-autocomplete]").forEach(initAutocomplete);
 
+  /* GET filter forms leave their empty fields out of the URL. */
+  doc.querySelectorAll("form[data-clean-get]").forEach(function (form) {
+    form.addEventListener("submit", function () {
+      form.querySelectorAll("input[name], select[name]").forEach(function (el) {
+        if (el.value === "" || (el.type === "radio" && !el.checked)) el.disabled = true;
+      });
+    });
+  });
+  window.addEventListener("pageshow", function () {  /* back to a page kept in memory */
+    doc.querySelectorAll("form[data-clean-get] [disabled]").forEach(function (el) { el.disabled = false; });
+  });
+
   /* After a failed save, focus goes to the error summary; its links focus their field. */
   var summary = doc.querySelector("[data-error-summary]");
   if (summary) {
