@@ -224,6 +224,83 @@
     doc.querySelectorAll("form[data-clean-get] [disabled]").forEach(function (el) { el.disabled = false; });
   });
 
+  /* The palette (Ctrl-K / ⌘K): type-ahead over pages, lists and records this user may open,
+     from /admin/palette; Enter opens the highlighted one (an exact key is listed first). */
+  var opener = doc.querySelector("[data-palette]");
+  var palette = null;
+  function buildPalette(url) {
+    var dlg = doc.createElement("dialog"), box = doc.createElement("div");
+    var input = doc.createElement("input"), list = doc.createElement("ul"), foot = doc.createElement("p");
+    var live = doc.createElement("span"), timer = null, controller = null, active = 0, items = [];
+    dlg.className = "k-palette"; dlg.setAttribute("aria-label", "Go to a page, list or record");
+    box.className = "k-palette-box";
+    input.className = "k-input k-palette-input"; input.type = "text"; input.id = "k-palette-q";
+    input.placeholder = "Go to a page, list or record…"; input.autocomplete = "off";
+    input.setAttribute("role", "combobox"); input.setAttribute("aria-expanded", "true");
+    input.setAttribute("aria-controls", "k-palette-list"); input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-label", "Go to");
+    list.id = "k-palette-list"; list.className = "k-palette-list"; list.setAttribute("role", "listbox");
+    list.setAttribute("aria-label", "Results");
+    foot.className = "k-palette-foot"; foot.textContent = "↑ ↓ to move · Enter to open · Esc to close";
+    live.className = "k-sr-only"; live.setAttribute("role", "status");
+    box.append(input, list, foot, live); dlg.appendChild(box); doc.body.appendChild(dlg);
+    dlg.addEventListener("click", function (e) { if (e.target === dlg) dlg.close(); });
+    function mark(i) {
+      active = Math.max(0, Math.min(i, items.length - 1));
+      items.forEach(function (li, j) { li.setAttribute("aria-selected", j === active ? "true" : "false"); });
+      if (items[active]) { input.setAttribute("aria-activedescendant", items[active].id); items[active].scrollIntoView({ block: "nearest" }); }
+      else input.removeAttribute("aria-activedescendant");
+    }
+    function go(li) { if (li) window.location.assign(li.getAttribute("data-url")); }
+    function render(results) {
+      list.textContent = ""; items = [];
+      results.forEach(function (r, i) {
+        var li = doc.createElement("li"), kind = doc.createElement("span"), label = doc.createElement("span"), hint = doc.createElement("span");
+        li.id = "k-palette-opt-" + i; li.className = "k-palette-item"; li.setAttribute("role", "option");
+        li.setAttribute("data-url", r.url);
+        kind.className = "k-palette-kind"; kind.textContent = r.exact ? "Exact" : r.kind;
+        label.className = "k-palette-label"; label.textContent = r.label;
+        hint.className = "k-palette-hint"; hint.textContent = r.hint || "";
+        li.append(kind, label, hint);
+        li.addEventListener("mousedown", function (e) { e.preventDefault(); go(li); });
+        list.appendChild(li); items.push(li);
+      });
+      if (!results.length) {
+        var none = doc.createElement("li"); none.className = "k-palette-empty"; none.textContent = "Nothing matches";
+        list.appendChild(none);
+      }
+      live.textContent = results.length + (results.length === 1 ? " result" : " results");
+      mark(0);
+    }
+    function search() {
+      if (controller) controller.abort();
+      controller = typeof AbortController === "function" ? new AbortController() : null;
+      fetch(url + "?q=" + encodeURIComponent(input.value.trim()), {
+        headers: { Accept: "application/json" }, credentials: "same-origin", signal: controller && controller.signal
+      }).then(function (r) { return r.ok ? r.json() : { results: [] }; })
+        .then(function (data) { render((data && data.results) || []); })
+        .catch(function (err) { if (err && err.name !== "AbortError") render([]); });
+    }
+    input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(search, 120); });
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "ArrowDown") { e.preventDefault(); mark(active + 1); }
+      else if (e.key === "ArrowUp") { e.preventDefault(); mark(active - 1); }
+      else if (e.key === "Enter") { e.preventDefault(); go(items[active]); }
+    });
+    return { open: function () { if (!dlg.open) { dlg.showModal(); input.select(); search(); } } };
+  }
+  if (opener) {
+    opener.hidden = false;
+    var openPalette = function () {
+      if (!palette) palette = buildPalette(opener.getAttribute("data-palette"));
+      palette.open();
+    };
+    opener.addEventListener("click", openPalette);
+    doc.addEventListener("keydown", function (e) {
+      if ((e.ctrlKey || e.metaKey) && !e.altKey && (e.key === "k" || e.key === "K")) { e.preventDefault(); openPalette(); }
+    });
+  }
+
   /* After a failed save, focus goes to the error summary; its links focus their field. */
   var summary = doc.querySelector("[data-error-summary]");
   if (summary) {
