@@ -57,7 +57,7 @@ async def palette_json(request: web.Request) -> web.Response:
                         {
                             "kind": "Record",
                             "label": f"{title} {r['label']}" if by_key else r["label"],
-                            "hint": b.title if by_key else f"{title} {r['id']}",
+                            "hint": b.title if by_key else f"{b.title} · {r['id']}",
                             "url": f"/admin/{b.slug}/{rowkey.segment(r['id'])}/",
                             "exact": r["id"] == q,
                         }

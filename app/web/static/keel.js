@@ -110,6 +110,23 @@
   window.addEventListener("resize", function () { clearTimeout(fitTimer); fitTimer = setTimeout(fitTables, 100); });
   fitTables();
 
+  /* A table's sort links are one Tab stop (the sorted column's, else the first): Left and Right
+     move between them, so Tab goes from the header to the first record quickly. */
+  doc.querySelectorAll(".k-table thead").forEach(function (head) {
+    var links = Array.prototype.slice.call(head.querySelectorAll("a.k-sort"));
+    if (links.length < 2) return;
+    var current = head.querySelector("th[aria-sort] a.k-sort") || links[0];
+    links.forEach(function (a, i) {
+      if (a !== current) a.tabIndex = -1;
+      a.addEventListener("keydown", function (e) {
+        var step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+        var next = links[i + step];
+        if (!step || !next) return;
+        e.preventDefault(); a.tabIndex = -1; next.tabIndex = 0; next.focus();
+      });
+    });
+  });
+
   /* A list row opens its record when clicked anywhere outside its controls and links
      (Ctrl/⌘/Shift-click: a new tab); the row's display field stays the real link for keyboards. */
   doc.addEventListener("click", function (e) {
