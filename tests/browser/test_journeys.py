@@ -4,8 +4,9 @@ inside <main>, the first record and the pager reachable by scrolling the page, n
 scrolling except a table's own, text contrast (WCAG AA, computed from the page's own colours),
 no console error and no CSP violation (the `open_page` fixture fails the test on either).
 
-One server and one database serve all three roles; each role signs in once and its cookies
-are reused by the other viewport and theme contexts, so the walk stays quick."""
+One server and one database serve all three roles; each role signs in once and each page is
+loaded once, then looked at in four ways (two sizes, two themes) in place, so the walk stays
+quick."""
 
 from __future__ import annotations
 
@@ -81,17 +82,18 @@ CONTRAST_JS = """() => {
     return 0.2126 * ch(c[0]) + 0.7152 * ch(c[1]) + 0.0722 * ch(c[2]);
   };
   const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+  const memo = new Map();
   const behind = (el) => {
-    const layers = [];
-    for (let p = el; p; p = p.parentElement) {
-      const bg = parse(getComputedStyle(p).backgroundColor);
-      if (bg && bg[3] > 0) layers.push(bg);
-      if (bg && bg[3] >= 1) break;
+    if (memo.has(el)) return memo.get(el);
+    const own = parse(getComputedStyle(el).backgroundColor);
+    let result;
+    if (own && own[3] >= 1) result = own.slice(0, 3);
+    else {
+      const under = el.parentElement ? behind(el.parentElement) : [255, 255, 255];
+      result = own && own[3] > 0 ? under.map((v, i) => own[i] * own[3] + v * (1 - own[3])) : under;
     }
-    let bg = [255, 255, 255];
-    if (layers.length && layers[layers.length - 1][3] >= 1) bg = layers.pop().slice(0, 3);
-    for (const l of layers.reverse()) bg = bg.map((v, i) => l[i] * l[3] + v * (1 - l[3]));
-    return bg;
+    memo.set(el, result);
+    return result;
   };
   const over = (fg, bg) => fg.slice(0, 3).map((v, i) => v * fg[3] + bg[i] * (1 - fg[3]));
   const dialog = document.querySelector("dialog[open]");
@@ -123,7 +125,7 @@ CONTRAST_JS = """() => {
     const need = size >= 24 || (size >= 18.66 && bold) ? 3 : 4.5;
     const r = ratio(over(fg, bg), bg);
     checked++;
-    if (r < need) failures.push(what(el) + " " + r.toFixed(2) + " < " + need);
+    if (r < need) failures.push(what(el) + " " + r.toFixed(2) + " < " + need + " fg=" + cs.color + " bg=" + bg.map(Math.round));
   }
   for (const el of document.querySelectorAll(".k-input, .k-select, .k-textarea, .k-pill")) {
     if (!shown(el)) continue;
@@ -139,6 +141,7 @@ CONTRAST_JS = """() => {
 
 async def check_page(page: Page, state: str, *, list_page: bool = False) -> None:
     """The layout, overflow and contrast facts of the page as it is now."""
+
     where = f"{state} at {page.viewport_size}"
     problems = await page.evaluate(LAYOUT_JS)
     assert not problems, f"{where}: {problems}"
@@ -159,6 +162,30 @@ def forget_expected_400(problems: Problems) -> None:
     problems.seen[:] = [p for p in problems.seen if "status of 400" not in p]
 
 
+async def each_look(page: Page, state: str, *, list_page: bool = False) -> None:
+    """`check_page` at both sizes in both themes, on the page as loaded: the viewport and the
+    colour scheme change in place (as a person turning a tablet or switching themes would),
+    which costs no reload."""
+    for viewport in (DESKTOP, PHONE):
+        await page.set_viewport_size(viewport)
+        await page.wait_for_timeout(150)  # keel.js measures tables again after a resize
+        for scheme in ("light", "dark"):
+            # The theme as the theme menu sets it (the same tokens as the system preference,
+            # which tests/browser/test_ui.py covers), then a full restyle: switching in place
+            # left a few inherited colours stale in Chromium.
+            await page.evaluate(THEME_JS, scheme)
+            await check_page(page, f"{state}, {scheme}", list_page=list_page)
+    await page.set_viewport_size(DESKTOP)
+    await page.evaluate("document.documentElement.removeAttribute('data-theme')")
+
+
+THEME_JS = """(scheme) => {
+  document.documentElement.setAttribute("data-theme", scheme);
+  const body = document.body;  // a full restyle: Chromium leaves a few inherited colours stale
+  body.style.display = "none"; void getComputedStyle(body).display; body.style.display = "";
+  void getComputedStyle(body).color;
+}"""
+
 ROLES = {
     # role, groups, what the role may do beyond viewing
     "administrator": ("administrator", (), {"edit", "delete", "users"}),
@@ -172,56 +199,49 @@ async def test_every_page_kind_for_every_role_at_two_sizes_in_both_themes(
 ) -> None:
     for name, (role, groups, can) in ROLES.items():
         user, password = await make_user(role, groups=groups, full_name=f"{name.title()} Person")
-        first = await open_page(viewport=DESKTOP)
-        await sign_in(first, user.email, password)
-        state = await first.context.storage_state()
-        await first.context.close()
-        for viewport in (DESKTOP, PHONE):
-            for scheme in ("light", "dark"):
-                page = await open_page(viewport=viewport, color_scheme=scheme, storage_state=state)
-                label = f"{name}, {scheme}"
-                pages = [
-                    ("/admin/", "dashboard", False),
-                    ("/admin/bookings/", "list", True),
-                    ("/admin/bookings/?status=pending&status=confirmed", "filtered list", True),
-                    ("/admin/technicians/1/", "record", False),
-                    ("/admin/bookings/7/history", "history", False),
-                    ("/admin/search?q=Customer+1", "search", False),
-                    ("/account", "own account", False),
-                ]
-                if "edit" in can:
-                    pages.append(("/admin/technicians/new/", "create form", False))
-                if "delete" in can:
-                    pages.append(("/admin/bookings/7/delete", "delete confirmation", False))
-                if "users" in can:
-                    pages += [("/admin/users/", "users", False), ("/admin/audit/", "audit", False)]
-                for path, kind, is_list in pages:
-                    resp = await page.goto(path)
-                    assert resp is not None and resp.status == 200, f"{label}: {path}"
-                    await check_page(page, f"{label}, {kind}", list_page=is_list)
+        page = await open_page(viewport=DESKTOP)
+        await sign_in(page, user.email, password)
+        pages = [
+            ("/admin/", "dashboard", False),
+            ("/admin/bookings/", "list", True),
+            ("/admin/bookings/?status=pending&status=confirmed", "filtered list", True),
+            ("/admin/technicians/1/", "record", False),
+            ("/admin/bookings/7/history", "history", False),
+            ("/admin/search?q=Customer+1", "search", False),
+            ("/account", "own account", False),
+        ]
+        if "edit" in can:
+            pages.append(("/admin/technicians/new/", "create form", False))
+        if "delete" in can:
+            pages.append(("/admin/bookings/7/delete", "delete confirmation", False))
+        if "users" in can:
+            pages += [("/admin/users/", "users", False), ("/admin/audit/", "audit", False)]
+        for path, kind, is_list in pages:
+            resp = await page.goto(path)
+            assert resp is not None and resp.status == 200, f"{name}: {path}"
+            await each_look(page, f"{name}, {kind}", list_page=is_list)
 
-                # The filters open, the palette open, a refused save: states of a page.
-                await page.goto("/admin/bookings/?status=pending")
-                await expect(page.locator("details.k-filters")).to_have_attribute("open", "")
-                await check_page(page, f"{label}, filters open")
-                if viewport is DESKTOP:
-                    await page.keyboard.press("Control+k")
-                    await expect(page.locator("dialog.k-palette")).to_be_visible()
-                    await page.keyboard.type("Cust")
-                    await expect(page.locator(".k-palette-item").first).to_be_visible()
-                    await check_page(page, f"{label}, palette")
-                    await page.keyboard.press("Escape")
-                if "edit" in can:
-                    await page.goto("/admin/technicians/new/")
-                    await page.evaluate("document.querySelector('form.k-form').noValidate = true")
-                    await page.get_by_role("button", name="Save", exact=True).click()
-                    await expect(page.locator("#error-summary")).to_be_focused()
-                    forget_expected_400(browser_problems)
-                    await check_page(page, f"{label}, refused save")
-                else:  # a view-only record: fields shown, no save bar
-                    await page.goto("/admin/technicians/1/")
-                    await expect(page.locator(".k-form-actions")).to_have_count(0)
-                await page.context.close()
+        # The filters open, the palette open, a refused save: states of a page.
+        await page.goto("/admin/bookings/?status=pending")
+        await expect(page.locator("details.k-filters")).to_have_attribute("open", "")
+        await each_look(page, f"{name}, filters open")
+        await page.keyboard.press("Control+k")
+        await expect(page.locator("dialog.k-palette")).to_be_visible()
+        await page.keyboard.type("Cust")
+        await expect(page.locator(".k-palette-item").first).to_be_visible()
+        await each_look(page, f"{name}, palette")
+        await page.keyboard.press("Escape")
+        if "edit" in can:
+            await page.goto("/admin/technicians/new/")
+            await page.evaluate("document.querySelector('form.k-form').noValidate = true")
+            await page.get_by_role("button", name="Save", exact=True).click()
+            await expect(page.locator("#error-summary")).to_be_focused()
+            forget_expected_400(browser_problems)
+            await each_look(page, f"{name}, refused save")
+        else:  # a view-only record: fields shown, no save bar
+            await page.goto("/admin/technicians/1/")
+            await expect(page.locator(".k-form-actions")).to_have_count(0)
+        await page.context.close()
 
 
 async def test_keyboard_reaches_the_first_record_and_the_error_summary(
