@@ -164,15 +164,17 @@ def _event_items(
             name = names.get((b.slug, r.target_id))
             thing = singular(b.title).lower()
             shown = name if name and b.display_column != b.pk else r.target_id
-            title = f"{actor} {_VERBS[r.event_type]} {thing} {shown}"
+            # The record first, the actor last: a line cut short on a desktop keeps the what.
+            title = f"{_VERBS[r.event_type].capitalize()} {thing} {shown}"
             if r.event_type == "update" and r.changes:
                 title += ": " + ", ".join(b.label(f).lower() for f in sorted(r.changes))
+            title += f" by {actor}"
             if name is not None and r.event_type != "delete":
                 url = f"/admin/{b.slug}/{rowkey.segment(r.target_id)}/"
         items.append(
             {
                 "title": title,
-                "text": actor if not title.startswith(actor) else None,
+                "text": None if title.endswith(actor) or actor in title else actor,
                 "when": r.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
                 "when_iso": r.at.isoformat(),
                 "tone": _TONES.get(r.event_type, "info"),

@@ -42,7 +42,7 @@ async def test_recent_events_are_sentences_naming_the_record(admin, seeded):
     )  # fmt: skip
     assert resp.status in (200, 303), await resp.text()  # saved: back to the list
     html = await (await admin.get("/admin/")).text()
-    assert re.search(r"changed technician Ada Fixer: hourly rate", html), html
+    assert re.search(r"Changed technician Ada Fixer: hourly rate by administrator-", html), html
     assert 'href="/admin/technicians/1/"' in html
 
 
