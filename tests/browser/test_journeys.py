@@ -49,6 +49,10 @@ LAYOUT_JS = """() => {
     if (r.left < m.left - 1 || r.right > m.right + 1)
       problems.push("panel sticks out of <main>: " + (p.className.baseVal ?? p.className));
   }
+  // Everything a screen reader user lands on belongs to a landmark, the banners included.
+  for (const b of document.querySelectorAll(".k-banner"))
+    if (!b.closest("main, header, nav, footer, aside, [role=region][aria-label]"))
+      problems.push("banner outside a landmark: " + b.className);
   const footer = document.querySelector(".k-footer");
   if (footer && footer.getBoundingClientRect().top < m.bottom - 1) problems.push("footer above the end of <main>");
   return problems;
