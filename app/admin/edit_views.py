@@ -347,6 +347,13 @@ async def render_form(
         "row_version": raw.get("_version", ""),
         "original": raw.get("_original", ""),
         "field_errors": errors,
+        # The error summary links each field in the order the form shows them.
+        "error_links": [
+            {"id": f"f-{i['spec'].name}", "label": i["spec"].label, "message": i["error"]}
+            for g in grouped(bound, items)
+            for i in g["items"]
+            if i["error"]
+        ],
         "form_errors": [],
         "inlines": [],
         **(extra or {}),

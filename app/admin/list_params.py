@@ -25,7 +25,13 @@ MAX_PARAMS = 60
 MAX_WORDS = 8
 MAX_ORDER_KEYS = 3
 PER_PAGE_MAX = 500
-DATE_PRESETS = {"today": "today", "past_7_days": "past 7 days", "this_month": "this month"}
+DATE_PRESETS = {
+    "today": "today",
+    "past_7_days": "past 7 days",
+    "past_30_days": "past 30 days",
+    "this_month": "this month",
+    "this_year": "this year",
+}
 # Casts for typed parameters: applied to the *parameter*, never to the column (LIST-5).
 CAST = {
     "smallint": "smallint",
@@ -262,7 +268,7 @@ def _range(col: Column, op: str, raw: str, label: str, name: str) -> Condition:
 
 
 def _date_preset(col: Column, raw: str, label: str, name: str, now: datetime) -> list[Condition]:
-    """today / past 7 days / this month, or one given day, as day ranges in UTC (LIST-5)."""
+    """A preset (today, past 7 or 30 days, this month, this year), or one given day, as day ranges in UTC (LIST-5)."""
     preset = raw.strip().lower()
     if preset in ("", "any"):
         return []
@@ -271,6 +277,10 @@ def _date_preset(col: Column, raw: str, label: str, name: str, now: datetime) ->
         first, last = today, today
     elif preset == "past_7_days":
         first, last = today - timedelta(days=6), today
+    elif preset == "past_30_days":
+        first, last = today - timedelta(days=29), today
+    elif preset == "this_year":
+        first, last = today.replace(month=1, day=1), today.replace(month=12, day=31)
     elif preset == "this_month":
         first = today.replace(day=1)
         last = today.replace(day=calendar.monthrange(today.year, today.month)[1])

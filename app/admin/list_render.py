@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 from app.admin.listing import Page
 from app.admin.resources import BoundResource
 from app.admin.rowkey import path_segment
+from app.admin.values import badge_html, choice_tones, number_formatter
 from app.db.catalog import NUMBER_TYPES, Column
 
 # markupsafe's own C escaper without the Markup wrapping: the same text, a tenth of the cost.
@@ -119,12 +120,23 @@ def _text_cell(value: Any) -> str:
     return _escape_str(value)
 
 
-def value_formatter(col: Column) -> Text:
+def value_formatter(col: Column, b: BoundResource | None = None) -> Text:
     """Escaped cell text for one column, chosen once per column rather than once per cell.
 
-    Every formatter gives exactly `escape(format_value(value))`; the typed ones only skip work
-    that cannot change the result (escaping digits, re-dispatching on the type)."""
+    Choices become coloured badges with their labels and a declared number format (`formats=`)
+    is applied; otherwise every formatter gives exactly `escape(format_value(value))`, the typed
+    ones only skipping work that cannot change the result (escaping digits, re-dispatching)."""
     t = col.type_name
+    if b is not None and col.name in b.resource.formats and col.type_name in NUMBER_TYPES:
+        fmt = number_formatter(b.resource.formats[col.name])
+        return lambda v: (
+            _escape_str(fmt(v)) if isinstance(v, int | float | Decimal) else _generic(v)
+        )
+    if col.choices and col.type_name not in NUMBER_TYPES:
+        declared = b.resource.badges.get(col.name) if b is not None else None
+        tones = choice_tones(col.choices, declared)
+        badges = {c: badge_html(c, tones[c]) for c in col.choices}
+        return lambda v: badges.get(v) or _generic(v)
     if t in ("smallint", "integer", "bigint"):
         return _int_text
     if t == "numeric":
@@ -177,15 +189,24 @@ class RowRenderer:
         self.href_start = str(escape(f"/admin/{b.slug}/"))
         self.href_end = str(escape("/" + (f"?{urlencode({'back': back})}" if back else "")))
         self.selectable = selectable and b.keyed and not b.composite
+        # The record opens from its display field when the list shows it, else from the first
+        # column; that cell is the row's primary link, other links (FK names) stay secondary.
+        names = [c.name for c in self.columns]
+        shown = b.display_column
+        self.link_pos = names.index(shown) if shown in names else 0
         texts = [
-            self._text_for(c, searched, slugs_by_table, i == 0) for i, c in enumerate(self.columns)
+            self._text_for(c, searched, slugs_by_table, i == self.link_pos)
+            for i, c in enumerate(self.columns)
         ]
-        self.first = texts[0] if texts else None
-        self.first_start = self._start(self.columns[0]) if self.columns else ""
-        self.rest = [
-            (self._cell(c, t), j)
-            for c, t, j in zip(self.columns[1:], texts[1:], self.index[1:], strict=True)
+        lp = self.link_pos
+        self.first = texts[lp] if texts else None
+        self.first_start = self._start(self.columns[lp]) if self.columns else ""
+        self.first_index = self.index[lp] if self.columns else 0
+        cells = [
+            (self._cell(c, t), j) for c, t, j in zip(self.columns, texts, self.index, strict=True)
         ]
+        self.before = cells[:lp]
+        self.rest = cells[lp + 1 :]
 
     @staticmethod
     def _start(col: Column) -> str:
@@ -240,7 +261,7 @@ class RowRenderer:
         if col.name in searched and self.pattern is not None:
             pattern = self.pattern
             return lambda v: highlight(format_value(v), pattern)
-        return value_formatter(col)
+        return value_formatter(col, self.b)
 
     def row(self, values: tuple[Any, ...]) -> str:
         pk = values[self.pk_index]
@@ -251,8 +272,9 @@ class RowRenderer:
                 f'<td class="k-col-select"><input type="checkbox" class="k-row-select" '
                 f'name="ids" value="{v}" aria-label="Select row {v}"></td>'
             )
+        parts += [cell(values[j]) for cell, j in self.before]
         if self.first is not None:
-            value = values[self.index[0]]
+            value = values[self.first_index]
             if value is None:
                 parts.append(NULL)
             elif not self.keyed:

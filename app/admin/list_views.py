@@ -22,6 +22,7 @@ from app.admin.listing import (
 )
 from app.admin.resources import BoundResource, filter_kind
 from app.admin.setup import CURSOR_KEY, DISPLAYS, SLUGS, get_resource
+from app.admin.values import choice_options, choice_tones
 from app.errors import Invalid
 from app.names import ROUTE_SLUG
 from app.web import keys
@@ -78,6 +79,11 @@ async def load_page(
 async def list_view(request: web.Request) -> web.StreamResponse:
     b = get_resource(request)
     who = await require(request, perm=b.permission("view"))
+    if any(v == "" for v in request.query.values()):
+        # A filter form sent without its script names every empty field: the same list at
+        # its clean address, which is the one to bookmark, share and save.
+        clean = urlencode([(k, v) for k, v in request.query.items() if v != ""])
+        raise web.HTTPFound(f"/admin/{b.slug}/" + (f"?{clean}" if clean else ""))
     lq = parse_query(b, request.query)
     as_json = wants_json(request)
     page, total, saved = await load_page(request, b, lq, None if as_json else who.user_id)
@@ -94,7 +100,8 @@ async def list_view(request: web.Request) -> web.StreamResponse:
         )
     ctx = list_context(request, b, lq, page, total)
     ctx["saved_filters"] = [
-        {"id": s.id, "name": s.name, "url": f"/admin/{b.slug}/?{s.query}"} for s in saved
+        {"id": s.id, "name": s.name, "url": f"/admin/{b.slug}/?{s.query}", "query": s.query}
+        for s in saved
     ]
     return render(request, [f"admin/{b.slug}/list.html", "admin/list.html"], ctx)
 
@@ -153,9 +160,8 @@ def _filters(
         item["gte"] = (state.get(f"{col.name}__gte") or [""])[-1]
         item["lte"] = (state.get(f"{col.name}__lte") or [""])[-1]
         if kind == "choice":
-            item["options"] = tuple(
-                (c, c.replace("_", " ").capitalize()) for c in col.choices or ()
-            )
+            item["options"] = tuple(choice_options(col.choices or ()))
+            item["tones"] = choice_tones(col.choices or (), b.resource.badges.get(col.name))
         elif kind == "date":
             item["options"] = (("", "Any time"), *DATE_PRESETS.items())
             item["input"] = "date"

@@ -30,6 +30,9 @@ DEFAULT_ACCESS: Mapping[str, tuple[str, ...]] = {
 }
 FILTERABLE = NUMBER_TYPES | TIME_TYPES | {"boolean"}
 DISPLAY_CANDIDATES = ("name", "title", "label", "email", "code")
+# Declared number formats for list cells (`formats=`): a kind and an optional argument.
+FORMATS = ("money", "percent", "integer", "decimal")
+BADGE_TONES = ("neutral", "brand", "success", "warning", "danger", "info")
 LIST_PARAMETERS = frozenset({"q", "o", "cursor", "last", "per_page", "format"})  # list_params
 
 
@@ -89,6 +92,11 @@ class Resource:
     read_only: bool = False
     tsvector_field: str | None = None
     default_access: Mapping[str, tuple[str, ...]] | None = None
+    # How list cells show a number: "money:EUR", "percent", "integer" or "decimal:2" (FORMATS).
+    formats: Mapping[str, str] = field(default_factory=dict)
+    # Badge colour per choice value: {"status": {"cancelled": "danger", ...}} (BADGE_TONES);
+    # values not named here get a colour from their meaning or, failing that, their position.
+    badges: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Declarations are written by hand: accept lists and a bare string where a tuple is meant.
@@ -467,12 +475,15 @@ class _Checker:
             ("labels", tuple(self.r.labels)),
             ("help_texts", tuple(self.r.help_texts)),
             ("widgets", tuple(self.r.widgets)),
+            ("formats", tuple(self.r.formats)),
+            ("badges", tuple(self.r.badges)),
             ("fieldsets", tuple(n for _t, fs in self.r.fieldsets for n in fs)),
         ):
             for name in names:
                 self.column(b, option, name)
         if self.r.display_field is not None:
             self.column(b, "display_field", self.r.display_field)
+        self.formats(b)
         if self.r.tsvector_field is not None:
             col = self.column(b, "tsvector_field", self.r.tsvector_field)
             if col is not None and col.type_name != "tsvector":
@@ -483,6 +494,26 @@ class _Checker:
                 self.add("permissions", action, "is neither view/add/change/delete nor an action")
             if not isinstance(perm, str) or perm.count(".") != 1:
                 self.add("permissions", action, "must name a permission like 'bookings.change'")
+
+    def formats(self, b: BoundResource) -> None:
+        for name, spec in self.r.formats.items():
+            kind, _, arg = str(spec).partition(":")
+            col = b.table.column(name)
+            if kind not in FORMATS:
+                self.add("formats", name, f"{spec!r} is not one of {', '.join(FORMATS)}")
+            elif col is not None and col.type_name not in NUMBER_TYPES:
+                self.add("formats", name, f"is {col.type_name}, not a number")
+            elif kind == "money" and arg and not (len(arg) == 3 and arg.isalpha()):
+                self.add("formats", name, "money takes a currency code like money:EUR")
+            elif kind == "decimal" and arg and not (arg.isdigit() and int(arg) <= 10):
+                self.add("formats", name, "decimal takes a number of places like decimal:2")
+        for name, tones in self.r.badges.items():
+            col = b.table.column(name)
+            for value, tone in tones.items():
+                if tone not in BADGE_TONES:
+                    self.add("badges", name, f"{tone!r} is not one of {', '.join(BADGE_TONES)}")
+                elif col is not None and col.choices and value not in col.choices:
+                    self.add("badges", name, f"{value!r} is not one of {', '.join(col.choices)}")
 
     def inlines(self, b: BoundResource) -> None:
         for inline in self.r.inlines:

@@ -10,7 +10,16 @@ from typing import Any
 
 from aiohttp import web
 
-from app.admin import api, dashboard, delete_views, edit_views, entity_views, export, list_views
+from app.admin import (
+    api,
+    dashboard,
+    delete_views,
+    edit_views,
+    entity_views,
+    export,
+    list_views,
+    palette,
+)
 from app.admin.builtin import ENTITIES
 from app.authority.principal import Principal
 from app.web.auth import add_nav_provider
@@ -28,6 +37,7 @@ def routes() -> list[web.RouteDef]:
         # dashboard and search
         web.get("/admin/", dashboard.dashboard_view),
         web.get("/admin/search", dashboard.search_view),
+        web.get("/admin/palette", palette.palette_json),
         # the JSON API (app/admin/api.py): its description, then each resource's operations
         web.get("/admin/api/", api.docs_page),
         web.get("/admin/api/openapi.json", api.openapi_json),

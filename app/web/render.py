@@ -12,6 +12,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from app import __version__
+from app.admin.values import choice_label, choice_options
 from app.config import Config
 from app.sites import Site
 from app.web import keys
@@ -127,6 +128,9 @@ class Renderer:
             km=MemoMacros(self.env),
             sidebar=self.sidebar,
         )
+        # A stored choice in its human form (`no_show` → "No show"), as list cells show it.
+        self.env.filters["choice_label"] = choice_label
+        self.env.filters["choice_options"] = choice_options
         self.context_hooks: list[Callable[[web.Request], dict[str, Any]]] = []
         # Templates are loaded once (auto_reload=False), so which name of a list exists is
         # decided once too: no TemplateNotFound raised and caught on every request.

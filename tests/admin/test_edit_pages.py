@@ -44,8 +44,8 @@ async def test_create_form_has_a_widget_per_column_type(admin: Browser) -> None:
     assert 'name="email" type="email" value="" required=""' in page
     assert 'name="phone" type="tel"' in page
     assert 'id="f-skill_level" name="skill_level"><option value="">—</option>' in page
-    assert '<option value="junior" selected>junior</option>' in page  # the column's default
-    assert '<option value="senior">senior</option>' in page
+    assert '<option value="junior" selected>Junior</option>' in page  # the column's default
+    assert '<option value="senior">Senior</option>' in page
     assert 'name="hourly_rate" type="number"' in page and 'step="0.01"' in page
     assert '<input type="checkbox" id="f-is_active" name="is_active" value="on" checked=""' in page
     assert 'name="hourly_rate" type="number" value="0"' in page

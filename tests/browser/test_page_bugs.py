@@ -211,7 +211,7 @@ async def test_bulk_action_with_nothing_selected_returns_to_the_list_with_a_mess
     await expect(page.locator(".k-flashes")).to_contain_text("Select at least one booking")
     await expect(page.locator("tbody tr").first).to_be_visible()  # the list is still there
     statuses = await page.locator("tbody tr td:nth-child(4)").all_inner_texts()
-    assert statuses and {s.strip() for s in statuses} == {"pending"}, statuses
+    assert statuses and {s.strip() for s in statuses} == {"Pending"}, statuses
 
 
 async def test_bulk_confirm_buttons_name_the_verb_and_the_count(

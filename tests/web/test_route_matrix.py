@@ -58,6 +58,7 @@ EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
     "/admin/users/{id}/mfa-off": (ADMIN_UP, frozenset({"GET", "POST"}), "R4-1 from the web"),
     "/admin/": (STAFF_UP, frozenset({"GET"}), "AUTHZ-2 staff and up enter the admin"),
     "/admin/search": (STAFF_UP, frozenset({"GET"}), "LIST-12 inside the admin"),
+    "/admin/palette": (STAFF_UP, frozenset({"GET"}), "the Ctrl-K palette, inside the admin"),
     "/admin/audit/": (ADMIN_UP, frozenset({"GET"}), "AUDIT-8 administrators"),
     "/admin/users/": (ADMIN_UP, frozenset({"GET"}), "AUTHZ-7"),
     "/admin/users/new": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),

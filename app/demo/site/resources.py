@@ -12,6 +12,7 @@ REGISTRY = register(
         display_field="id",
         labels={"customer_id": "Customer", "scheduled_at": "Scheduled"},
         help_texts={"amount": "Total in euros, tax included."},
+        formats={"amount": "money:EUR"},
         actions=(
             Action("confirm", "Set status to confirmed", {"status": "confirmed"}),
             Action("cancel", "Cancel", {"status": "cancelled"}, confirm=True),
@@ -35,6 +36,7 @@ REGISTRY = register(
         ordering=("name",),
         display_field="name",
         readonly_fields=("created_at", "updated_at"),
+        formats={"hourly_rate": "money:EUR"},
         fieldsets=(
             ("Contact", ("name", "email", "phone")),
             (

@@ -68,6 +68,11 @@
     master.indeterminate = n > 0 && n < boxes.length;
     var scope = closestEl(master, "form") || doc;
     scope.querySelectorAll("[data-selected-count]").forEach(function (el) { el.textContent = String(n); });
+    /* Bulk buttons wait for a selection (or "all matching"); without JS the server says so. */
+    var all = scope.querySelector('input[name="all_matching"]');
+    scope.querySelectorAll("[data-needs-selection]").forEach(function (b) {
+      b.disabled = n === 0 && !(all && all.checked);
+    });
   }
   doc.querySelectorAll("input[data-select-all]").forEach(function (master) {
     var last = null;
@@ -85,7 +90,54 @@
         syncMaster(master);
       });
     });
+    var scope = closestEl(master, "form");
+    var all = scope && scope.querySelector('input[name="all_matching"]');
+    if (all) all.addEventListener("change", function () { syncMaster(master); });
     syncMaster(master);
+  });
+
+  /* Tables: one that fits its panel scrolls with the page, its header row sticky under the top
+     bar; a wider one keeps its own sideways scroll. Measured again when the window resizes. */
+  function fitTables() {
+    doc.querySelectorAll(".k-table-wrap").forEach(function (wrap) {
+      var table = wrap.querySelector("table");
+      if (!table) return;
+      wrap.classList.remove("k-table-wrap--page");
+      if (table.scrollWidth <= wrap.clientWidth + 1) wrap.classList.add("k-table-wrap--page");
+    });
+  }
+  var fitTimer = null;
+  window.addEventListener("resize", function () { clearTimeout(fitTimer); fitTimer = setTimeout(fitTables, 100); });
+  fitTables();
+
+  /* A table's sort links are one Tab stop (the sorted column's, else the first): Left and Right
+     move between them, so Tab goes from the header to the first record quickly. */
+  doc.querySelectorAll(".k-table thead").forEach(function (head) {
+    var links = Array.prototype.slice.call(head.querySelectorAll("a.k-sort"));
+    if (links.length < 2) return;
+    var current = head.querySelector("th[aria-sort] a.k-sort") || links[0];
+    links.forEach(function (a, i) {
+      if (a !== current) a.tabIndex = -1;
+      a.addEventListener("keydown", function (e) {
+        var step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+        var next = links[i + step];
+        if (!step || !next) return;
+        e.preventDefault(); a.tabIndex = -1; next.tabIndex = 0; next.focus();
+      });
+    });
+  });
+
+  /* A list row opens its record when clicked anywhere outside its controls and links
+     (Ctrl/⌘/Shift-click: a new tab); the row's display field stays the real link for keyboards. */
+  doc.addEventListener("click", function (e) {
+    if (e.defaultPrevented || e.button !== 0) return;
+    var row = closestEl(e.target, ".k-table tbody tr");
+    var link = row && row.querySelector("a.k-row-link");
+    if (!link || closestEl(e.target, "a, button, input, select, textarea, label, summary, .k-col-select")) return;
+    var selected = window.getSelection ? String(window.getSelection()) : "";
+    if (selected) return;  /* the user is selecting text to copy */
+    if (e.ctrlKey || e.metaKey || e.shiftKey) window.open(link.href, "_blank", "noopener");
+    else window.location.assign(link.href);
   });
 
   /* Confirm before submit: <button data-confirm="Delete 3 rows?"> (or on a link or form). */
@@ -176,6 +228,106 @@
     });
   }
   doc.querySelectorAll("input[data-autocomplete]").forEach(initAutocomplete);
+
+  /* GET filter forms leave their empty fields out of the URL. */
+  doc.querySelectorAll("form[data-clean-get]").forEach(function (form) {
+    form.addEventListener("submit", function () {
+      form.querySelectorAll("input[name], select[name]").forEach(function (el) {
+        if (el.value === "" || (el.type === "radio" && !el.checked)) el.disabled = true;
+      });
+    });
+  });
+  window.addEventListener("pageshow", function () {  /* back to a page kept in memory */
+    doc.querySelectorAll("form[data-clean-get] [disabled]").forEach(function (el) { el.disabled = false; });
+  });
+
+  /* The palette (Ctrl-K / ⌘K): type-ahead over pages, lists and records this user may open,
+     from /admin/palette; Enter opens the highlighted one (an exact key is listed first). */
+  var opener = doc.querySelector("[data-palette]");
+  var palette = null;
+  function buildPalette(url) {
+    var dlg = doc.createElement("dialog"), box = doc.createElement("div");
+    var input = doc.createElement("input"), list = doc.createElement("ul"), foot = doc.createElement("p");
+    var live = doc.createElement("span"), timer = null, controller = null, active = 0, items = [];
+    dlg.className = "k-palette"; dlg.setAttribute("aria-label", "Go to a page, list or record");
+    box.className = "k-palette-box";
+    input.className = "k-input k-palette-input"; input.type = "text"; input.id = "k-palette-q";
+    input.placeholder = "Go to a page, list or record…"; input.autocomplete = "off";
+    input.setAttribute("role", "combobox"); input.setAttribute("aria-expanded", "true");
+    input.setAttribute("aria-controls", "k-palette-list"); input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-label", "Go to");
+    list.id = "k-palette-list"; list.className = "k-palette-list"; list.setAttribute("role", "listbox");
+    list.setAttribute("aria-label", "Results");
+    foot.className = "k-palette-foot"; foot.textContent = "↑ ↓ to move · Enter to open · Esc to close";
+    live.className = "k-sr-only"; live.setAttribute("role", "status");
+    box.append(input, list, foot, live); dlg.appendChild(box); doc.body.appendChild(dlg);
+    dlg.addEventListener("click", function (e) { if (e.target === dlg) dlg.close(); });
+    function mark(i) {
+      active = Math.max(0, Math.min(i, items.length - 1));
+      items.forEach(function (li, j) { li.setAttribute("aria-selected", j === active ? "true" : "false"); });
+      if (items[active]) { input.setAttribute("aria-activedescendant", items[active].id); items[active].scrollIntoView({ block: "nearest" }); }
+      else input.removeAttribute("aria-activedescendant");
+    }
+    function go(li) { if (li) window.location.assign(li.getAttribute("data-url")); }
+    function render(results) {
+      list.textContent = ""; items = [];
+      results.forEach(function (r, i) {
+        var li = doc.createElement("li"), kind = doc.createElement("span"), label = doc.createElement("span"), hint = doc.createElement("span");
+        li.id = "k-palette-opt-" + i; li.className = "k-palette-item"; li.setAttribute("role", "option");
+        li.setAttribute("data-url", r.url);
+        kind.className = "k-palette-kind"; kind.textContent = r.exact ? "Exact" : r.kind;
+        label.className = "k-palette-label"; label.textContent = r.label;
+        hint.className = "k-palette-hint"; hint.textContent = r.hint || "";
+        li.append(kind, label, hint);
+        li.addEventListener("mousedown", function (e) { e.preventDefault(); go(li); });
+        list.appendChild(li); items.push(li);
+      });
+      if (!results.length) {
+        var none = doc.createElement("li"); none.className = "k-palette-empty"; none.textContent = "Nothing matches";
+        list.appendChild(none);
+      }
+      live.textContent = results.length + (results.length === 1 ? " result" : " results");
+      mark(0);
+    }
+    function search() {
+      if (controller) controller.abort();
+      controller = typeof AbortController === "function" ? new AbortController() : null;
+      fetch(url + "?q=" + encodeURIComponent(input.value.trim()), {
+        headers: { Accept: "application/json" }, credentials: "same-origin", signal: controller && controller.signal
+      }).then(function (r) { return r.ok ? r.json() : { results: [] }; })
+        .then(function (data) { render((data && data.results) || []); })
+        .catch(function (err) { if (err && err.name !== "AbortError") render([]); });
+    }
+    input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(search, 120); });
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "ArrowDown") { e.preventDefault(); mark(active + 1); }
+      else if (e.key === "ArrowUp") { e.preventDefault(); mark(active - 1); }
+      else if (e.key === "Enter") { e.preventDefault(); go(items[active]); }
+    });
+    return { open: function () { if (!dlg.open) { dlg.showModal(); input.select(); search(); } } };
+  }
+  if (opener) {
+    opener.hidden = false;
+    var openPalette = function () {
+      if (!palette) palette = buildPalette(opener.getAttribute("data-palette"));
+      palette.open();
+    };
+    opener.addEventListener("click", openPalette);
+    doc.addEventListener("keydown", function (e) {
+      if ((e.ctrlKey || e.metaKey) && !e.altKey && (e.key === "k" || e.key === "K")) { e.preventDefault(); openPalette(); }
+    });
+  }
+
+  /* After a failed save, focus goes to the error summary; its links focus their field. */
+  var summary = doc.querySelector("[data-error-summary]");
+  if (summary) {
+    summary.focus();
+    summary.addEventListener("click", function (e) {
+      var a = closestEl(e.target, 'a[href^="#"]');
+      var field = a && doc.getElementById(a.getAttribute("href").slice(1));
+      if (field) { e.preventDefault(); field.focus(); }
+    });
+  }
 
   initTheme();
 })();

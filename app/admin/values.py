@@ -1,0 +1,107 @@
+"""Values in their human form: choice labels and badge colours, numbers by declared format.
+
+Pure functions shared by list cells, filters and forms; no database, no aiohttp."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from markupsafe import escape
+
+# Common status words and the colour their meaning suggests; anything else is coloured by its
+# position among the column's choices, so neighbouring values never share a colour.
+_MEANING: Mapping[str, str] = {
+    **dict.fromkeys(
+        ("active", "approved", "complete", "completed", "confirmed", "delivered", "done", "paid",
+         "published", "resolved", "success", "succeeded", "verified", "yes"),
+        "success",
+    ),
+    **dict.fromkeys(
+        ("awaiting", "draft", "due", "hold", "on_hold", "pending", "review", "in_review",
+         "waiting", "unpaid", "partial", "scheduled"),
+        "warning",
+    ),
+    **dict.fromkeys(
+        ("blocked", "declined", "error", "failed", "lost", "no_show", "overdue", "rejected",
+         "refused", "suspended"),
+        "danger",
+    ),
+    **dict.fromkeys(
+        ("cancelled", "canceled", "archived", "closed", "expired", "inactive", "retired"),
+        "neutral",
+    ),
+    **dict.fromkeys(("in_progress", "new", "open", "processing", "sent", "started"), "info"),
+}  # fmt: skip
+_CYCLE = ("brand", "info", "success", "warning", "neutral")
+
+_SYMBOLS: Mapping[str, str] = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "INR": "₹"}
+
+
+def choice_label(value: str) -> str:
+    """`no_show` → "No show": the stored word, readable."""
+    text = value.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def choice_options(choices: Sequence[str]) -> list[tuple[str, str]]:
+    """(value, label) pairs for a select or a filter."""
+    return [(c, choice_label(c)) for c in choices]
+
+
+def choice_tones(
+    choices: Sequence[str], declared: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Each choice's badge tone: declared, else from its meaning, else by position."""
+    declared = declared or {}
+    out = {}
+    for i, c in enumerate(choices):
+        out[c] = declared.get(c) or _MEANING.get(c.lower()) or _CYCLE[i % len(_CYCLE)]
+    return out
+
+
+def badge_html(value: str, tone: str) -> str:
+    """A choice as a coloured badge (the `k.badge` macro's markup, built once per choice)."""
+    cls = "k-badge" if tone == "neutral" else f"k-badge k-badge--{tone}"
+    return f'<span class="{cls}">{escape(choice_label(value))}</span>'
+
+
+def number_formatter(spec: str) -> Callable[[Any], str]:
+    """A declared format (`money:EUR`, `percent`, `integer`, `decimal:2`) as value → text."""
+    kind, _, arg = spec.partition(":")
+    if kind == "money":
+        code = arg.upper() or ""
+        symbol = _SYMBOLS.get(code)
+        places = 0 if code == "JPY" else 2
+
+        def money(v: Any) -> str:
+            text = _fixed(v, places)
+            if symbol is None:
+                return f"{text} {code}".strip()
+            return f"−{symbol}{text[1:]}" if text.startswith("-") else f"{symbol}{text}"
+
+        return money
+    if kind == "percent":
+        return lambda v: f"{_fixed(v, None)} %"
+    if kind == "integer":
+        return lambda v: _fixed(v, 0)
+    if kind == "decimal":
+        places = int(arg) if arg.isdigit() else 2
+        return lambda v: _fixed(v, places)
+    return str
+
+
+def _fixed(value: Any, places: int | None) -> str:
+    """Grouped digits with `places` decimals (None: as stored)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return str(value)
+    if places is None:
+        return f"{value:,}" if not isinstance(value, float) else f"{value:,.6g}"
+    if isinstance(value, Decimal):
+        # More digits than the context holds: shown as stored.
+        with contextlib.suppress(InvalidOperation):
+            value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        return f"{value:,}"
+    return f"{value:,.{places}f}"
