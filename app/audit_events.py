@@ -58,6 +58,10 @@ class EventType(StrEnum):
     AI_PROPOSAL_REJECTED = "ai_proposal_rejected"
     AI_PROPOSAL_APPLIED = "ai_proposal_applied"
     MEMORY_REDACTED = "memory_redacted"
+    INVITATION_SENT = "invitation_sent"
+    INVITATION_RESENT = "invitation_resent"
+    INVITATION_REVOKED = "invitation_revoked"
+    INVITATION_ACCEPTED = "invitation_accepted"
 
 
 # Types the log accepts (the table's CHECK lists them) but no feature writes yet: the audit
@@ -562,4 +566,38 @@ def memory_redacted(entry_id: str, reason: str, *, details: Details = None) -> E
 
 
 # Every type has exactly one constructor here; a test keeps this map complete.
+# ---- invitations (AUTHZ-9) ----------------------------------------------------------------
+
+
+def invitation_sent(
+    user_id: int, email: str, role: str, groups: Iterable[str], *, details: Details = None
+) -> Event:
+    names = sorted(groups)
+    return _user(
+        EventType.INVITATION_SENT, f"Invited {email} ({role})", user_id, email,
+        role=role, groups=names, details=details,
+    )  # fmt: skip
+
+
+def invitation_resent(user_id: int, email: str, *, details: Details = None) -> Event:
+    return _user(
+        EventType.INVITATION_RESENT, f"Sent the invitation to {email} again; the old link no"
+        " longer works", user_id, email, details=details,
+    )  # fmt: skip
+
+
+def invitation_revoked(user_id: int, email: str, *, details: Details = None) -> Event:
+    return _user(
+        EventType.INVITATION_REVOKED, f"Withdrew the invitation to {email}", user_id, email,
+        details=details,
+    )  # fmt: skip
+
+
+def invitation_accepted(user_id: int, email: str, *, details: Details = None) -> Event:
+    return _user(
+        EventType.INVITATION_ACCEPTED, f"{email} accepted the invitation and chose a password",
+        user_id, email, details=details,
+    )  # fmt: skip
+
+
 CONSTRUCTORS = {t: globals()[t.value] for t in EventType}

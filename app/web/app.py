@@ -23,6 +23,7 @@ from app.web import (
     admin_users,
     audit_views,
     flash,
+    invite_views,
     keys,
     mfa_views,
     public,
@@ -67,6 +68,7 @@ FEATURES: tuple[ModuleType, ...] = (
     mfa_views,  # after account: the code step and the set-up page
     admin_users,
     admin_groups,
+    invite_views,  # invitations: from the users list, and the invitee's page
     audit_views,  # after users and groups: one "Administration" sidebar section
 )
 
