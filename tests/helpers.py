@@ -6,10 +6,16 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +119,42 @@ async def outbox_mail(conn: Any, secret: str | bytes) -> list[tuple[str, str]]:
         (to, unseal(key, seal, body) if seal is not None else body)
         for to, body, seal in await cur.fetchall()
     ]
+
+
+@dataclass
+class Recorder:
+    """An SMTP handler (aiosmtpd) that keeps what it receives, or answers RCPT with a fixed
+    refusal. Shared by the mail tests and every page test that follows a mailed link."""
+
+    refuse: str | None = None
+    messages: list[EmailMessage] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.refuse:
+            return self.refuse
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = message_from_bytes(envelope.content, policy=email_policy.default)
+        with self.lock:
+            self.messages.append(msg)  # type: ignore[arg-type]
+        return "250 2.0.0 Ok: queued as TEST"
+
+
+@contextmanager
+def smtp_recorder() -> Iterator[tuple[int, Recorder]]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) for the block: (port, recorder)."""
+    from aiosmtpd.controller import Controller
+
+    handler = Recorder()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, handler
+    finally:
+        controller.stop()

@@ -14,27 +14,19 @@ from typing import Any
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
-from aiosmtpd.controller import Controller
 
 from app import keyring
 from app.authority.setup import TEST_HASHER_COST
 from app.config import Config
 from app.web.app import build_app
-from tests.helpers import CHEAP_HASHING, free_port, keel, keel_env
-from tests.mail.conftest import Recorder
+from tests.helpers import CHEAP_HASHING, Recorder, keel, keel_env, smtp_recorder
 from tests.web.conftest import page_token
 
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[int, Recorder]]:
-    handler = Recorder()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, handler
-    finally:
-        controller.stop()
+    with smtp_recorder() as server:
+        yield server
 
 
 async def _server(aiohttp_client: Any, config: Config) -> TestClient:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -15,30 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from app.mail import SmtpSettings
-from tests.helpers import free_port
-
-
-@dataclass
-class Recorder:
-    """An SMTP handler that keeps what it receives, or answers RCPT with a fixed refusal."""
-
-    refuse: str | None = None
-    messages: list[EmailMessage] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if self.refuse:
-            return self.refuse
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = message_from_bytes(envelope.content, policy=policy.default)
-        with self.lock:
-            self.messages.append(msg)  # type: ignore[arg-type]
-        return "250 2.0.0 Ok: queued as TEST"
+from tests.helpers import Recorder, free_port  # Recorder: shared with the page tests
 
 
 @dataclass

@@ -9,11 +9,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 
 from app.web.app import build_app
-from tests.helpers import free_port, outbox_mail
-from tests.mail.conftest import Recorder
+from tests.helpers import Recorder, outbox_mail, smtp_recorder
 from tests.web.conftest import page_token, sign_in
 
 NEW = "a wholly different passphrase"
@@ -21,14 +19,8 @@ NEW = "a wholly different passphrase"
 
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[int, Recorder]]:
-    handler = Recorder()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, handler
-    finally:
-        controller.stop()
+    with smtp_recorder() as server:
+        yield server
 
 
 async def _forgot(client, email: str, headers: dict[str, str] | None = None) -> None:  # type: ignore[no-untyped-def]
