@@ -377,7 +377,7 @@ async def accept(
     every bad link). A second factor the policy requires is asked for next, by the pages."""
     at = now or datetime.now(UTC)
     # Guessing links is limited like guessing reset links, per client address.
-    if await ratelimit.hit(conn, ratelimit.RESET_CONSUME_IP, ctx.ip or "unknown", now=at):
+    if await ratelimit.hit(conn, ratelimit.INVITE_ACCEPT_IP, ctx.ip or "unknown", now=at):
         raise LinkInvalid()
     pending = await peek(conn, token, now=at)
     if pending is None:

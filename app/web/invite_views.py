@@ -213,10 +213,6 @@ async def accept_page(request: web.Request) -> web.StreamResponse:
 async def accept_submit(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
     form = await _form(request)
-    async with request.app[keys.POOL].connection() as conn:
-        pending = await invitations.peek(conn, token, now=now(request.app))
-    if pending is None:
-        return _invalid_link(request)
     try:
         password = _text(form, "password", "The password", MAX_BYTES)
         confirm = _text(form, "confirm", "The repeated password", MAX_BYTES)
@@ -233,6 +229,12 @@ async def accept_submit(request: web.Request) -> web.StreamResponse:
     except invitations.LinkInvalid:
         return _invalid_link(request)
     except Invalid as exc:
+        # Every post is counted against the guessing limit first (in the service), so the
+        # owner is looked up only to show the form again.
+        async with request.app[keys.POOL].connection() as conn:
+            pending = await invitations.peek(conn, token, now=now(request.app))
+        if pending is None:
+            return _invalid_link(request)
         return _accept_form(request, pending.email, dict(exc.fields), exc.problem, status=400)
     # Signed in; a second factor the policy requires for this role is set up next (MFA-4).
     who = Principal(accepted.user_id, accepted.email, accepted.role, "")
