@@ -29,7 +29,7 @@ from app.web.auth import require
 from app.web.csrf import token_for
 from app.web.render import render
 
-# A resource slug in a path: never one of the built-in pages (users, groups, audit, search).
+# A resource slug in a path: never one of the built-in pages (users, groups, audit, search, invitations).
 SLUG = ROUTE_SLUG
 
 
