@@ -61,6 +61,10 @@ class EventType(StrEnum):
     MEMORY_REDACTED = "memory_redacted"
     API_TOKEN_CREATED = "api_token_created"
     API_TOKEN_REVOKED = "api_token_revoked"
+    INVITATION_SENT = "invitation_sent"
+    INVITATION_RESENT = "invitation_resent"
+    INVITATION_REVOKED = "invitation_revoked"
+    INVITATION_ACCEPTED = "invitation_accepted"
 
 
 # Types the log accepts (the table's CHECK lists them) but no feature writes yet: the audit
@@ -612,6 +616,40 @@ def api_token_revoked(
     return _user(
         EventType.API_TOKEN_REVOKED, f"API token {name!r} of {email} revoked", user_id, email,
         token_id=token_id, name=name, details=details,
+    )  # fmt: skip
+
+
+# ---- invitations (AUTHZ-9) ----------------------------------------------------------------
+
+
+def invitation_sent(
+    user_id: int, email: str, role: str, groups: Iterable[str], *, details: Details = None
+) -> Event:
+    names = sorted(groups)
+    return _user(
+        EventType.INVITATION_SENT, f"Invited {email} ({role})", user_id, email,
+        role=role, groups=names, details=details,
+    )  # fmt: skip
+
+
+def invitation_resent(user_id: int, email: str, *, details: Details = None) -> Event:
+    return _user(
+        EventType.INVITATION_RESENT, f"Sent the invitation to {email} again; the old link no"
+        " longer works", user_id, email, details=details,
+    )  # fmt: skip
+
+
+def invitation_revoked(user_id: int, email: str, *, details: Details = None) -> Event:
+    return _user(
+        EventType.INVITATION_REVOKED, f"Withdrew the invitation to {email}", user_id, email,
+        details=details,
+    )  # fmt: skip
+
+
+def invitation_accepted(user_id: int, email: str, *, details: Details = None) -> Event:
+    return _user(
+        EventType.INVITATION_ACCEPTED, f"{email} accepted the invitation and chose a password",
+        user_id, email, details=details,
     )  # fmt: skip
 
 

@@ -386,6 +386,13 @@ SETTINGS: tuple[Setting, ...] = (
         example="5m",
     ),
     Setting(
+        "invitation_ttl",
+        _duration_between(3600, 30 * 86400, "1h to 30d"),
+        259200.0,
+        "How long an invitation link works after it is sent (or sent again).",
+        example="3d",
+    ),
+    Setting(
         "read_only", _parse_bool, False, "Refuse all writes except sign-in and own-account pages."
     ),
     Setting(
@@ -535,6 +542,7 @@ class Config:
     mfa_policy: str = "optional"
     mfa_grace_period: float = 604800.0
     mfa_pending_lifetime: float = 300.0
+    invitation_ttl: float = 259200.0
     read_only: bool = False
     log_format: str = "auto"
     log_level: str = "info"

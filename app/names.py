@@ -14,7 +14,7 @@ import unicodedata
 # underscores, starting with a letter; 63 characters like a PostgreSQL identifier.
 SLUG = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # Built-in pages under /admin/ that no resource may shadow.
-RESERVED_SLUGS = frozenset({"users", "groups", "audit", "search", "api"})
+RESERVED_SLUGS = frozenset({"users", "groups", "audit", "search", "api", "invitations"})
 # The `{resource}` part of an admin route: any slug except the reserved ones. Every admin
 # route continues with "/" after the slug, which the lookahead relies on.
 ROUTE_SLUG = r"{resource:(?!(?:" + "|".join(sorted(RESERVED_SLUGS)) + r")/)[a-z][a-z0-9_]{0,62}}"

@@ -124,6 +124,8 @@ class Listing:
     columns: tuple[Computed, ...] = ()
     filters: tuple[Field, ...] = ()
     empty: str = "Nothing here yet"
+    # (label, address) buttons beside "New …" for those who may create (e.g. invitations).
+    links: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

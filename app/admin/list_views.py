@@ -31,7 +31,7 @@ from app.web.csrf import token_for
 from app.web.forms import read_form
 from app.web.render import crumbs, render
 
-# A resource slug in a path: never one of the built-in pages (users, groups, audit, search).
+# A resource slug in a path: never one of the built-in pages (users, groups, audit, search, invitations).
 SLUG = ROUTE_SLUG
 
 

@@ -32,6 +32,7 @@ LOGIN_IP = Limit("login_ip", 30, 60.0)  # LOGIN-3: per client IP, across account
 LOGIN_FAIL = Limit("login_fail", 5, 600.0)  # LOGIN-2: per account, failures
 RESET_REQUEST_IP = Limit("reset_request_ip", 5, 900.0)  # REC-3
 RESET_CONSUME_IP = Limit("reset_consume_ip", 10, 300.0)  # REC-3
+INVITE_ACCEPT_IP = Limit("invite_accept_ip", 10, 300.0)  # AUTHZ-9, like REC-3
 RESET_REQUEST_USER = Limit("reset_request_user", 3, 3600.0)  # REC-3
 LONGEST_WINDOW = timedelta(hours=1)  # the sweeper keeps events at least this long
 

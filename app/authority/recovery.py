@@ -28,6 +28,10 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("ascii", "replace")).digest()
 
 
+# Invitation links are hashed the same way (app/authority/invitations.py).
+token_hash = _hash
+
+
 async def issue_token(
     conn: Conn,
     *,

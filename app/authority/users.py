@@ -204,6 +204,7 @@ async def create(
     profile: Mapping[str, object] | None = None,
     groups: Iterable[str] = (),
     via: str = "admin",
+    active: bool = True,
 ) -> User:
     """A new user (email normalised, duplicate → Conflict), in the named groups; one event.
 
@@ -220,14 +221,15 @@ async def create(
         async with conn.transaction():
             cur = await conn.execute(
                 "INSERT INTO keel_users (email, role, password_hash, password_changed_at,"
-                " must_change_password, full_name, display_name, job_title, locale, timezone)"
+                " must_change_password, full_name, display_name, job_title, locale, timezone,"
+                " is_active)"
                 " VALUES (%s, %s, %s, CASE WHEN %s::text IS NULL THEN NULL ELSE now() END, %s,"
-                " %s, %s, %s, %s, %s) RETURNING id",
+                " %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
                     address, role, password_hash, password_hash, must_change_password,
                     values.get("full_name", ""), values.get("display_name", ""),
                     values.get("job_title", ""), values.get("locale", "en"),
-                    values.get("timezone", "UTC"),
+                    values.get("timezone", "UTC"), active,
                 ),
             )  # fmt: skip
             row = await cur.fetchone()
@@ -416,6 +418,24 @@ async def set_password(
 
 
 # ---- writers shared with the login, recovery and break-glass code ----------------------
+
+
+async def write_activation(conn: psycopg.AsyncConnection[Any], user_id: int) -> None:
+    """An invited account becomes active when its owner accepts (AUTHZ-9); caller's transaction."""
+    await conn.execute(
+        "UPDATE keel_users SET is_active = true, updated_at = now() WHERE id = %s", (user_id,)
+    )
+
+
+async def delete_unused(conn: psycopg.AsyncConnection[Any], user_id: int) -> bool:
+    """Remove an invited account that was never used: inactive, no password, never signed in.
+    Returns whether it was removed (AUTHZ-9 revoke); anything else is left alone."""
+    cur = await conn.execute(
+        "DELETE FROM keel_users WHERE id = %s AND NOT is_active AND password_hash IS NULL"
+        " AND last_login_at IS NULL RETURNING id",
+        (user_id,),
+    )
+    return await cur.fetchone() is not None
 
 
 async def write_role(conn: psycopg.AsyncConnection[Any], user_id: int, role: str) -> None:

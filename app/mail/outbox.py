@@ -29,6 +29,10 @@ TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Emergency access to your {{ site_name }} account",
         (*_SECURITY, "link", "expires_minutes", "operator", "reason"),
     ),
+    "invitation": (
+        "You are invited to {{ site_name }}",
+        ("email", "role", "inviter", "link", "expires_in"),
+    ),
     "test": ("Test message from {{ site_name }}", ("when",)),
 }
 # One address, no display name, nothing that could smuggle a header (CR/LF, commas).

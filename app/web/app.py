@@ -21,6 +21,7 @@ from app.web import (
     account,
     account_tokens,
     flash,
+    invite_views,
     keys,
     mfa_views,
     public,
@@ -64,6 +65,7 @@ FEATURES: tuple[ModuleType, ...] = (
     account,
     mfa_views,  # after account: the code step and the set-up page
     account_tokens,  # own API tokens, on the account area
+    invite_views,  # invitations: from the users list, and the invitee's page
 )
 
 

@@ -51,7 +51,11 @@ SERVER = "keel"
 # outside every middleware and signal, with its default Server header: replace that default.
 web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
 # Path segments that carry secrets never reach the log (REC-6).
-_SECRET_PATHS = (re.compile(r"^(/reset/)[^/]+"), re.compile(r"^(/recover/)[^/]+"))
+_SECRET_PATHS = (
+    re.compile(r"^(/reset/)[^/]+"),
+    re.compile(r"^(/recover/)[^/]+"),
+    re.compile(r"^(/invite/)[^/]+"),
+)
 
 
 def mask_path(path: str) -> str:

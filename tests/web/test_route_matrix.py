@@ -9,13 +9,15 @@ test. Resource routes (`/admin/{resource}/…`) are covered by the admin enginee
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import psycopg
 import pytest
 from aiohttp import ClientResponse
 
-from app.authority import recovery
+from app.audit import Context, derive_key
+from app.authority import invitations, recovery
 from app.web import csrf
 from tests.web.conftest import login_form
 
@@ -76,6 +78,11 @@ EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
     "/admin/groups/{id}/edit": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
     "/admin/groups/{id}/members": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
     "/admin/groups/{id}/delete": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
+    "/admin/invitations/": (ADMIN_UP, frozenset({"GET"}), "AUTHZ-9 open invitations"),
+    "/admin/invitations/new": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-9, AUTHZ-3 ceiling"),
+    "/admin/invitations/{id}/resend": (ADMIN_UP, frozenset({"POST"}), "AUTHZ-9"),
+    "/admin/invitations/{id}/revoke": (ADMIN_UP, frozenset({"POST"}), "AUTHZ-9"),
+    "/invite/{token}": (EVERYONE, frozenset({"GET", "POST"}), "AUTHZ-9 the invitee's link page"),
 }
 # The resource engineers' own matrices (tests/admin/test_route_matrix.py, test_api_matrix.py).
 OUT_OF_SCOPE = ("/admin/{resource}", "/admin/api/{resource}")
@@ -124,7 +131,7 @@ def post_outcome(resp: ClientResponse) -> bool | None:
 
 
 async def test_every_route_allows_exactly_the_roles_the_spec_allows(
-    client, signed_in, make_user, database_url
+    client, signed_in, make_user, database_url, config
 ):
     """Every method of every route: each GET, and each POST with a valid CSRF token (so a
     refusal is the route guard's, never SEC-1's), as anonymous and as each of the five roles."""
@@ -148,11 +155,30 @@ async def test_every_route_allows_exactly_the_roles_the_spec_allows(
                 "INSERT INTO keel_groups (name) VALUES (%s) RETURNING id", (f"matrix-{role}",)
             )
             group_ids[role] = (await cur.fetchone())[0]
+        # One invitation per role: an allowed resend then revoke really acts on it; and one
+        # link for /invite/{token} (posted empty, it stays good: the password is refused).
+        cli = Context(audit_key=derive_key(config.secret_key), os_actor="ops@host")
+        invitation_ids = {}
+        for role in ROLES:
+            inv = await invitations.invite(
+                conn, cli, None, email=f"invited-{role}@example.com", role="user",
+                public_url=config.public_url, ttl=config.invitation_ttl,
+            )  # fmt: skip
+            invitation_ids[role] = inv.id
+        invite_token = secrets.token_urlsafe(32)
+        await conn.execute(
+            "UPDATE keel_invitations SET token_hash = %s WHERE id = %s",
+            (recovery.token_hash(invite_token), invitation_ids["anonymous"]),
+        )
     anon_csrf = await login_form(client)
 
     def concrete(path: str, role: str) -> str:
         if path.startswith("/admin/groups/"):
             path = path.replace("{id}", str(group_ids[role]))
+        if path.startswith("/admin/invitations/"):
+            path = path.replace("{id}", str(invitation_ids[role]))
+        if path.startswith("/invite/"):
+            path = path.replace("{token}", invite_token)
         return (
             path.replace("{id}", str(target.id))
             .replace("{token}", token)

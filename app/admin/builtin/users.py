@@ -353,6 +353,7 @@ USERS = Entity(
             Field("active", "Active", "select", options="active"),
         ),
         empty="No users match",
+        links=(("Invitations", "/admin/invitations/"), ("Invite", "/admin/invitations/new")),
     ),
     service=Service(
         load=users.get,
