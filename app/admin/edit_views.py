@@ -41,7 +41,7 @@ SLUG = ROUTE_SLUG
 PK = r"{pk:[^/]{1,200}}"
 _BACK = re.compile(r"^[^\x00-\x1f\x7f#]{0,2000}$")
 SAVE_CHOICES = ("save", "continue", "add")
-RESERVED = "new|lookup"  # sub-pages whose names could be read as a record's key
+RESERVED = "new|lookup|bulk-edit"  # sub-pages whose names could be read as a record's key
 
 
 # ---- addresses with a trailing slash ------------------------------------------------------

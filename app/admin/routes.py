@@ -10,7 +10,16 @@ from typing import Any
 
 from aiohttp import web
 
-from app.admin import api, dashboard, delete_views, edit_views, entity_views, export, list_views
+from app.admin import (
+    api,
+    bulk_edit_views,
+    dashboard,
+    delete_views,
+    edit_views,
+    entity_views,
+    export,
+    list_views,
+)
 from app.admin.builtin import ENTITIES
 from app.authority.principal import Principal
 from app.web.auth import add_nav_provider
@@ -47,6 +56,8 @@ def routes() -> list[web.RouteDef]:
         web.get(f"{_EDIT}/new", edit_views.create_page),
         web.post(f"{_EDIT}/new", edit_views.create_submit),
         web.get(f"{_EDIT}/lookup", edit_views.lookup_json),
+        web.get(f"{_EDIT}/bulk-edit", bulk_edit_views.bulk_edit_page),
+        web.post(f"{_EDIT}/bulk-edit", bulk_edit_views.bulk_edit_submit),
         web.get(f"{_EDIT}/bulk/{{action}}", delete_views.bulk_page),
         web.post(f"{_EDIT}/bulk/{{action}}", delete_views.bulk_submit),
         # Every other admin address ends in "/": the same with a slash is a redirect, not an
