@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from app.admin import types
-from app.admin.m2m import Link, ManyToMany, resolve
+from app.admin.joins import Link, ManyToMany, resolve
 from app.db.catalog import (
     INTEGER_TYPES,
     NUMBER_TYPES,

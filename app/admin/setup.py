@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from aiohttp import web
 
-from app.admin import m2m
+from app.admin import joins
 from app.admin.listing import cursor_ring_key
 from app.admin.registry import site_registry
 from app.admin.resources import (
@@ -45,7 +45,7 @@ async def load_tables(conn: psycopg.AsyncConnection[Any], registry: Registry) ->
     names += [m.through for r in registry for m in (r.many_to_many or ())]
     catalog = await load_catalog(conn, list(dict.fromkeys(names)))
     # Tables pointing at a declared one may be join tables of a many-to-many (app/admin/m2m.py).
-    referrers = [t for t in m2m.candidates(catalog.values()) if t not in catalog]
+    referrers = [t for t in joins.candidates(catalog.values()) if t not in catalog]
     catalog.update(await load_catalog(conn, referrers))
     targets = {fk.target for t in catalog.values() for fk in t.foreign_keys}
     missing = [t for t in sorted(targets) if t not in catalog]
