@@ -201,6 +201,8 @@ def parse(
             else:
                 out.edits.append(Edit("delete", index, pk=row.pk, version=row.version))
             continue
+        if "change" not in allowed:
+            continue  # drawn disabled: nothing of it was posted, so nothing to change
         parsed = forms.parse_form(row_specs, values, creating=False)
         row.raw.update(parsed.raw)
         row.errors.update(parsed.errors)
