@@ -17,12 +17,13 @@ from multidict import MultiDict, MultiMapping
 
 from app.admin import bulk_edit, writes
 from app.admin.delete_views import NothingSelected, Selection, nothing_selected, parse_selection
-from app.admin.edit_views import read_form, singular
+from app.admin.edit_views import singular
 from app.admin.resources import BoundResource
 from app.admin.setup import get_resource
 from app.errors import Conflict, Invalid, NotFound
 from app.web import flash, keys
 from app.web.auth import audit_context, is_elevated, require, require_elevated, session
+from app.web.forms import read_form
 from app.web.render import render
 
 STAGES = ("choose", "preview", "apply")
