@@ -1,5 +1,6 @@
-"""The declaration facade site authors import: `from app.admin import Resource, Action, Inline, register`."""
+"""The declaration facade site authors import: `from app.admin import Resource, Action, Inline, …`."""
 
-from app.admin.resources import Action, Inline, Registry, Resource, register
+from app.admin.joins import ManyToMany
+from app.admin.resources import Action, BulkEdit, Inline, Registry, Resource, register
 
-__all__ = ["Action", "Inline", "Registry", "Resource", "register"]
+__all__ = ["Action", "BulkEdit", "Inline", "ManyToMany", "Registry", "Resource", "register"]

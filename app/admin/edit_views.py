@@ -12,12 +12,22 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from app import audit
-from app.admin import field_html, forms, lookup, rowkey, writes
+from app.admin import (
+    field_html,
+    forms,
+    inlines,
+    lookup,
+    m2m,
+    relation_views,
+    relations,
+    rowkey,
+    writes,
+)
 from app.admin.resources import BoundResource, display_column_of
 from app.admin.setup import ADMIN, get_resource
 from app.authority.principal import Principal
 from app.db.catalog import Table
-from app.errors import Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.names import ROUTE_SLUG
 from app.web import flash, keys
 from app.web.auth import audit_context, require
@@ -31,7 +41,7 @@ SLUG = ROUTE_SLUG
 PK = r"{pk:[^/]{1,200}}"
 _BACK = re.compile(r"^[^\x00-\x1f\x7f#]{0,2000}$")
 SAVE_CHOICES = ("save", "continue", "add")
-RESERVED = "new|lookup"  # sub-pages whose names could be read as a record's key
+RESERVED = "new|lookup|bulk-edit"  # sub-pages whose names could be read as a record's key
 
 
 # ---- addresses with a trailing slash ------------------------------------------------------
@@ -356,6 +366,8 @@ async def render_form(
         ],
         "form_errors": [],
         "inlines": [],
+        "m2m_fields": [],
+        "edit_inlines": [],
         **(extra or {}),
     }
     names = [f"admin/{bound.slug}/edit.html", "admin/edit.html"]
@@ -462,6 +474,8 @@ async def inline_blocks(
     """EDIT-7: children of this row, read-only, with a capped count and an "add" link."""
     blocks = []
     for inline in bound.resource.inlines:
+        if inline.editable:
+            continue  # drawn inside the form (relation_views.edit_context)
         child = resource_for_table(request, inline.table)
         if child is None or not await can(request, who, child.permission("view")):
             continue
@@ -498,10 +512,11 @@ async def edit_page(request: web.Request) -> web.Response:
         "_label": writes.label_of(bound, row),
     }
     flashes = [{"kind": "success", "text": "Saved."}] if request.query.get("saved") == "1" else []
-    inlines = await inline_blocks(request, who, bound, pk) if bound.resource.inlines else []
+    blocks = await inline_blocks(request, who, bound, pk) if bound.resource.inlines else []
+    related = await relation_views.edit_context(request, who, bound, pk)
     return await render_form(
         request, bound, who, pk=pk, raw=raw, labels=labels,
-        extra={"flashes": flashes, "inlines": inlines},
+        extra={"flashes": flashes, "inlines": blocks, **related},
     )  # fmt: skip
 
 
@@ -528,30 +543,53 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
     bound = get_resource(request)
     who = await require(request, perm=bound.permission("change"))
     pk = path_key(bound, request.match_info["pk"])
-    data = first_values(await read_form(request))
+    form = await read_form(request)
+    data = first_values(form)
     version = data.get("_version", "")
     if not re.fullmatch(r"[th]:[0-9A-Za-z:.\-+TZ]{1,64}", version):
         raise Invalid("The form has no valid record version.", fix="reload the page and try again")
     parsed = forms.parse_form(field_specs(bound), data, creating=False)
-    if not parsed.ok:
+    # Many-to-many sets and editable inlines travel in the same form (relation_views).
+    related, shown = await relation_views.parse(request, who, bound, form)
+
+    async def again(errors: Mapping[str, str], status: int, **extra: Any) -> web.Response:
         raw = await redisplay(request, bound, pk, data, parsed.raw)
+        more = await relation_views.edit_context(request, who, bound, pk, errors=errors, **shown)
+        blocks = await inline_blocks(request, who, bound, pk) if bound.resource.inlines else []
         return await render_form(
-            request, bound, who, pk=pk, raw=raw, errors=parsed.errors, status=400,
-            extra={"form_errors": ["Please correct the fields marked below."]},
+            request, bound, who, pk=pk, raw=raw, errors=errors, status=status,
+            extra={"inlines": blocks, **more, **extra},
         )  # fmt: skip
+
+    if not parsed.ok or relation_views.has_errors(shown):
+        return await again(
+            parsed.errors, 400, form_errors=["Please correct the fields marked below."]
+        )
     try:
         async with request.app[keys.POOL].connection() as conn:
-            await writes.update_row(
+            await relations.save_edit(
                 conn, audit_context(request), bound, pk, parsed.values,
                 version=version, original=parse_original(data.get("_original")),
+                related=related,
             )  # fmt: skip
     except Invalid as exc:
-        raw = await redisplay(request, bound, pk, data, parsed.raw)
-        return await _invalid(request, bound, who, raw, exc, pk=pk)
+        problems = [] if exc.fields else [exc.problem]
+        return await again(
+            exc.fields, 400,
+            form_errors=problems or ["The record was not saved: see the fields below."],
+        )  # fmt: skip
+    except Conflict as exc:
+        return await again({}, 409, form_errors=[exc.problem])
     except writes.StaleRow as stale:
         label = writes.label_of(bound, stale.current)
         raw = {**displayed(bound, stale.current), **data, **parsed.raw, "_label": label}
         return await conflict_page(request, bound, who, pk, raw=raw, stale=stale)
+    except m2m.StaleSet as exc:
+        shown["was"][exc.link.name] = exc.now  # saving again replaces their set with this one
+        return await again({}, 409, form_errors=[relation_views.conflict_message(exc)])
+    except inlines.StaleChild as exc:
+        shown["forms_"].pop(exc.child.slug, None)  # the rows as they are now
+        return await again({}, 409, form_errors=[relation_views.conflict_message(exc)])
     raise redirect_after_save(
         request, bound, pk, data, f"Saved {_noun(bound)} {rowkey.audit_id(bound.key, pk)}."
     )

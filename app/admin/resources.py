@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from app.admin import types
+from app.admin.joins import Link, ManyToMany, resolve
 from app.db.catalog import (
     INTEGER_TYPES,
     NUMBER_TYPES,
@@ -63,6 +64,21 @@ class Inline:
     fk_column: str
     list_display: tuple[str, ...] = ()
     limit: int = 20
+    # Editable inlines: the rows are changed, added and deleted on the parent's form, saved
+    # with it in one transaction (app/admin/inlines.py). `fields` are the inputs of each row
+    # (default: `list_display` without the key); `extra` is the number of blank rows offered.
+    editable: bool = False
+    fields: tuple[str, ...] = ()
+    extra: int = 1
+
+
+@dataclass(frozen=True)
+class BulkEdit:
+    """Bulk edit on the list page: set `fields` on selected (or all matching) rows in one
+    statement (app/admin/bulk_edit.py); more than `reauth_above` rows need the password again."""
+
+    fields: tuple[str, ...]
+    reauth_above: int = 100
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,10 @@ class Resource:
     # Badge colour per choice value: {"status": {"cancelled": "danger", ...}} (BADGE_TONES);
     # values not named here get a colour from their meaning or, failing that, their position.
     badges: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Join tables edited as a multi-select on this resource's form; None finds them in the
+    # catalog (a table whose primary key is two foreign keys), () turns that off.
+    many_to_many: tuple[ManyToMany, ...] | None = None
+    bulk_edit: BulkEdit | None = None
 
     def __post_init__(self) -> None:
         # Declarations are written by hand: accept lists and a bare string where a tuple is meant.
@@ -105,6 +125,8 @@ class Resource:
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         object.__setattr__(self, "inlines", tuple(self.inlines))
         object.__setattr__(self, "actions", tuple(self.actions))
+        if self.many_to_many is not None:
+            object.__setattr__(self, "many_to_many", tuple(self.many_to_many))
         object.__setattr__(self, "fieldsets", tuple((t, tuple(f)) for t, f in self.fieldsets))
         bare = split_name(self.table)[1]
         if self.slug is None:
@@ -226,6 +248,7 @@ class BoundResource:
     related: Mapping[str, Table] = field(default_factory=dict)  # FK targets by `schema.name`
     # Why rows cannot be changed whatever the declaration says (a view, no primary key).
     read_only_reason: str | None = None
+    links: tuple[Link, ...] = ()  # many-to-many relations (app/admin/m2m.py)
 
     @property
     def slug(self) -> str:
@@ -378,9 +401,12 @@ class Problem:
 class _Checker:
     """Walks one declaration against the catalog, collecting problems."""
 
-    def __init__(self, resource: Resource, catalog: Mapping[str, Table]) -> None:
+    def __init__(
+        self, resource: Resource, catalog: Mapping[str, Table], tables: Sequence[str] = ()
+    ) -> None:
         self.r = resource
         self.catalog = catalog
+        self.tables = tables  # every declared table: an editable inline's must be one
         self.problems: list[Problem] = []
 
     def add(self, option: str, name: str, message: str, level: str = "error") -> None:
@@ -395,7 +421,10 @@ class _Checker:
                 related[fk.target] = target
         why = inherent_read_only(table)
         resource = replace(self.r, read_only=True) if why and not self.r.read_only else self.r
-        return BoundResource(resource, table, related, why)
+        links: tuple[Link, ...] = ()
+        if table.primary_key and len(table.primary_key) == 1:
+            links, _problems = resolve(self.r.many_to_many, table, self.catalog, display_column_of)
+        return BoundResource(resource, table, related, why, links)
 
     def column(self, b: BoundResource, option: str, name: object) -> Column | None:
         col = b.resolve_column(name) if isinstance(name, str) else None
@@ -437,6 +466,7 @@ class _Checker:
         self.names(b)
         self.inlines(b)
         self.actions(b)
+        self.relations(b)
         if not 1 <= self.r.list_per_page <= 500:
             self.add("list_per_page", str(self.r.list_per_page), "must be from 1 to 500")
         return self.problems
@@ -524,9 +554,32 @@ class _Checker:
             col = child.column(inline.fk_column)
             if col is None or col.fk is None or col.fk.target != b.table.qualified:
                 self.add("inlines", inline.fk_column, f"is not a foreign key to {b.table.name}")
-            for name in inline.list_display:
+            for name in (*inline.list_display, *inline.fields):
                 if child.column(name) is None:
                     self.add("inlines", name, f"no such column in table {child.name}")
+            if inline.editable and (len(child.primary_key) != 1 or inline.table not in self.tables):
+                self.add(
+                    "inlines",
+                    inline.table,
+                    "an editable inline needs a declared resource with a one-column primary key",
+                )
+
+    def relations(self, b: BoundResource) -> None:
+        """Many-to-many declarations and bulk edit fields (app/admin/m2m.py, bulk_edit.py)."""
+        if self.r.many_to_many:
+            if len(b.key) != 1:
+                self.add("many_to_many", self.r.table, "needs a single-column primary key")
+            for name, message in resolve(
+                self.r.many_to_many, b.table, self.catalog, display_column_of
+            )[1]:
+                self.add("many_to_many", name, message)
+        if self.r.bulk_edit is not None:
+            if len(b.key) != 1:
+                self.add("bulk_edit", self.r.table, "needs a single-column primary key")
+            for name in self.r.bulk_edit.fields:
+                col = self.column(b, "bulk_edit", name)
+                if col is not None and (not col.writable or name in b.key):
+                    self.add("bulk_edit", name, "is a key, generated or an identity column")
 
     def actions(self, b: BoundResource) -> None:
         for action in self.r.actions:
@@ -550,7 +603,7 @@ def validate(registry: Registry, catalog: Mapping[str, Table]) -> list[Problem]:
     """Every name in every declaration checked against the catalog (RES-2)."""
     problems: list[Problem] = []
     for resource in registry:
-        problems.extend(_Checker(resource, catalog).run())
+        problems.extend(_Checker(resource, catalog, registry.tables()).run())
     return problems
 
 

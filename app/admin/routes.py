@@ -12,6 +12,7 @@ from aiohttp import web
 
 from app.admin import (
     api,
+    bulk_edit_views,
     dashboard,
     delete_views,
     edit_views,
@@ -57,6 +58,8 @@ def routes() -> list[web.RouteDef]:
         web.get(f"{_EDIT}/new", edit_views.create_page),
         web.post(f"{_EDIT}/new", edit_views.create_submit),
         web.get(f"{_EDIT}/lookup", edit_views.lookup_json),
+        web.get(f"{_EDIT}/bulk-edit", bulk_edit_views.bulk_edit_page),
+        web.post(f"{_EDIT}/bulk-edit", bulk_edit_views.bulk_edit_submit),
         web.get(f"{_EDIT}/bulk/{{action}}", delete_views.bulk_page),
         web.post(f"{_EDIT}/bulk/{{action}}", delete_views.bulk_submit),
         # Every other admin address ends in "/": the same with a slash is a redirect, not an

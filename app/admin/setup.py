@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from aiohttp import web
 
+from app.admin import joins
 from app.admin.listing import cursor_ring_key
 from app.admin.registry import site_registry
 from app.admin.resources import (
@@ -38,9 +39,14 @@ SLUGS = web.AppKey("admin_slugs", dict[str, str])  # schema.table → resource s
 
 
 async def load_tables(conn: psycopg.AsyncConnection[Any], registry: Registry) -> dict[str, Table]:
-    """The declared tables, their inline tables, and every table their foreign keys point to."""
+    """The declared tables, their inline and join tables, and every table their foreign keys
+    point to."""
     names = registry.tables() + [i.table for r in registry for i in r.inlines]
+    names += [m.through for r in registry for m in (r.many_to_many or ())]
     catalog = await load_catalog(conn, list(dict.fromkeys(names)))
+    # Tables pointing at a declared one may be join tables of a many-to-many (app/admin/m2m.py).
+    referrers = [t for t in joins.candidates(catalog.values()) if t not in catalog]
+    catalog.update(await load_catalog(conn, referrers))
     targets = {fk.target for t in catalog.values() for fk in t.foreign_keys}
     missing = [t for t in sorted(targets) if t not in catalog]
     catalog.update(await load_catalog(conn, missing))

@@ -50,6 +50,11 @@ def _managed(table: Table, name: str) -> bool:
     return col is not None and col.type_name in TIME_TYPES and not col.is_generated
 
 
+def keeps_updated(table: Table) -> bool:
+    """Whether writes set `updated_at` (and so a row's version is its time)."""
+    return _managed(table, MANAGED_UPDATED)
+
+
 def keel_filled(table: Table) -> tuple[str, ...]:
     """The managed timestamps insert_row fills itself: a create form need not ask for them."""
     return tuple(

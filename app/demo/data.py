@@ -312,6 +312,12 @@ async def seed_demo(
                 props,
             )
             report("properties", n_props, n_props)
+        # About two skills each, the same on every run (the skills come with the migration).
+        await conn.execute(
+            "INSERT INTO technician_skills (technician_id, skill_id)"
+            " SELECT t.id, s.id FROM technicians t CROSS JOIN skills s"
+            " WHERE (t.id * 7 + s.id * 3) % 4 = 0 ON CONFLICT DO NOTHING"
+        )
         indexes = await _drop_secondary_indexes(conn) if size == "large" else []
         constraints = await _drop_bookings_constraints(conn) if size == "large" else []
         await _generate(

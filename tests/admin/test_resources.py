@@ -11,7 +11,7 @@ from app.admin.resources import bind, validate
 from app.db.catalog import load_catalog
 from app.errors import KeelError
 
-TABLES = ["bookings", "customers", "technicians", "properties"]
+TABLES = ["bookings", "customers", "technicians", "properties", "skills"]
 
 
 async def _catalog(url: str) -> dict:

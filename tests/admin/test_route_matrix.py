@@ -49,6 +49,7 @@ EXPECTED: dict[str, tuple[dict[str, str], str]] = {
     f"{RES}/new": ({"GET": "add", "POST": "add"}, "EDIT-1 create"),
     f"{RES}/lookup": ({"GET": "view"}, "EDIT-9 autocomplete requires view"),
     f"{RES}/bulk/{{action}}": ({"GET": ACTION, "POST": ACTION}, "EDIT-8, AUTHZ-4"),
+    f"{RES}/bulk-edit": ({"GET": "change", "POST": "change"}, "EDIT-8 bulk edit of fields"),
     f"{RES}/{{pk}}/": ({"GET": "view", "POST": "change"}, "EDIT-1..4"),
     f"{RES}/{{pk}}/delete": ({"GET": "delete", "POST": "delete"}, "EDIT-5"),
     f"{RES}/{{pk}}/history": ({"GET": "view"}, "AUDIT-8 per-object history"),
@@ -207,6 +208,15 @@ def probes(b: BoundResource, rows: Rows, database_url: str) -> list[Probe]:
             Probe(route, "GET", f"{base}/bulk/{action}?ids={_key(target)}", perm(route, "GET", action), 200),
             Probe(route, "POST", f"{base}/bulk/{action}", perm(route, "POST", action), 303,
                   const({"ids": str(target), "confirmed": "1"}), 2 if action == "delete" else 1),
+        ]  # fmt: skip
+    if (
+        b.resource.bulk_edit is not None
+    ):  # the field chooser; applying is tests/admin/test_bulk_edit.py
+        route = f"{RES}/bulk-edit"
+        out += [
+            Probe(route, "GET", f"{base}/bulk-edit?ids={subject}", perm(route, "GET"), 200),
+            Probe(route, "POST", f"{base}/bulk-edit", perm(route, "POST"), 200,
+                  const({"ids": str(rows.subject)})),
         ]  # fmt: skip
     return sorted(out, key=lambda p: p.order)
 

@@ -1,6 +1,7 @@
-"""The demo site's declarations: a service desk over customers, bookings, technicians, properties."""
+"""The demo site's declarations: a service desk over customers, bookings, technicians, properties
+and skills (technicians ↔ skills through `technician_skills`, found in the catalog)."""
 
-from app.admin import Action, Inline, Resource, register
+from app.admin import Action, BulkEdit, Inline, Resource, register
 
 REGISTRY = register(
     Resource(
@@ -17,6 +18,7 @@ REGISTRY = register(
             Action("confirm", "Set status to confirmed", {"status": "confirmed"}),
             Action("cancel", "Cancel", {"status": "cancelled"}, confirm=True),
         ),
+        bulk_edit=BulkEdit(fields=("status", "amount", "scheduled_at"), reauth_above=100),
     ),
     Resource(
         "customers",
@@ -52,8 +54,17 @@ REGISTRY = register(
             ),
             ("Profile", ("profile", "bio")),
         ),
-        inlines=(Inline("properties", "technician_id", ("name", "kind", "last_inspected")),),
+        inlines=(
+            Inline(
+                "properties",
+                "technician_id",
+                ("name", "kind", "last_inspected"),
+                editable=True,
+                fields=("name", "address", "kind", "last_inspected"),
+            ),
+        ),
         actions=(Action("deactivate", "Mark inactive", {"is_active": False}),),
+        bulk_edit=BulkEdit(fields=("skill_level", "hourly_rate", "is_active"), reauth_above=50),
     ),
     Resource(
         "properties",
@@ -66,5 +77,12 @@ REGISTRY = register(
         readonly_fields=("created_at", "updated_at"),
         labels={"floor_area_m2": "Floor area (m²)", "technician_id": "Technician"},
         widgets={"access_notes": "textarea"},
+    ),
+    Resource(
+        "skills",
+        list_display=("id", "name"),
+        search_fields=("name",),
+        ordering=("name",),
+        display_field="name",
     ),
 )

@@ -328,6 +328,67 @@
       if (field) { e.preventDefault(); field.focus(); }
     });
   }
+  /* Many-to-many sets: a type-ahead filter over the checkbox list; with data-lookup, matches
+     beyond the listed ones are fetched and added (unchecked) to the list. */
+  function initM2m(box) {
+    var filter = box.querySelector(".k-m2m-filter"), list = box.querySelector(".k-m2m-options");
+    var url = box.getAttribute("data-lookup"), name = box.getAttribute("data-name"), timer = null;
+    if (!filter || !list) return;
+    filter.hidden = false;
+    function apply() {
+      var q = filter.value.trim().toLowerCase();
+      list.querySelectorAll("li").forEach(function (li) {
+        var box_ = li.querySelector("input");
+        li.hidden = !!q && li.textContent.toLowerCase().indexOf(q) < 0 && !(box_ && box_.checked);
+      });
+    }
+    function fetchMore() {
+      var q = filter.value.trim();
+      if (!url || !q) return;
+      fetch(url + "?q=" + encodeURIComponent(q), { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : { results: [] }; })
+        .then(function (data) {
+          ((data && data.results) || []).forEach(function (r) {
+            var id = String(r.id);
+            if (list.querySelector('input[value="' + id.replace(/["\\]/g, "") + '"]')) return;
+            var li = doc.createElement("li"), label = doc.createElement("label"), input = doc.createElement("input"), span = doc.createElement("span");
+            label.className = "k-check"; input.type = "checkbox"; input.className = "k-checkbox"; input.name = name; input.value = id;
+            span.textContent = r.label; label.append(input, " ", span); li.appendChild(label); list.appendChild(li);
+          });
+          apply();
+        }).catch(function () { /* offline: the listed ones stay */ });
+    }
+    filter.addEventListener("input", function () { apply(); clearTimeout(timer); timer = setTimeout(fetchMore, 250); });
+    filter.addEventListener("keydown", function (e) { if (e.key === "Enter") e.preventDefault(); });
+  }
+  doc.querySelectorAll("[data-m2m]").forEach(initM2m);
+
+  /* Editable inlines: "Add a row" copies the last blank row with the next free index. */
+  function initInline(section) {
+    var add = section.querySelector("[data-inline-add]"), prefix = section.getAttribute("data-inline");
+    var body = section.querySelector("tbody");
+    if (!add || !body) return;
+    add.hidden = false;
+    add.addEventListener("click", function () {
+      var blanks = body.querySelectorAll("tr[data-inline-new]");
+      if (!blanks.length) return;
+      var next = 0;
+      body.querySelectorAll("[name^='" + prefix + "new']").forEach(function (el) {
+        var n = parseInt(el.name.slice(prefix.length + 3), 10);
+        if (n >= next) next = n + 1;
+      });
+      var row = blanks[blanks.length - 1].cloneNode(true);
+      row.querySelectorAll("[name]").forEach(function (el) {
+        el.name = el.name.replace(/^(.*\.new)\d+\./, "$1" + next + ".");
+        if (el.type === "checkbox") el.checked = false; else if (el.tagName !== "SELECT") el.value = "";
+        el.removeAttribute("aria-invalid");
+      });
+      row.querySelectorAll(".k-error").forEach(function (p) { p.remove(); });
+      body.appendChild(row);
+      var first = row.querySelector("input, select"); if (first) first.focus();
+    });
+  }
+  doc.querySelectorAll("[data-inline]").forEach(initInline);
 
   initTheme();
 })();
