@@ -61,12 +61,6 @@ def config(
     )
 
 
-def _forget_refusals(problems: Problems) -> None:
-    """Chromium logs every 4xx page as a console error; the refusals here are the point."""
-    expected = re.compile(r"console error: Failed to load resource: .* status of (400|401|410)")
-    problems.seen[:] = [p for p in problems.seen if not expected.search(p)]
-
-
 async def _mail_to(recorder: Recorder, address: str, count: int = 1) -> str:
     """The link in the `count`-th mail delivered to `address` (waits for the worker)."""
     for _ in range(200):
@@ -165,7 +159,7 @@ async def test_invite_accept_sign_in_and_the_link_works_once(
             )
         ]
     assert kinds == ["invitation_sent", "invitation_accepted"]
-    _forget_refusals(browser_problems)
+    browser_problems.forget_refusals(400, 401, 410)
 
 
 async def test_resend_withdraw_and_expiry(
@@ -209,7 +203,7 @@ async def test_resend_withdraw_and_expiry(
     await page.goto("/admin/invitations/")
     row = page.get_by_role("row").filter(has_text="eli@example.com")
     await expect(row).to_contain_text("Expired")
-    _forget_refusals(browser_problems)
+    browser_problems.forget_refusals(400, 401, 410)
 
 
 async def test_a_role_that_must_use_two_step_sign_in_sets_it_up_next(

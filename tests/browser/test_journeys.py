@@ -161,11 +161,6 @@ async def check_page(page: Page, state: str, *, list_page: bool = False) -> None
         await page.evaluate("window.scrollTo(0, 0)")
 
 
-def forget_expected_400(problems: Problems) -> None:
-    """A refused save answers 400 on purpose; Chromium logs every 4xx document load."""
-    problems.seen[:] = [p for p in problems.seen if "status of 400" not in p]
-
-
 async def each_look(page: Page, state: str, *, list_page: bool = False) -> None:
     """`check_page` at both sizes in both themes, on the page as loaded: the viewport and the
     colour scheme change in place (as a person turning a tablet or switching themes would),
@@ -240,7 +235,7 @@ async def test_every_page_kind_for_every_role_at_two_sizes_in_both_themes(
             await page.evaluate("document.querySelector('form.k-form').noValidate = true")
             await page.get_by_role("button", name="Save", exact=True).click()
             await expect(page.locator("#error-summary")).to_be_focused()
-            forget_expected_400(browser_problems)
+            browser_problems.forget_refusals(400)
             await each_look(page, f"{name}, refused save")
         else:  # a view-only record: fields shown, no save bar
             await page.goto("/admin/technicians/1/")
@@ -279,7 +274,7 @@ async def test_keyboard_reaches_the_first_record_and_the_error_summary(
     await expect(summary.get_by_role("link")).to_have_count(2)
     await summary.get_by_role("link", name=re.compile("^Email")).click()
     await expect(page.get_by_label("Email")).to_be_focused()
-    forget_expected_400(browser_problems)
+    browser_problems.forget_refusals(400)
 
     # Read-only fields are shown below the save bar and skipped by Tab.
     await page.goto("/admin/technicians/1/")
