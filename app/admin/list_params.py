@@ -82,7 +82,9 @@ def parse_value(col: Column, text: str, *, strict: bool = True) -> Any:
             d = Decimal(s)
         except InvalidOperation:
             raise ValueError("a number") from None
-        if not d.is_finite() or abs(d) >= Decimal("1e30"):
+        # `adjusted()` (the exponent of the first digit) compares without arithmetic: abs()
+        # would round in the default context and raise Overflow for 9e999999999.
+        if not d.is_finite() or (d != 0 and d.adjusted() >= 30):
             raise ValueError("a finite number")
         # Postgres numeric holds at most 16383 digits after the point: 1e-20000 (or 0E-99999)
         # would overflow there, so the exponent is bounded here (SEC-3: 400, not 500).

@@ -355,7 +355,13 @@ def fuzz(server: Server, errors: Errors, requests: st.SearchStrategy[Any], n: in
         path, form = target
         status, body = server.request(path, form)
         statuses.add(status)
-        assert status in (200, 303, 400), (path[:300], form, status, body[:300])
+        # 302: a filter form sent with empty fields is redirected to the same list without them.
+        assert status in (200, 303, 400) or (status == 302 and "=&" in path + "&"), (
+            path[:300],
+            form,
+            status,
+            body[:300],
+        )
         if status == 400:
             assert "psycopg" not in body and "SELECT" not in body, body[:300]
         assert errors.records == [], (path[:300], form, errors.records)
@@ -525,6 +531,7 @@ async def test_extreme_filter_values_answer_200_or_400_never_500(
         ("timestamp", "9999-12-31T23:59-14:00"),  # year 10000 in UTC
         ("numeric", "1e-1001"),
         ("numeric", "0E-1000000"),
+        ("numeric", "9e999999999"),  # abs() of it overflowed the default decimal context
         ("numeric", "sNaN"),
         ("integer", "²"),
         ("bigint", str(INT8)),
