@@ -177,6 +177,12 @@ def _finish(request: web.Request, e: Entity, call: Call, done: Done) -> web.Stre
 # ---- list ---------------------------------------------------------------------------------
 
 
+def _details(e: Entity, call: Call) -> list[tuple[str, Any]]:
+    hidden = e.hidden_details(call) if e.hidden_details else frozenset()
+    shown = tuple(d for d in e.details if d[0] not in hidden)
+    return list(zip([label for label, _ in shown], _cells(call.obj, shown), strict=True))
+
+
 def _cells(row: Any, columns: tuple[Any, ...]) -> list[Cell]:
     out = []
     for _label, fn in columns:
@@ -353,10 +359,7 @@ def object_page(e: Entity) -> Handler:
                 "obj": call.obj,
                 "title": e.service.title_of(call.obj),
                 "subtitle": e.subtitle(call.obj) if e.subtitle else None,
-                "details": [
-                    (label, c)
-                    for (label, _), c in zip(e.details, _cells(call.obj, e.details), strict=True)
-                ],
+                "details": _details(e, call),
                 "actions": [a for a in e.actions if a.shown(call)],
                 "may_edit": e.service.update is not None and await _allowed(e, call, "edit"),
                 "may_delete": e.service.delete is not None and await _allowed(e, call, "delete"),

@@ -187,6 +187,8 @@ class Entity:
     service: Service | None = None
     fields: tuple[Field, ...] = ()
     details: tuple[Computed, ...] = ()
+    # Details whose label this returns are left out for this request (a feature turned off).
+    hidden_details: Callable[[Call], frozenset[str]] | None = None
     actions: tuple[ObjectAction, ...] = ()
     panels: tuple[Panel, ...] = ()
     icon: str = "list"

@@ -226,6 +226,13 @@ async def test_off_hides_the_feature(
         assert (await c.get(path, allow_redirects=False)).status == 404, path
     assert "Two-step" not in await (await c.get("/account")).text()
     assert 'name="code"' not in await (await c.get("/reauth?return_to=/account")).text()
+    # An administrator's view of that user names neither the factor nor the action to turn it off.
+    admin, admin_password = await make_user("administrator")
+    a = await clients(off)
+    assert (await _sign_in(a, admin.email, admin_password)).status == 303
+    profile = await (await a.get(f"/admin/users/{user.id}/")).text()
+    assert user.email in profile
+    assert "Second factor" not in profile and "Turn off two-step" not in profile
 
 
 async def test_an_administrator_turns_off_someones_two_step_sign_in(

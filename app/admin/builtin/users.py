@@ -36,7 +36,7 @@ from app.authority.principal import ROLES
 from app.authority.roles import MANAGER_ROLE
 from app.authority.setup import HASHER, POLICY
 from app.errors import Invalid
-from app.web import forms
+from app.web import forms, mfa_keys
 
 PAGE_SIZE = 50
 ACTIVE = {"yes": True, "no": False}
@@ -266,6 +266,15 @@ def _acts(when: Any = None) -> Any:
     return lambda call: may_act(call) and (when is None or when(call.obj))
 
 
+def _mfa_on(call: Call) -> bool:
+    """Two-step sign-in is not turned off (`mfa_policy = "off"` hides it everywhere)."""
+    return mfa_keys.MFA_RING in call.app
+
+
+def _mfa_acts(call: Call) -> bool:
+    return _mfa_on(call) and may_act(call) and bool(call.obj.mfa_enabled)
+
+
 ACTIONS = (
     ObjectAction(
         "reset-link", "Send a password reset link",
@@ -283,7 +292,7 @@ ACTIONS = (
         "For a user who lost their phone and backup codes: their authenticator app and backup "
         "codes stop working, every session of theirs ends, and the next sign-in needs only the "
         "password (they can set it up again from their account page).", _mfa_off,
-        "Turn off two-step sign-in", danger=True, shown=_acts(lambda u: u.mfa_enabled),
+        "Turn off two-step sign-in", danger=True, shown=_mfa_acts,
         icon="shield",
     ),
     ObjectAction(
@@ -437,6 +446,7 @@ USERS = Entity(
         ("Locale, time zone", lambda u: f"{u.locale}, {u.timezone}"),
         ("Created", lambda u: _when(u.created_at)),
     ),
+    hidden_details=lambda call: frozenset() if _mfa_on(call) else frozenset({"Second factor"}),
     subtitle=lambda u: u.display_name or u.full_name,
     choices=_choices,
     actions=ACTIONS,
