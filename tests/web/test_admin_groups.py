@@ -50,7 +50,7 @@ async def test_list_shows_member_and_permission_counts(signed_in, make_user, dat
     page = await (await s.get("/admin/groups/")).text()
     gid = await group_id(database_url, "viewer")
     row = re.search(rf'href="/admin/groups/{gid}/">viewer</a>.*?</tr>', page, re.S).group(0)
-    assert re.findall(r'<td class="num">(\d+)</td>', row) == ["1", "4"]  # 1 member, 4 views
+    assert re.findall(r'<td class="num">(\d+)</td>', row) == ["1", "5"]  # 1 member, 5 views
 
 
 async def test_create_then_grid_saves_only_the_difference(signed_in, database_url):
@@ -236,3 +236,13 @@ async def test_rename_records_from_and_to_and_refuses_taken_or_bad_names(signed_
         assert resp.status == 400, bad
     assert await group_id(database_url, "Editors") == gid
     assert len(await events(database_url, "group_updated")) == 1
+
+
+async def test_the_grid_names_resources_and_actions_as_the_pages_do(signed_in, database_url):
+    """Rows read "Bookings", boxes "View Bookings", custom actions their declared label."""
+    s = await signed_in("administrator")
+    gid = await group_id(database_url, "viewer")
+    page = await (await s.get(f"/admin/groups/{gid}/edit")).text()
+    assert re.search(r'<th scope="row">Bookings <span[^>]*>bookings</span></th>', page)
+    assert 'aria-label="View Bookings"' in page
+    assert re.search(r'value="bookings\.confirm"[^>]*> Set status to confirmed</label>', page)

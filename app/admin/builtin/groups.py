@@ -18,6 +18,7 @@ from app.admin.hooks import (
     Panel,
     Service,
 )
+from app.admin.registry import site_registry
 from app.authority import accounts, groups, permissions, users
 from app.authority.roles import MANAGER_ROLE
 from app.errors import Invalid, NotFound
@@ -30,7 +31,8 @@ CRUD = ("view", "add", "change", "delete")  # the grid's columns, in this order
 class GridRow:
     resource: str
     cells: dict[str, str]  # action → permission
-    extra: list[tuple[str, str]] = field(default_factory=list)  # (action, permission)
+    extra: list[tuple[str, str]] = field(default_factory=list)  # (action label, permission)
+    title: str = ""  # the resource's title, as its list page is called
 
 
 @dataclass
@@ -52,14 +54,18 @@ def permission_grid(held: Iterable[str]) -> Grid:
     descriptions = dict(permissions.all_permissions())
     for name in sorted(set(held) - set(descriptions)):
         descriptions[name] = "no longer declared by the site"
+    # Titles and action labels as the pages show them, not slugs ("Bookings", "Cancel").
+    declared = list(site_registry())
+    titles = {r.key: r.title or r.key for r in declared}
+    labels = {f"{r.key}.{a.name}": a.label for r in declared for a in r.actions}
     rows: dict[str, GridRow] = {}
     for name in sorted(descriptions):
         resource, _, action = name.partition(".")
-        row = rows.setdefault(resource, GridRow(resource, {}))
+        row = rows.setdefault(resource, GridRow(resource, {}, title=titles.get(resource, resource)))
         if action in CRUD:
             row.cells[action] = name
         else:
-            row.extra.append((action, name))
+            row.extra.append((labels.get(name, action.replace("_", " ").capitalize()), name))
     return Grid(list(rows.values()), descriptions)
 
 
