@@ -49,19 +49,19 @@ class Invitation:
     expires_at: datetime
     send_count: int
     accepted_at: datetime | None
-    revoked_at: datetime | None
+    withdrawn_at: datetime | None
 
     def state(self, now: datetime | None = None) -> State:
         if self.accepted_at is not None:
             return "accepted"
-        if self.revoked_at is not None:
+        if self.withdrawn_at is not None:
             return "revoked"
         return "expired" if self.expires_at <= (now or datetime.now(UTC)) else "pending"
 
 
 _COLUMNS = (
     "id, user_id, email, role, groups, invited_by_email, created_at, sent_at, expires_at,"
-    " send_count, accepted_at, revoked_at"
+    " send_count, accepted_at, withdrawn_at"
 )
 
 
@@ -209,7 +209,7 @@ async def find_pending(conn: Conn, email: str) -> Invitation:
     address = users.normalise_email(email)
     cur = await conn.execute(
         f"SELECT {_COLUMNS} FROM keel_invitations WHERE email = %s AND user_id IS NOT NULL"
-        " AND accepted_at IS NULL AND revoked_at IS NULL ORDER BY id DESC LIMIT 1",
+        " AND accepted_at IS NULL AND withdrawn_at IS NULL ORDER BY id DESC LIMIT 1",
         (address,),
     )
     row = await cur.fetchone()
@@ -226,7 +226,7 @@ async def list_pending(conn: Conn, *, limit: int = 500) -> list[Invitation]:
     """Open invitations (expired ones included: they can be sent again), newest first."""
     cur = await conn.execute(
         f"SELECT {_COLUMNS} FROM keel_invitations WHERE user_id IS NOT NULL"
-        " AND accepted_at IS NULL AND revoked_at IS NULL ORDER BY created_at DESC, id DESC"
+        " AND accepted_at IS NULL AND withdrawn_at IS NULL ORDER BY created_at DESC, id DESC"
         " LIMIT %s",
         (limit,),
     )
@@ -307,7 +307,7 @@ async def revoke(
         before = await _open_for_change(conn, actor, invitation_id)
         assert before.user_id is not None
         cur = await conn.execute(
-            f"UPDATE keel_invitations SET revoked_at = %s WHERE id = %s RETURNING {_COLUMNS}",
+            f"UPDATE keel_invitations SET withdrawn_at = %s WHERE id = %s RETURNING {_COLUMNS}",
             (at, invitation_id),
         )
         row = await cur.fetchone()
@@ -343,7 +343,7 @@ async def peek(conn: Conn, token: object, *, now: datetime | None = None) -> Pen
     cur = await conn.execute(
         "SELECT i.id, u.id, u.email, u.role, i.expires_at FROM keel_invitations i"
         " JOIN keel_users u ON u.id = i.user_id WHERE i.token_hash = %s"
-        " AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > %s"
+        " AND i.accepted_at IS NULL AND i.withdrawn_at IS NULL AND i.expires_at > %s"
         " AND NOT u.is_active AND u.password_hash IS NULL",
         (token_hash(str(token)), at),
     )
@@ -390,7 +390,7 @@ async def accept(
         cur = await conn.execute(
             "UPDATE keel_invitations i SET accepted_at = %s FROM keel_users u"
             " WHERE u.id = i.user_id AND i.token_hash = %s AND i.accepted_at IS NULL"
-            " AND i.revoked_at IS NULL AND i.expires_at > %s AND NOT u.is_active"
+            " AND i.withdrawn_at IS NULL AND i.expires_at > %s AND NOT u.is_active"
             " AND u.password_hash IS NULL RETURNING i.user_id",
             (at, token_hash(str(token)), at),
         )

@@ -18,13 +18,13 @@ CREATE TABLE keel_invitations (
     expires_at   timestamptz NOT NULL,
     send_count   integer NOT NULL DEFAULT 1 CHECK (send_count >= 1),
     accepted_at  timestamptz,
-    revoked_at   timestamptz,
-    CHECK (accepted_at IS NULL OR revoked_at IS NULL)
+    withdrawn_at   timestamptz,
+    CHECK (accepted_at IS NULL OR withdrawn_at IS NULL)
 );
 
 -- One live invitation per account.
 CREATE UNIQUE INDEX keel_invitations_pending_key ON keel_invitations (user_id)
-    WHERE accepted_at IS NULL AND revoked_at IS NULL;
+    WHERE accepted_at IS NULL AND withdrawn_at IS NULL;
 CREATE INDEX keel_invitations_created_idx ON keel_invitations (created_at DESC, id DESC);
 
 -- The four invitation events join the closed registry of audit event types (AUDIT-2).
