@@ -25,6 +25,7 @@ REGISTRY = register(
         ordering=("name",),
         display_field="name",
         readonly_fields=("created_at",),
+        natural_key=("email",),
         inlines=(Inline("bookings", "customer_id", ("id", "status", "amount", "scheduled_at")),),
     ),
     Resource(
@@ -35,6 +36,7 @@ REGISTRY = register(
         ordering=("name",),
         display_field="name",
         readonly_fields=("created_at", "updated_at"),
+        natural_key=("email",),
         fieldsets=(
             ("Contact", ("name", "email", "phone")),
             (
