@@ -30,6 +30,7 @@ COMMANDS = (
     "ai",
     "memory",
     "secret",
+    "importing",
 )
 
 
