@@ -182,7 +182,10 @@ async def apply_submit(request: web.Request) -> web.StreamResponse:
     except Invalid as exc:
         return await _render_preview(request, bound, upload, plan, error=exc, status=400)
     importing.discard_upload(upload)
-    message = f"Imported {upload.filename}: {result.inserted} added, {result.updated} updated" + (
-        f", {result.skipped} rows with errors skipped." if result.skipped else "."
-    )
+    parts = [f"{result.inserted} added", f"{result.updated} updated"]
+    if result.unchanged:
+        parts.append(f"{result.unchanged} unchanged")
+    if result.skipped:
+        parts.append(f"{result.skipped} rows with errors skipped")
+    message = f"Imported {upload.filename}: {', '.join(parts)}."
     raise flash.see_other(request, f"/admin/{bound.slug}/", message)

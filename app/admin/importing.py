@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
+from psycopg.types.json import Json, Jsonb
 
 from app import audit, audit_events
 from app.admin import csvsafe, forms, writes
@@ -495,7 +496,8 @@ def shown(cell: str) -> str:
 class Result:
     inserted: int
     updated: int
-    skipped: int
+    skipped: int  # rows with errors, left out ("apply the valid rows")
+    unchanged: int = 0  # rows that matched a record already holding their values
 
 
 def _refused(preview_: Preview) -> Invalid:
@@ -550,14 +552,15 @@ async def apply_import(
     problems = check_plan(bound, plan, len(header))
     if problems:
         raise Invalid(f"Nothing was imported: {problems[0]}", fix="correct the mapping")
-    if mode == "all":
-        # A first pass so that a bad row late in the file is found before anything is sent.
-        checked = await preview(bound, upload.path, plan)
-        if checked.invalid:
-            raise _refused(checked)
     validator = Validator(bound, plan)
     names = validator.names
     table = bound.table
+    # JSON columns need psycopg's wrapper to be sent as JSON (writes.adapt does the same).
+    wrap: dict[int, Callable[[Any], Any]] = {}
+    for i, n in enumerate(names):
+        col = table.column(n)
+        if col is not None and col.type_name in ("json", "jsonb"):
+            wrap[i] = Jsonb if col.type_name == "jsonb" else Json
     key_cols = list(validator.key_cols)
     skipped = total = 0
     tmp = sql.Identifier("keel_import_rows")
@@ -580,17 +583,33 @@ async def apply_import(
             copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
                 tmp, sql.SQL(", ").join(map(sql.Identifier, [_ROW, *names]))
             )
+            # One pass: rows are checked as they are sent. In "all" mode the first bad row
+            # stops the sending; the rest is only counted for the message, then all rolls back.
+            refused = Preview(header, plan, [])
             async with conn.cursor() as cur, cur.copy(copy_sql) as copy:
                 async for batch in _each_batch(upload.path, validator):
                     for row in batch:
+                        refused.total += 1
                         if row.errors:
                             skipped += 1
+                            refused.invalid += 1
+                            if not refused.error_rows:
+                                refused.error_rows.append(row)
                             continue
-                        values = writes.adapt(table, dict(zip(names, row.values, strict=True)))
-                        await copy.write_row((row.line, *values.values()))
+                        if refused.invalid and mode == "all":
+                            continue
+                        values = row.values
+                        if wrap:
+                            values = tuple(
+                                wrap[i](v) if i in wrap and v is not None else v
+                                for i, v in enumerate(values)
+                            )
+                        await copy.write_row((row.line, *values))
                         total += 1
                     if progress is not None:
                         progress(total + skipped)
+            if refused.invalid and mode == "all":
+                raise _refused(refused)
             await conn.execute(sql.SQL("ANALYZE {}").format(tmp))
             updated = inserted = 0
             if key_cols:
@@ -598,14 +617,19 @@ async def apply_import(
                     await _refuse_unknown_keys(conn, bound, tmp, key_cols)
                 updated = await _update(conn, bound, tmp, names, key_cols)
             inserted = await _insert(conn, bound, tmp, names, key_cols)
-            result = Result(inserted, updated, skipped)
+            result = Result(inserted, updated, skipped, total - inserted - updated)
             event = audit_events.import_applied(
                 bound.slug,
                 upload.filename,
                 inserted=inserted,
                 updated=updated,
                 skipped=skipped,
-                details={"matched_by": key_cols, "mode": mode, "columns": names},
+                details={
+                    "unchanged": result.unchanged,
+                    "matched_by": key_cols,
+                    "mode": mode,
+                    "columns": names,
+                },
             )
             await audit.record(conn, ctx, event)
     except (pgerrors.IntegrityError, pgerrors.DataError) as exc:
@@ -653,6 +677,11 @@ def _key_match(key_cols: list[str]) -> sql.Composable:
     )
 
 
+def _type_of(bound: BoundResource, name: str) -> str:
+    col = bound.table.column(name)
+    return col.type_name if col is not None else ""
+
+
 async def _update(
     conn: psycopg.AsyncConnection[Any],
     bound: BoundResource,
@@ -660,7 +689,7 @@ async def _update(
     names: list[str],
     key_cols: list[str],
 ) -> int:
-    sets = []
+    sets, olds, news = [], [], []
     for n in names:
         if n in key_cols or n in bound.key:
             continue
@@ -671,21 +700,24 @@ async def _update(
             else sql.SQL("s.{}").format(sql.Identifier(n))
         )
         sets.append(sql.SQL("{} = {}").format(sql.Identifier(n), value))
+        # json has no equality operator; its jsonb form compares as the value it stands for.
+        cast = sql.SQL("::jsonb" if _type_of(bound, n) == "json" else "")
+        olds.append(sql.SQL("t.{}{}").format(sql.Identifier(n), cast))
+        news.append(sql.SQL("({}){}").format(value, cast))
+    if not sets:
+        return 0  # the file names only the key: matching rows are left as they are
+    # A row whose values are all as stored is left alone: no new row version, no index entries,
+    # no updated_at bump. It counts as unchanged.
+    changed = sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(
+        sql.SQL(", ").join(olds), sql.SQL(", ").join(news)
+    )
     if writes._managed(bound.table, writes.MANAGED_UPDATED) and writes.MANAGED_UPDATED not in names:
         sets.append(
             sql.SQL("{} = clock_timestamp()").format(sql.Identifier(writes.MANAGED_UPDATED))
         )
-    if not sets:
-        cur = await conn.execute(
-            sql.SQL("SELECT count(*) FROM {} t JOIN {} s ON {}").format(
-                _ident(bound), tmp, _key_match(key_cols)
-            )
-        )
-        found = await cur.fetchone()
-        return int(found[0]) if found else 0
     cur = await conn.execute(
-        sql.SQL("UPDATE {} AS t SET {} FROM {} s WHERE {}").format(
-            _ident(bound), sql.SQL(", ").join(sets), tmp, _key_match(key_cols)
+        sql.SQL("UPDATE {} AS t SET {} FROM {} s WHERE {} AND {}").format(
+            _ident(bound), sql.SQL(", ").join(sets), tmp, _key_match(key_cols), changed
         )
     )
     return cur.rowcount

@@ -13,7 +13,7 @@ from app.config import Config
 from app.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
-    from app.admin.importing import Plan
+    from app.admin.importing import Plan, Preview
     from app.admin.resources import BoundResource
 
 SHOWN_ERRORS = 20
@@ -94,6 +94,26 @@ def _plan(bound: BoundResource, header: list[str], args: argparse.Namespace) -> 
     return importing.Plan(tuple(mapping), key)
 
 
+def _report(out: Out, report: Preview, slug: str, args: argparse.Namespace) -> int:
+    """The preview: mapping problems, counts, the first rows with errors; nothing written."""
+    for problem in report.problems:
+        out.warn(problem)
+    if report.problems:
+        return 1
+    out.result(f"{report.total} rows: {report.valid} valid, {report.invalid} with errors")
+    for row in report.error_rows[:SHOWN_ERRORS]:
+        where = "; ".join(f"{k or 'row'}: {v}" for k, v in row.errors.items())
+        out.result(f"  row {row.line}: {where}")
+    if report.invalid > SHOWN_ERRORS:
+        out.result(f"  … and {report.invalid - SHOWN_ERRORS} more rows with errors")
+    out.next_step(
+        f"keel import {slug} {args.file} --apply"
+        + ("-valid" if report.invalid else "")
+        + "   (nothing was written)"
+    )
+    return 1 if report.invalid else 0
+
+
 async def _run(config: Config, out: Out, args: argparse.Namespace, path: Path) -> int:
     from app.admin import importing
     from app.admin.setup import check_declarations, refuse_errors
@@ -111,28 +131,12 @@ async def _run(config: Config, out: Out, args: argparse.Namespace, path: Path) -
             )
         header = importing.read_header(path)
         plan = _plan(bound, header, args)
-        report = await importing.preview(bound, path, plan)
         for name, field in zip(header, plan.mapping, strict=True):
             out.result(f"  {importing.shown(name)!r} → {field or '(ignored)'}")
         matched = importing.key_choices(bound).get(plan.key, ())
         out.result(f"match existing records by: {', '.join(matched) or 'nothing (add every row)'}")
-        for problem in report.problems:
-            out.warn(problem)
-        if report.problems:
-            return 1
-        out.result(f"{report.total} rows: {report.valid} valid, {report.invalid} with errors")
-        for row in report.error_rows[:SHOWN_ERRORS]:
-            where = "; ".join(f"{k or 'row'}: {v}" for k, v in row.errors.items())
-            out.result(f"  row {row.line}: {where}")
-        if report.invalid > SHOWN_ERRORS:
-            out.result(f"  … and {report.invalid - SHOWN_ERRORS} more rows with errors")
         if not (args.apply or args.apply_valid):
-            out.next_step(
-                f"keel import {bound.slug} {args.file} --apply"
-                + ("-valid" if report.invalid else "")
-                + "   (nothing was written)"
-            )
-            return 1 if report.invalid else 0
+            return _report(out, await importing.preview(bound, path, plan), bound.slug, args)
         upload = importing.Upload("", path, importing.clean_filename(path.name), "", bound.slug, 0)
         result = await importing.apply_import(
             conn,
@@ -144,6 +148,6 @@ async def _run(config: Config, out: Out, args: argparse.Namespace, path: Path) -
         )
     out.ok(
         f"imported {path.name}: {result.inserted} added, {result.updated} updated, "
-        f"{result.skipped} skipped"
+        f"{result.unchanged} unchanged, {result.skipped} skipped"
     )
     return 0

@@ -40,7 +40,7 @@ async def test_preview_writes_nothing_then_apply_valid_writes_and_audits(
 
     proc = keel("import", "customers", str(f), "--apply-valid", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "1 added, 1 updated, 1 skipped" in proc.stdout + proc.stderr
+    assert "1 added, 1 updated, 0 unchanged, 1 skipped" in proc.stdout + proc.stderr
     cur = await seeded.execute("SELECT name FROM customers WHERE email = 'person3@example.org'")
     assert (await cur.fetchone())[0] == "Three Renamed"
     cur = await seeded.execute(
