@@ -29,9 +29,9 @@ TOKEN = r"{token:[A-Za-z0-9_-]{24}}"
 async def _guard(request: web.Request, bound: BoundResource) -> str:
     """Adding rows is what an import does; the owner of uploads is the signed-in user."""
     who = await require(request, perm=bound.permission("add"))
-    reason = read_only_reason(request, bound) or (
-        bound.read_only_reason if bound.resource.read_only else None
-    )
+    reason = read_only_reason(request, bound)
+    if reason is None and bound.resource.read_only:
+        reason = bound.read_only_reason or f"{bound.title} is read-only: records cannot be added."
     if reason:
         raise Invalid(reason, fix="import into a resource that can be changed")
     return str(who.user_id)

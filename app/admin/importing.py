@@ -318,7 +318,10 @@ class Plan:
 
 
 def default_key(bound: BoundResource, mapping: Sequence[str]) -> str:
-    """The natural key when the file fills it, else the primary key when it does, else none."""
+    """The natural key when the file fills it, else the primary key when it does, else none;
+    but a database-numbered primary key in the file can only be matched by."""
+    if _generated_key(bound) and bound.pk in mapping:
+        return "pk"
     for option, cols in sorted(key_choices(bound).items(), key=lambda kv: kv[0] != "natural"):
         if all(c in mapping for c in cols):
             return option
@@ -349,6 +352,11 @@ def check_plan(bound: BoundResource, plan: Plan, width: int) -> list[str]:
     elif plan.key and not all(c in used for c in choices[plan.key]):
         names = ", ".join(choices[plan.key])
         problems.append(f"Rows are matched by {names}, but no column fills it.")
+    if _generated_key(bound) and bound.pk in used and plan.key != "pk":
+        label = fields[bound.pk].label if bound.pk in fields else bound.pk
+        problems.append(
+            f"{label} is numbered by the database: match rows by it, or ignore that column."
+        )
     key_cols = choices.get(plan.key, ())
     missing = [
         s.label

@@ -186,6 +186,15 @@ async def test_an_unknown_numbered_key_stops_the_import(admin, seeded):
     body = await resp.text()
     assert resp.status == 400 and "row 2 names Customers id 5000, which does not exist" in body
     assert await count(seeded, "customers") == 40
+    # Matching by email while the file carries ids would add rows under numbers of its own.
+    resp = await admin.post(
+        page_url,
+        {"col0": "id", "col1": "name", "col2": "email", "col3": "city", "key": "natural",
+         "mode": "all"},
+    )  # fmt: skip
+    body = await resp.text()
+    assert resp.status == 400 and "Id is numbered by the database: match rows by it" in body
+    assert await count(seeded, "customers") == 40
 
 
 async def test_import_needs_add_and_uploads_are_private(
