@@ -71,7 +71,6 @@ class EventType(StrEnum):
 # page does not offer them as filters, so nobody searches for events that cannot exist.
 NOT_EMITTED = frozenset(
     {
-        EventType.IMPORT_APPLIED,
         EventType.SETTINGS_CHANGED,
     }
 )
@@ -188,10 +187,24 @@ def export_downloaded(
     )  # fmt: skip
 
 
-def import_applied(resource: str, rows: int, filename: str, *, details: Details = None) -> Event:
+def import_applied(
+    resource: str,
+    filename: str,
+    *,
+    inserted: int,
+    updated: int,
+    skipped: int,
+    details: Details = None,
+) -> Event:
+    rows = inserted + updated
+    summary = (
+        f"Imported {rows} {resource} rows from {filename} "
+        f"({inserted} added, {updated} updated, {skipped} skipped)"
+    )
     return _event(
-        EventType.IMPORT_APPLIED, f"Imported {rows} {resource} rows from {filename}", resource,
-        None, rows=rows, filename=filename, details=details,
+        EventType.IMPORT_APPLIED, summary, resource, None,
+        rows=rows, inserted=inserted, updated=updated, skipped=skipped, filename=filename,
+        details=details,
     )  # fmt: skip
 
 

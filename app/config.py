@@ -510,6 +510,13 @@ SETTINGS: tuple[Setting, ...] = (
         1 << 20,
         "Largest accepted request body in bytes (413 above).",
     ),
+    Setting(
+        "import_max_size",
+        _range(1024, 1 << 31),
+        20 << 20,
+        "Largest CSV file the admin's import page accepts, in bytes; the upload is streamed to "
+        "a temporary file and refused as soon as it passes this size.",
+    ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -565,6 +572,7 @@ class Config:
     mail_from: str = ""
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     max_body_size: int = 1 << 20
+    import_max_size: int = 20 << 20
     # Where each value came from (default, file, credential, env, flag); not a setting.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     demo: bool = field(default=False, compare=False)

@@ -15,6 +15,7 @@ from psycopg import sql
 
 from app import audit_events
 from app.admin import listing, writes
+from app.admin.csvsafe import neutralise
 from app.admin.list_params import ListQuery, parse_query
 from app.admin.listing import order_by, where_clause
 from app.admin.resources import BoundResource
@@ -26,8 +27,6 @@ from app.web.compression import stream_compression
 ROW_CAP = 100_000
 BATCH = 2_000
 SKIPPED_TYPES = ("tsvector", "bytea")
-# A cell starting with one of these is a formula to a spreadsheet (CSV injection).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: Any) -> Any:
@@ -41,7 +40,7 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, date | time | Decimal | int | float):
         return str(value)
     text = json.dumps(value) if isinstance(value, dict | list) else str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
+    return neutralise(text)
 
 
 def _json_value(value: Any) -> Any:

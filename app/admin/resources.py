@@ -117,10 +117,20 @@ class Resource:
     # catalog (a table whose primary key is two foreign keys), () turns that off.
     many_to_many: tuple[ManyToMany, ...] | None = None
     bulk_edit: BulkEdit | None = None
+    # Columns that name a row as well as its primary key (an email, a code): a CSV import
+    # matches rows by them. They must be covered by one unique constraint or index.
+    natural_key: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Declarations are written by hand: accept lists and a bare string where a tuple is meant.
-        for name in ("list_display", "list_filter", "search_fields", "ordering", "readonly_fields"):
+        for name in (
+            "list_display",
+            "list_filter",
+            "search_fields",
+            "ordering",
+            "readonly_fields",
+            "natural_key",
+        ):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         object.__setattr__(self, "inlines", tuple(self.inlines))
@@ -464,6 +474,7 @@ class _Checker:
             ):
                 self.add("ordering", name, "no index starts with this column", "warning")
         self.names(b)
+        self.natural_key(b)
         self.inlines(b)
         self.actions(b)
         self.relations(b)
@@ -545,6 +556,20 @@ class _Checker:
                 elif col is not None and col.choices and value not in col.choices:
                     self.add("badges", name, f"{value!r} is not one of {', '.join(col.choices)}")
 
+    def natural_key(self, b: BoundResource) -> None:
+        names = self.r.natural_key
+        if not names:
+            return
+        if any(self.column(b, "natural_key", n) is None for n in names):
+            return
+        if unique_over(b.table, names) is None:
+            self.add(
+                "natural_key",
+                ", ".join(names),
+                "no unique constraint or index covers exactly these columns "
+                f"(CREATE UNIQUE INDEX ON {b.table.name} ({', '.join(names)}))",
+            )
+
     def inlines(self, b: BoundResource) -> None:
         for inline in self.r.inlines:
             child = self.catalog.get(inline.table)
@@ -615,6 +640,20 @@ def bind(registry: Registry, catalog: Mapping[str, Table]) -> dict[str, BoundRes
         if table is not None:
             out[resource.key] = _Checker(resource, catalog).bound(table)
     return out
+
+
+def unique_over(table: Table, names: tuple[str, ...]) -> str | None:
+    """The unique constraint or (whole-table) unique index over exactly `names`, if any."""
+    wanted = set(names)
+    if set(table.primary_key) == wanted:
+        return "primary key"
+    for u in table.uniques:
+        if set(u.columns) == wanted:
+            return u.name
+    for ix in table.indexes:
+        if ix.unique and not ix.partial and set(ix.columns) == wanted:
+            return ix.name
+    return None
 
 
 def inherent_read_only(table: Table) -> str | None:

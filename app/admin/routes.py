@@ -18,6 +18,7 @@ from app.admin import (
     edit_views,
     entity_views,
     export,
+    import_views,
     list_views,
     palette,
 )
@@ -62,6 +63,11 @@ def routes() -> list[web.RouteDef]:
         web.post(f"{_EDIT}/bulk-edit", bulk_edit_views.bulk_edit_submit),
         web.get(f"{_EDIT}/bulk/{{action}}", delete_views.bulk_page),
         web.post(f"{_EDIT}/bulk/{{action}}", delete_views.bulk_submit),
+        # CSV import: upload, then preview (the mapping is its query) and apply
+        web.get(f"{_EDIT}/import", import_views.import_page),
+        web.post(f"{_EDIT}/import", import_views.upload_submit),
+        web.get(f"{_EDIT}/import/{import_views.TOKEN}", import_views.preview_page),
+        web.post(f"{_EDIT}/import/{import_views.TOKEN}", import_views.apply_submit),
         # Every other admin address ends in "/": the same with a slash is a redirect, not an
         # edit page of the record "new" (registered before the row's own, which would take it).
         web.get(f"{_EDIT}/{{pk:{edit_views.RESERVED}}}/", edit_views.reserved_or_edit_page),

@@ -31,7 +31,10 @@ COMMANDS = (
     "memory",
     "secret",
     "token",
+    "import",
 )
+# A command whose name is a Python keyword lives in a module of another name.
+MODULES = {"import": "importing"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -69,7 +72,7 @@ def build_parser() -> Parser:
     import importlib
 
     for name in COMMANDS:
-        importlib.import_module(f"app.cli.{name}").register(sub)
+        importlib.import_module(f"app.cli.{MODULES.get(name, name)}").register(sub)
     return parser
 
 

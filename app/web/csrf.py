@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
 from app.web import keys
@@ -178,10 +179,38 @@ def origin_problem(request: web.Request) -> str | None:
     return None
 
 
+_STREAMED_ATTR = "_keel_streamed_upload"
+H = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def streamed_upload(handler: H) -> H:
+    """Mark a handler that reads a large multipart upload itself, a part at a time: the token
+    must then be the form's first field (read here, not by loading the whole body, which
+    max_body_size caps), and the handler continues from `keys.UPLOAD_READER`."""
+    setattr(handler, _STREAMED_ATTR, True)
+    return handler
+
+
+async def _first_part_token(request: web.Request) -> str:
+    reader = await request.multipart()
+    part = await reader.next()
+    if not isinstance(part, aiohttp.BodyPartReader) or part.name != FIELD:
+        return ""
+    value = b""
+    while len(value) <= 1024 and (chunk := await part.read_chunk(256)):
+        value += chunk
+    request[keys.UPLOAD_READER] = reader
+    return value.decode("ascii", "replace").strip()
+
+
 async def _sent_token(request: web.Request) -> str:
     header = request.headers.get(HEADER)
     if header:
         return header
+    if request.content_type == "multipart/form-data" and getattr(
+        request.match_info.handler, _STREAMED_ATTR, False
+    ):
+        return await _first_part_token(request)
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return ""
     try:

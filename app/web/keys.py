@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
@@ -22,3 +23,5 @@ SCHEMA_VERSION = web.AppKey("schema_version", str)
 REQUEST_ID = web.RequestKey("request_id", str)
 CLIENT_IP = web.RequestKey("client_ip", str)
 IS_HTTPS = web.RequestKey("is_https", bool)
+# A streamed file upload: the multipart reader, positioned after the CSRF token (csrf.py).
+UPLOAD_READER = web.RequestKey("upload_reader", aiohttp.MultipartReader)

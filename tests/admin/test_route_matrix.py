@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
@@ -53,11 +54,22 @@ EXPECTED: dict[str, tuple[dict[str, str], str]] = {
     f"{RES}/{{pk}}/": ({"GET": "view", "POST": "change"}, "EDIT-1..4"),
     f"{RES}/{{pk}}/delete": ({"GET": "delete", "POST": "delete"}, "EDIT-5"),
     f"{RES}/{{pk}}/history": ({"GET": "view"}, "AUDIT-8 per-object history"),
+    f"{RES}/import": (
+        {"GET": "add", "POST": "add"},
+        "EDIT-10 CSV import: the upload page and upload",
+    ),
+    f"{RES}/import/{{token}}": (
+        {"GET": "add", "POST": "add"},
+        "EDIT-10 preview and apply; the guard runs before the upload is looked up, so an "
+        "allowed request for an upload that is not the caller's is a 404",
+    ),
 }
 ROLES = ("anonymous", "user", "staff", "supervisor", "administrator", "developer")
 BYPASS = ("administrator", "developer")  # AUTHZ-2
 PERMISSIONS = [name for name, _ in declared_permissions(site_registry())]
 SLUGS = [r.key for r in site_registry()]
+UPLOAD = "<file>"  # a form field sent as a multipart file upload, after the CSRF token
+NOBODYS = "A" * 24  # an upload token nobody owns
 _SERIAL = itertools.count(1)  # keeps unique columns unique across every row the matrix makes
 
 
@@ -200,6 +212,12 @@ def probes(b: BoundResource, rows: Rows, database_url: str) -> list[Probe]:
         Probe(f"{RES}/{{pk}}/", "POST", f"{base}/{subject}/", perm(f"{RES}/{{pk}}/", "POST"), 303, edit_form, 1),
         Probe(f"{RES}/{{pk}}/delete", "POST", f"{base}/{_key(victim)}/delete", perm(f"{RES}/{{pk}}/delete", "POST"), 303,
               const({}), 3),
+        Probe(f"{RES}/import", "GET", f"{base}/import", perm(f"{RES}/import", "GET"), 200),
+        Probe(f"{RES}/import", "POST", f"{base}/import", perm(f"{RES}/import", "POST"), 303,
+              const({UPLOAD: "x\n1\n"})),
+        Probe(f"{RES}/import/{{token}}", "GET", f"{base}/import/{NOBODYS}", perm(f"{RES}/import/{{token}}", "GET"), 404),
+        Probe(f"{RES}/import/{{token}}", "POST", f"{base}/import/{NOBODYS}", perm(f"{RES}/import/{{token}}", "POST"), 404,
+              const({"mode": "check"})),
     ]  # fmt: skip
     route = f"{RES}/bulk/{{action}}"
     for action in ["delete", *(a.name for a in b.resource.actions)]:
@@ -232,9 +250,19 @@ class Anonymous:
 
     async def post(self, path: str, data: dict[str, str]) -> Any:
         return await self.client.post(
-            path, data={"csrf_token": self.token, **data}, headers={"Origin": ORIGIN},
-            allow_redirects=False,
+            path, data=multipart(self.token, data) or {"csrf_token": self.token, **data},
+            headers={"Origin": ORIGIN}, allow_redirects=False,
         )  # fmt: skip
+
+
+def multipart(token: str, data: dict[str, str]) -> aiohttp.FormData | None:
+    """An upload form as a browser sends it (the token first), when `data` holds a file."""
+    if UPLOAD not in data:
+        return None
+    form = aiohttp.FormData()
+    form.add_field("csrf_token", token)
+    form.add_field("file", data[UPLOAD].encode(), filename="matrix.csv", content_type="text/csv")
+    return form
 
 
 async def verdicts(
@@ -249,7 +277,9 @@ async def verdicts(
         if p.method == "GET":
             resp = await who.get(p.url)
         else:
-            resp = await who.post(p.url, await p.form() if p.form else {})
+            data = await p.form() if p.form else {}
+            upload = multipart(who.csrf, data) if isinstance(who, Browser) else None
+            resp = await who.post(p.url, upload if upload is not None else data)
         body = await resp.text()
         location = resp.headers.get("Location", "")
         if resp.status == p.ok and not location.startswith(("/login", "/reauth")):

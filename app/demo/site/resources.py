@@ -28,6 +28,7 @@ REGISTRY = register(
         ordering=("name",),
         display_field="name",
         readonly_fields=("created_at",),
+        natural_key=("email",),
         inlines=(Inline("bookings", "customer_id", ("id", "status", "amount", "scheduled_at")),),
     ),
     Resource(
@@ -39,6 +40,7 @@ REGISTRY = register(
         display_field="name",
         readonly_fields=("created_at", "updated_at"),
         formats={"hourly_rate": "money:EUR"},
+        natural_key=("email",),
         fieldsets=(
             ("Contact", ("name", "email", "phone")),
             (
