@@ -4,6 +4,7 @@ receive mail on a real SMTP server."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -128,6 +129,23 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[str] | Non
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def form_sign_in(http: Any, email: str, password: str) -> None:
+    """Sign in through the real form with an aiohttp ClientSession whose base is the server
+    (its cookie jar must accept 127.0.0.1: `aiohttp.CookieJar(unsafe=True)`)."""
+    form = await (await http.get("/login")).text()
+    found = CSRF_FIELD.search(form)
+    assert found, form[:300]
+    resp = await http.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": found.group(1)},
+        allow_redirects=False,
+    )
+    assert resp.status == 303, resp.status
 
 
 def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:

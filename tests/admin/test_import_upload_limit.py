@@ -8,16 +8,14 @@ Two ways a client sends it: with a Content-Length (refused before the body is re
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.helpers import free_port, keel_env, spawn_keel, wait_http
+from tests.helpers import CSRF_FIELD, form_sign_in, free_port, keel_env, spawn_keel, wait_http
 
-_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 MB = 1 << 20
 SIZE = 100 * MB
 BOUNDARY = "keelboundary42"
@@ -94,17 +92,10 @@ async def test_a_100_mb_upload_is_refused_without_a_memory_spike(
         wait_http(base + "/healthz", proc=proc)
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
-            form = await (await http.get("/login")).text()
-            token = _TOKEN.search(form).group(1)
-            resp = await http.post(
-                "/login",
-                data={"email": user.email, "password": password, "csrf_token": token},
-                allow_redirects=False,
-            )
-            assert resp.status == 303
+            await form_sign_in(http, user.email, password)
             page = await (await http.get("/admin/customers/import")).text()
             assert "at most 20 MiB" in page
-            token = _TOKEN.search(page).group(1)
+            token = CSRF_FIELD.search(page).group(1)
             cookie = next(m.value for m in jar if m.key == "keel_session")
             # Warm up the same code path with a small file, so what is measured is the upload.
             small = aiohttp.FormData()

@@ -6,16 +6,14 @@ A real `keel serve` under systemd's environment writes JSON lines; the test read
 from __future__ import annotations
 
 import json
-import re
 import signal
 
 import aiohttp
 import pytest
 
-from tests.helpers import free_port, keel_env, spawn_keel, wait_http
+from tests.helpers import form_sign_in, free_port, keel_env, spawn_keel, wait_http
 
 pytestmark = pytest.mark.asyncio
-_TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
 
 async def test_access_lines_of_signed_in_requests_carry_user_and_request_id(
@@ -36,14 +34,7 @@ async def test_access_lines_of_signed_in_requests_carry_user_and_request_id(
         wait_http(base + "/healthz", proc=proc)
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
-            form = await (await http.get("/login")).text()
-            token = _TOKEN.search(form).group(1)
-            resp = await http.post(
-                "/login",
-                data={"email": user.email, "password": password, "csrf_token": token},
-                allow_redirects=False,
-            )
-            assert resp.status == 303
+            await form_sign_in(http, user.email, password)
             for path in ("/admin/", "/account", "/admin/no-such-page/"):
                 resp = await http.get(path, allow_redirects=False)
                 seen[resp.headers["X-Request-ID"]] = path
