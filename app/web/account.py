@@ -20,19 +20,16 @@ from app.authority.passwords import MAX_BYTES
 from app.authority.principal import Principal
 from app.authority.setup import HASHER, POLICY
 from app.errors import Invalid
-from app.web import auth, csrf, keys, mfa_keys
+from app.web import auth, csrf, flash, forms, keys, mfa_keys
 from app.web.auth_middleware import now, template_context
 from app.web.render import render
 
 # Notices shown after a redirect: a closed list, so no text from the URL reaches the page.
+# Every other notice is the signed flash. Signing out sends Clear-Site-Data, which drops the
+# flash cookie with the rest: these two travel in the address instead (fixed texts, no input).
 NOTICES = {
     "signed_out": ("success", "You are signed out."),
     "signed_out_everywhere": ("success", "You are signed out on every device."),
-    "password_reset": ("success", "Your password was changed. Sign in with the new one."),
-    "password_changed": ("success", "Your password was changed. Your other sessions ended."),
-    "session_ended": ("success", "The session was ended."),
-    "others_ended": ("success", "Your other sessions were ended."),
-    "welcome": ("success", "Your new password is set."),
 }
 LOGIN_FAILED = (
     "The email or password is not right, or this account cannot sign in at the moment. "
@@ -49,12 +46,10 @@ EMAIL_MAX = 320
 
 
 async def _form(request: web.Request) -> MultiDictProxy[Any]:
+    """The one form reader, for web forms only: a JSON or plain-text body is not a sign-in."""
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise web.HTTPBadRequest(text="Send the form as a normal web form.")
-    try:
-        return await request.post()
-    except ValueError:
-        raise web.HTTPBadRequest(text="The form data could not be read.") from None
+    return await forms.read_form(request)
 
 
 def _text(form: MultiDictProxy[Any], name: str, label: str, limit: int) -> str:
@@ -302,7 +297,7 @@ async def reset_submit(request: web.Request) -> web.StreamResponse:
             ctx = {"errors": exc.fields, "error": exc.problem}
             return render(request, "auth/reset.html", ctx, status=400)
     # REC-2: nobody is signed in; the user signs in with the new password.
-    raise web.HTTPSeeOther("/login?notice=password_reset")
+    raise flash.see_other(request, "/login", "Your password was changed. Sign in with the new one.")
 
 
 # ---- forced change (LOGIN-7), password change (REC-4), re-auth (REAUTH) --------------------
@@ -348,7 +343,7 @@ async def must_change_submit(request: web.Request) -> web.StreamResponse:
             "rules": request.app[POLICY].rules(),
         }
         return render(request, "auth/must_change.html", ctx, status=400)
-    raise web.HTTPSeeOther(landing(who) + ("?notice=welcome" if who.enters_admin else ""))
+    raise flash.see_other(request, landing(who), "Your new password is set.")
 
 
 async def password_page(request: web.Request) -> web.StreamResponse:
@@ -371,7 +366,9 @@ async def password_submit(request: web.Request) -> web.StreamResponse:
             "rules": request.app[POLICY].rules(),
         }
         return render(request, "account/password.html", ctx, status=400)
-    raise web.HTTPSeeOther("/account/password?notice=password_changed")
+    raise flash.see_other(
+        request, "/account/password", "Your password was changed. Your other sessions ended."
+    )
 
 
 def _back(request: web.Request, value: object) -> str:
@@ -513,13 +510,13 @@ async def sessions_submit(request: web.Request) -> web.StreamResponse:
                     text="That session cannot be ended here. To end this session, sign out."
                 )
             await sessions.revoke(conn, ctx, reason="user_requested", session_id=found.id, now=at)
-            raise web.HTTPSeeOther("/account/sessions?notice=session_ended")
+            raise flash.see_other(request, "/account/sessions", "The session was ended.")
         if action == "revoke_others":
             await sessions.revoke(
                 conn, ctx, reason="user_requested", user_id=who.user_id,
                 except_session_id=who.session_id, now=at,
             )  # fmt: skip
-            raise web.HTTPSeeOther("/account/sessions?notice=others_ended")
+            raise flash.see_other(request, "/account/sessions", "Your other sessions were ended.")
         await sessions.revoke(conn, ctx, reason="user_requested", user_id=who.user_id, now=at)
     return _signed_out(request, "/login?notice=signed_out_everywhere")
 

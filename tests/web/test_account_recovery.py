@@ -82,7 +82,7 @@ async def test_reset_link_sets_the_password_once_and_signs_nobody_in(
     done = await client.post(
         path, data={"password": NEW, "confirm": NEW, "csrf_token": token}, allow_redirects=False
     )
-    assert done.status == 303 and done.headers["Location"] == "/login?notice=password_reset"
+    assert done.status == 303 and done.headers["Location"] == "/login"  # the notice: a flash
     assert "Sign in with the new one" in await (await client.get(done.headers["Location"])).text()
     assert "keel_session" not in done.cookies, "a reset never signs anyone in"
     assert (await s.get("/account")).status == 303, "the old session ended"
