@@ -217,6 +217,7 @@ async def test_a_token_reaches_no_address_outside_the_api(
         if route.method == "HEAD" or not path or path.startswith(f"{API}/"):
             continue
         url = re.sub(r"\{resource\}", "bookings", path)
+        url = re.sub(r"\{token\}", "a" * 24, url)  # an import preview's key has its own shape
         url = re.sub(r"\{[^}]+\}", "1", url)
         resp = await api.request(route.method, url, data={"csrf_token": "x"})
         seen.append((route.method, path, resp.status))
