@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import psycopg
 from aiohttp import web
+from markupsafe import Markup
 from psycopg import sql
 
 from app import audit
-from app.admin import lookup, rowkey
+from app.admin import lookup, rowkey, search_reason
 from app.admin.charts import bar_chart
 from app.admin.edit_views import singular
 from app.admin.list_params import parse_query
@@ -239,6 +241,8 @@ async def search_view(request: web.Request) -> web.StreamResponse:
             if not (b.resource.search_fields or b.resource.tsvector_field):
                 continue
             lq = parse_query(b, {"q": q, "per_page": str(SEARCH_PER_RESOURCE)})
+            # The searched columns come with each row: the reason it matched needs no query.
+            lq = replace(lq, also=search_reason.own_search_columns(b))
             sections.append(await _search_section(request, b, lq))
     ctx = {
         "title": "Search",
@@ -275,9 +279,14 @@ async def _search_section(request: web.Request, b: BoundResource, lq: Any) -> di
             slugs_by_table=slugs_by_table(request.app),
             selectable=False,
         )
+        why = search_reason.reasons(b, page, lq.words)
+        rows = [
+            renderer.row(r, f'<td class="k-search-why">{reason}</td>')
+            for r, reason in zip(page.rows, why, strict=True)
+        ]
         section.update(
-            headers=[b.label(c.name) for c in b.list_columns],
-            rows_html=renderer.body(),
+            headers=[*(b.label(c.name) for c in b.list_columns), "Why it matched"],
+            rows_html=Markup("\n".join(rows)),  # noqa: S704 - cells escaped by the renderer
             count=len(page.rows),
             total=total.text(),
         )

@@ -177,6 +177,7 @@ class ListQuery:
     last: bool = False
     per_page: int = 50
     state: tuple[tuple[str, str], ...] = ()  # filters, q, o and per_page: what links keep
+    also: tuple[str, ...] = ()  # columns selected beyond the list's (global search's reasons)
 
     @property
     def filtered(self) -> bool:

@@ -263,7 +263,8 @@ class RowRenderer:
             return lambda v: highlight(format_value(v), pattern)
         return value_formatter(col, self.b)
 
-    def row(self, values: tuple[Any, ...]) -> str:
+    def row(self, values: tuple[Any, ...], tail: str = "") -> str:
+        """The row's `<tr>`; `tail` is more cells, already escaped (search's reason)."""
         pk = values[self.pk_index]
         parts = []
         if self.selectable:
@@ -289,7 +290,7 @@ class RowRenderer:
                     f'{self.href_end}">{self.first(value)}</a></td>'
                 )
         parts += [cell(values[j]) for cell, j in self.rest]
-        return "<tr>" + "".join(parts) + "</tr>"
+        return "<tr>" + "".join(parts) + tail + "</tr>"
 
     def body(self) -> Markup:
         return Markup("\n".join([self.row(r) for r in self.page.rows]))  # noqa: S704 - escaped above

@@ -261,6 +261,7 @@ class Page:
 def selected_columns(b: BoundResource, lq: ListQuery) -> list[str]:
     names = [*b.key] + [c.name for c in b.list_columns]
     names += [n for n, _d in lq.ordering]
+    names += lq.also
     return list(dict.fromkeys(names))
 
 
