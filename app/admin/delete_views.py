@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode
@@ -202,11 +202,23 @@ async def bulk_submit(request: web.Request) -> web.StreamResponse:
         return await confirm_page(request, bound, action, selection, error=exc.problem, status=409)
     noun = bound.title.lower() if len(done) != 1 else singular(bound.title).lower()
     verb = "Deleted" if action is DELETE else f"{action.label}:"
-    raise flash.see_other(
-        request,
-        f"/admin/{bound.slug}/" + (f"?{selection.back}" if selection.back else ""),
-        f"{verb} {len(done):,} {noun}.",
-    )
+    back = f"/admin/{bound.slug}/" + (f"?{selection.back}" if selection.back else "")
+    # Deleted rows have no page to open; changed ones are linked so the operator can check them.
+    links = [] if action is DELETE else changed_links(bound, done, back)
+    text = f"{verb} {len(done):,} {noun}" + (":" if links else ".")
+    raise flash.see_other(request, back, text, links=links)
+
+
+def changed_links(bound: BoundResource, done: Sequence[Any], back: str) -> list[tuple[str, str]]:
+    """A link to each changed record, the first few of them; the rest as one "and N more"
+    link back to the list (a flash is a cookie: it cannot carry a long list of keys)."""
+    room = flash.MAX_LINKS - 1
+    shown = done if len(done) <= flash.MAX_LINKS else done[:room]
+    title = singular(bound.title)
+    links = [(f"{title} {k}", f"/admin/{bound.slug}/{rowkey.segment(k)}/") for k in shown]
+    if len(done) > len(shown):
+        links.append((f"and {len(done) - len(shown):,} more", back))
+    return links
 
 
 async def run(

@@ -12,11 +12,12 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from aiohttp import web
 
+from app.authority import reauth
 from app.web import keys
 from app.web.csrf import clear_cookie, set_cookie
 
@@ -24,6 +25,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Kind = Literal["success", "info", "warning", "danger"]
 COOKIE = "keel_flash"
 MAX_TEXT = 300
+MAX_LINKS = 6  # a few record links fit a cookie; more would not be read anyway
 FLASH_KEY = web.AppKey("keel_flash_key", bytes)
 FLASH_KEYS = web.AppKey("keel_flash_keys", tuple[bytes, ...])  # the ring's, signing key first
 _SHOWN = web.RequestKey("keel_flash_shown", bool)
@@ -37,16 +39,50 @@ def _sign(key: bytes, payload: bytes) -> str:
     return hmac.new(key, payload, hashlib.sha256).hexdigest()[:32]
 
 
+Link = tuple[str, str]  # (label, same-site path)
+
+
+def _clean(text: str, limit: int) -> str:
+    return "".join(c for c in text if c.isprintable())[:limit]
+
+
+def _links(raw: Any) -> list[dict[str, str]]:
+    """Links kept only when they are same-site paths: even a signed cookie must not be able
+    to put a link to another site on our page."""
+    out: list[dict[str, str]] = []
+    if not isinstance(raw, list):
+        return out
+    for item in raw[:MAX_LINKS]:
+        if not (isinstance(item, list) and len(item) == 2):
+            continue
+        label, url = str(item[0])[:80], str(item[1])[:500]
+        if is_local_path(url):
+            out.append({"label": label, "url": url})
+    return out
+
+
+def is_local_path(url: str) -> bool:
+    """An admin or account path on this site: the same rule as a sign-in's return address."""
+    return bool(url) and reauth.safe_return_to(url, "") == url
+
+
 def flash(
-    response: web.StreamResponse, request: web.Request, text: str, kind: Kind = "success"
+    response: web.StreamResponse,
+    request: web.Request,
+    text: str,
+    kind: Kind = "success",
+    links: Sequence[Link] = (),
 ) -> None:
-    """Show `text` on the next page this browser loads."""
-    clean = "".join(c for c in text if c.isprintable())[:MAX_TEXT]
-    payload = base64.urlsafe_b64encode(json.dumps({"k": kind, "t": clean}).encode())
+    """Show `text` on the next page this browser loads, followed by `links` (same-site paths)."""
+    data: dict[str, Any] = {"k": kind, "t": _clean(text, MAX_TEXT)}
+    kept = [[_clean(label, 80), url] for label, url in links[:MAX_LINKS] if is_local_path(url)]
+    if kept:
+        data["l"] = kept
+    payload = base64.urlsafe_b64encode(json.dumps(data).encode())
     set_cookie(response, request, COOKIE, f"{payload.decode()}.{_sign(_key(request.app), payload)}")
 
 
-def read(request: web.Request) -> list[dict[str, str]]:
+def read(request: web.Request) -> list[dict[str, Any]]:
     """The pending message, if any, verified; marks it shown so the response clears it."""
     raw = request.cookies.get(COOKIE)
     if not raw:
@@ -62,11 +98,12 @@ def read(request: web.Request) -> list[dict[str, str]]:
     try:
         data = json.loads(base64.urlsafe_b64decode(payload.encode()))
         kind, text = str(data["k"]), str(data["t"])[:MAX_TEXT]
-    except (ValueError, KeyError, TypeError):
+        links = _links(data.get("l"))
+    except (ValueError, KeyError, TypeError, AttributeError):
         return []
     if kind not in ("success", "info", "warning", "danger"):
         return []
-    return [{"kind": kind, "text": text}]
+    return [{"kind": kind, "text": text, "links": links}]
 
 
 def template_context(request: web.Request) -> dict[str, Any]:
@@ -93,11 +130,15 @@ def setup(app: web.Application) -> None:
 
 
 def see_other(
-    request: web.Request, location: str, text: str, kind: Kind = "success"
+    request: web.Request,
+    location: str,
+    text: str,
+    kind: Kind = "success",
+    links: Sequence[Link] = (),
 ) -> web.HTTPSeeOther:
-    """A 303 to `location` that carries `text` to the page it lands on (raise it)."""
+    """A 303 to `location` that carries `text` (and `links`) to the page it lands on (raise it)."""
     carrier = web.Response()
-    flash(carrier, request, text, kind)
+    flash(carrier, request, text, kind, links)
     redirect = web.HTTPSeeOther(location)
     for morsel in carrier.cookies.values():  # aiohttp writes cookies only when it sends
         redirect.headers.add("Set-Cookie", morsel.OutputString())

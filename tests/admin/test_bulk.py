@@ -49,7 +49,7 @@ async def test_declared_action_on_selected_ids_is_one_change_and_one_event(
     )
     assert events == [["1", "2", "3"]]
     listed = await (await b.get("/admin/bookings/")).text()
-    assert "3 bookings." in listed, "the list says how many rows the action changed"
+    assert "3 bookings:" in listed, "the list says how many rows the action changed"
 
 
 async def test_action_marked_confirm_asks_first(
@@ -222,3 +222,68 @@ async def test_oversized_selections_are_refused(
     resp = await b.post(f"{BASE}/confirm", {"all": "1", "status": "pending"})
     assert resp.status == 400 and "too many for one bulk action" in await resp.text()
     assert await one(database_url, "SELECT count(*) FROM bookings WHERE status = 'confirmed'") == 0
+
+
+def flash_links(page: str) -> list[tuple[str, str]]:
+    import re
+
+    box = re.search(r'<span class="k-flash-links">(.*?)</span>', page)
+    assert box, "the flash links the changed records"
+    return re.findall(r'<a href="([^"]+)">([^<]+)</a>', box.group(1))
+
+
+async def test_the_flash_links_each_changed_record(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    b = await sign_in(client, database_url, secret_key)
+    ids = [("ids", "2"), ("ids", "4"), ("ids", "5")]
+    resp = await b.post(f"{BASE}/cancel", [*ids, ("confirmed", "1")])
+    assert resp.status == 303
+    page = await (await b.get(resp.headers["Location"])).text()
+    assert "Cancel: 3 bookings:" in page
+    assert flash_links(page) == [
+        ("/admin/bookings/2/", "Booking 2"),
+        ("/admin/bookings/4/", "Booking 4"),
+        ("/admin/bookings/5/", "Booking 5"),
+    ]
+    # The message is read once.
+    assert "k-flash-links" not in await (await b.get("/admin/bookings/")).text()
+
+
+async def test_many_changed_records_link_the_first_few_and_the_rest_as_the_list(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    b = await sign_in(client, database_url, secret_key)
+    resp = await b.post(
+        f"{BASE}/cancel", {"all_matching": "1", "query": "status=pending", "confirmed": "1"}
+    )
+    assert resp.status == 303
+    page = await (await b.get(resp.headers["Location"])).text()
+    assert "6 bookings:" in page  # as many as fit: each linked
+    assert flash_links(page) == [(f"/admin/bookings/{i}/", f"Booking {i}") for i in range(1, 7)]
+    resp = await b.post(f"{BASE}/confirm", {"all_matching": "1", "query": "status=cancelled"})
+    page = await (await b.get(resp.headers["Location"])).text()
+    assert "10 bookings:" in page
+    links = flash_links(page)
+    assert links[:5] == [(f"/admin/bookings/{i}/", f"Booking {i}") for i in range(1, 6)]
+    assert links[5:] == [("/admin/bookings/?status=cancelled", "and 5 more")]
+
+
+async def test_a_deletion_links_nothing(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    b = await sign_in(client, database_url, secret_key, elevated=True)
+    resp = await b.post(f"{BASE}/delete", [("ids", "1"), ("confirmed", "1")])
+    page = await (await b.get(resp.headers["Location"])).text()
+    assert "Deleted 1 booking." in page and "k-flash-links" not in page
+
+
+async def test_the_list_asks_no_question_of_its_own_before_the_confirmation_page(
+    client: Any, database_url: str, secret_key: str, bookings: None
+) -> None:
+    """One confirmation: the confirmation page, not a browser dialog before it as well."""
+    b = await sign_in(client, database_url, secret_key)
+    page = await (await b.get("/admin/bookings/")).text()
+    bar = page[page.index('class="k-bulkbar"') :]
+    bar = bar[: bar.index("</div>")]
+    assert "/bulk/cancel" in bar and "data-confirm" not in bar
