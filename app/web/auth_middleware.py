@@ -6,10 +6,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
-from app.authority import sessions
+from app.authority import reauth, sessions
 from app.errors import PermissionDenied
 from app.ops.logging import user_id_var
 from app.web import bearer, keys, mfa_keys
@@ -159,6 +160,14 @@ def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
+def enrol_url(request: web.Request) -> str:
+    """The set-up page, with this page to return to when it is one worth returning to."""
+    back = ""
+    if request.method in ("GET", "HEAD"):
+        back = reauth.safe_return_to(request.path_qs, "")
+    return ENROL_STEP[0] + ("?return_to=" + quote(back, safe="/") if back else "")
+
+
 @web.middleware
 async def login_required(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Deny by default: every route not marked @public needs a signed-in user."""
@@ -200,8 +209,9 @@ async def login_required(request: web.Request, handler: Handler) -> web.StreamRe
     policy = request.app.get(mfa_keys.MFA_POLICY)
     must_enrol = policy is not None and policy.requires(who.role) and not who.mfa_enabled
     if must_enrol and not _under(path, ENROL_STEP):
-        # MFA-4: set up the second factor first; pages, JSON and exports all wait.
-        return _see_other("/account/two-step")
+        # MFA-4: set up the second factor first; pages, JSON and exports all wait. The page
+        # asked for rides along, so that finishing the set-up leads there.
+        return _see_other(enrol_url(request))
     if who.must_change_password and not _under(path, CHANGE_STEP):
         return _see_other("/must-change-password")  # LOGIN-7
     if not who.enters_admin and not _under(path, OWN_ACCOUNT):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -87,9 +88,31 @@ async def code_submit(request: web.Request) -> web.StreamResponse:
 # ---- own account: set up, new backup codes, turn off (MFA-1, MFA-2) -------------------------
 
 
+def _return_to(request: web.Request, posted: object = None) -> str:
+    """The page a user held for set-up first asked for ("" if none): a safe local path, never
+    this page itself, and never an admin page for an account that cannot open the admin."""
+    who = auth.principal(request)
+    back = reauth.safe_return_to(posted or request.query.get("return_to"), "")
+    if not back or back == PAGE or back.startswith((PAGE + "/", PAGE + "?")):
+        return ""
+    return _after_login(who is not None and who.enters_admin, back)
+
+
+async def _posted_return_to(request: web.Request) -> str:
+    """`return_to` from a set-up form (a post without a form body simply has none)."""
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return _return_to(request)
+    return _return_to(request, (await _form(request)).get("return_to"))
+
+
+def _with_return(back: str) -> str:
+    return PAGE + (f"?{urlencode({'return_to': back})}" if back else "")
+
+
 async def _page(
     request: web.Request,
     *,
+    back: str = "",
     secret: str | None = None,
     codes: list[str] | None = None,
     error: str | None = None,
@@ -112,31 +135,34 @@ async def _page(
         "codes": codes,
         "error": error,
         "notice": None,
+        "return_to": back,
     }
     return render(request, "account/two_step.html", ctx, status=status)
 
 
 async def account_page(request: web.Request) -> web.StreamResponse:
-    return await _page(request)
+    return await _page(request, back=_return_to(request))
 
 
-async def _wall(request: web.Request) -> None:
+async def _wall(request: web.Request, back: str = "") -> None:
     """Every change to the second factor needs a recent password (and a code where one is set
     up); after re-auth the browser comes back to this page, whose forms are posts."""
-    await auth.require_elevated(request, now=now(request.app), back=PAGE)
+    await auth.require_elevated(request, now=now(request.app), back=_with_return(back))
 
 
 async def start_submit(request: web.Request) -> web.StreamResponse:
-    await _wall(request)
+    back = await _posted_return_to(request)
+    await _wall(request, back)
     who = auth.principal(request)
     assert who is not None
     async with request.app[keys.POOL].connection() as conn:
         secret = await mfa.start_enrolment(conn, _ring(request), who.user_id)
-    return await _page(request, secret=secret)
+    return await _page(request, secret=secret, back=back)
 
 
 async def confirm_submit(request: web.Request) -> web.StreamResponse:
-    await _wall(request)
+    back = await _posted_return_to(request)
+    await _wall(request, back)
     who = auth.principal(request)
     assert who is not None
     form = await _form(request)
@@ -148,8 +174,8 @@ async def confirm_submit(request: web.Request) -> web.StreamResponse:
                 now=now(request.app),
             )  # fmt: skip
     except Invalid as exc:
-        return await _page(request, error=exc.problem, status=400)
-    return await _page(request, codes=codes)
+        return await _page(request, error=exc.problem, status=400, back=back)
+    return await _page(request, codes=codes, back=back)
 
 
 async def regenerate_submit(request: web.Request) -> web.StreamResponse:

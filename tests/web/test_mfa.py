@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pyotp
@@ -173,7 +174,9 @@ async def test_policy_required_holds_an_unenrolled_user_on_set_up(
         "/admin/bookings/export.jsonl", "/account", "/account/sessions",
     ):  # fmt: skip
         resp = await c.get(path, allow_redirects=False)
-        assert resp.status == 303 and resp.headers["Location"] == "/account/two-step", path
+        # Held, with the page asked for kept for after the set-up.
+        assert resp.status == 303, path
+        assert resp.headers["Location"] == "/account/two-step?return_to=" + quote(path, safe="/")
     page = await (await c.get("/account/two-step")).text()
     assert "requires two-step sign-in" in page
     resp = await _post(c, "/admin/users/new", {"email": "x@example.com"}, page)
@@ -346,7 +349,8 @@ async def test_a_held_user_reaches_reauth_and_comes_back_to_set_up(
     resp = await _post(c, "/reauth", {"password": password, "return_to": "/admin/users/"}, page)
     assert resp.status == 303 and resp.headers["Location"] == "/admin/users/"
     resp = await c.get("/admin/users/", allow_redirects=False)
-    assert resp.status == 303 and resp.headers["Location"] == "/account/two-step"
+    assert resp.status == 303
+    assert resp.headers["Location"] == "/account/two-step?return_to=/admin/users/"
     page = await (await c.get("/account/two-step")).text()
     resp = await _post(c, "/account/two-step/start", {}, page)
     html = await resp.text()
@@ -403,6 +407,55 @@ async def test_the_page_asked_for_survives_the_password_and_the_code(
         await _reset_step(c, user.id)
         resp = await _post(c, "/mfa", {"code": code, "return_to": evil}, html)
         assert resp.status == 303 and resp.headers["Location"] == "/admin/", evil
+
+
+async def test_after_the_set_up_the_held_user_goes_on_to_the_page_asked_for(
+    config: Config, clients: Any, make_user: MakeUser
+) -> None:
+    strict = replace(config, mfa_policy="required")
+    user, password = await make_user("administrator")
+    wanted = "/admin/bookings/?status=cancelled&o=amount"
+    c = await clients(strict)
+    html = await (await c.get("/login?return_to=" + quote(wanted, safe="/"))).text()
+    resp = await _post(
+        c, "/login", {"email": user.email, "password": password, "return_to": wanted}, html
+    )
+    assert resp.status == 303 and resp.headers["Location"] == wanted
+    resp = await c.get(wanted, allow_redirects=False)
+    held = resp.headers["Location"]
+    assert held == "/account/two-step?return_to=" + quote(wanted, safe="/")
+    page = await (await c.get(held)).text()
+    field = 'name="return_to" value="/admin/bookings/?status=cancelled&amp;o=amount"'
+    assert field in page
+    # A return address elsewhere, or the set-up page itself, is not offered.
+    for evil in ("https://evil.example/admin/", "//evil.example/admin/", "/account/two-step"):
+        other = await (await c.get("/account/two-step?return_to=" + quote(evil))).text()
+        assert "Set up two-step sign-in" in other
+        assert 'name="return_to"' not in other and "evil" not in other, evil
+    # The re-auth wall in between sends the browser back to the set-up page with it.
+    resp = await _post(c, "/account/two-step/start", {"return_to": wanted}, page)
+    reauth_url = resp.headers["Location"]
+    assert reauth_url.startswith("/reauth?return_to=")
+    page = await (await c.get(reauth_url)).text()
+    back = re.search(r'name="return_to" value="([^"]+)"', page)
+    assert back, page
+    back_to = back.group(1).replace("&amp;", "&")
+    resp = await _post(c, "/reauth", {"password": password, "return_to": back_to}, page)
+    assert resp.status == 303
+    page = await (await c.get(resp.headers["Location"])).text()
+    assert field in page
+    resp = await _post(c, "/account/two-step/start", {"return_to": wanted}, page)
+    html = await resp.text()
+    assert field in html
+    m = _SECRET.search(html)
+    assert m, html
+    code = pyotp.TOTP(m.group(1)).now()
+    resp = await _post(c, "/account/two-step/confirm", {"code": code, "return_to": wanted}, html)
+    html = await resp.text()
+    assert len(_CODES.findall(html)) == 10
+    # The codes are shown once; the way on leads to the page first asked for.
+    assert 'href="/admin/bookings/?status=cancelled&amp;o=amount"' in html
+    assert (await c.get(wanted, allow_redirects=False)).status == 200
 
 
 async def _reset_step(c: TestClient, user_id: int) -> None:
