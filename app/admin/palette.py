@@ -53,13 +53,16 @@ async def palette_json(request: web.Request) -> web.Response:
                 title = singular(b.title)
                 by_key = b.display_column == b.pk
                 for r in found:
+                    exact = r["id"] == q
+                    hint = b.title if by_key else f"{b.title} · {r['id']}"
                     records.append(
                         {
                             "kind": "Record",
                             "label": f"{title} {r['label']}" if by_key else r["label"],
-                            "hint": b.title if by_key else f"{b.title} · {r['id']}",
+                            # Why it is offered: its key is what was typed, or its name has it.
+                            "hint": f"ID {r['id']} · {b.title}" if exact else hint,
                             "url": f"/admin/{b.slug}/{rowkey.segment(r['id'])}/",
-                            "exact": r["id"] == q,
+                            "exact": exact,
                         }
                     )
         # An exact key first (the record the operator named), then pages, then the rest.

@@ -58,3 +58,14 @@ async def test_an_exact_key_match_says_id(bound: dict[str, BoundResource]) -> No
     page = Page(["id", "name"], [(12, "Customer 12"), (5, "Customer 12 b")])
     why = search_reason.reasons(keyed, page, ("12",))
     assert why == ["<mark>ID 12</mark>", "Name: Customer <mark>12</mark> b"]
+
+
+async def test_the_palette_says_when_a_record_is_offered_for_its_key(
+    signed_in: Any, seeded: Any
+) -> None:
+    admin = await signed_in("administrator")
+    found = await (await admin.get("/admin/palette?q=12")).json()
+    exact = {r["url"]: r["hint"] for r in found["results"] if r["exact"]}
+    assert exact["/admin/customers/12/"] == "ID 12 · Customers"
+    assert exact["/admin/bookings/12/"] == "ID 12 · Bookings"
+    assert all(not r["hint"].startswith("ID ") for r in found["results"] if not r["exact"])
