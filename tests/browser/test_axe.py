@@ -72,7 +72,11 @@ async def test_admin_and_account_pages_pass_axe_in_both_themes(
     for path in (
         "/admin/users/",
         f"/admin/users/{other.id}/",
+        "/admin/users/new",
+        "/admin/invitations/",
         "/admin/groups/",
+        "/admin/customers/import",
+        "/admin/api/",
         "/admin/audit/",
         "/admin/audit/?event_type=login_succeeded",
         "/account",
