@@ -186,6 +186,30 @@ async def open_page(
         pytest.fail("the browser reported problems:\n" + "\n".join(browser_problems.seen))
 
 
+# axe-core's impacts we refuse; "moderate" and "minor" are advice (best practices, mostly).
+AXE_REFUSED = ("serious", "critical")
+
+
+async def assert_axe_clean(page: Page, where: str) -> None:
+    """axe-core (bundled in `axe-playwright-python`) on the page as it is now: no serious or
+    critical violation. The report names each rule, its impact and the first offending nodes."""
+    try:
+        from axe_playwright_python.async_playwright import Axe
+    except ImportError:
+        _unavailable(
+            "the `axe-playwright-python` package is not installed (pip install -e '.[dev]')"
+        )
+    results = await Axe().run(page)
+    bad = [v for v in results.response["violations"] if v["impact"] in AXE_REFUSED]
+    lines = [
+        f"{v['id']} ({v['impact']}): {v['help']} — "
+        + "; ".join(" ".join(map(str, n["target"])) for n in v["nodes"][:4])
+        + (f" (+{len(v['nodes']) - 4} more)" if len(v["nodes"]) > 4 else "")
+        for v in bad
+    ]
+    assert not bad, f"{where}: axe-core found\n" + "\n".join(lines)
+
+
 async def sign_in(page: Page, email: str, password: str) -> None:
     """Sign in through the real login form; lands on the admin dashboard."""
     await page.goto("/login")

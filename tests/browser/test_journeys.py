@@ -2,7 +2,9 @@
 phone (390×844) size, light and dark, checked for what a person would notice — every panel
 inside <main>, the first record and the pager reachable by scrolling the page, no sideways
 scrolling except a table's own, text contrast (WCAG AA, computed from the page's own colours),
-no console error and no CSP violation (the `open_page` fixture fails the test on either).
+no serious or critical axe-core violation in either theme, no console error and no CSP
+violation (the `open_page` fixture fails the test on either). test_axe.py runs axe on the page
+states this walk does not reach (sign-in, account pages, groups, a bulk confirm page).
 
 One server and one database serve all three roles; each role signs in once and each page is
 loaded once, then looked at in four ways (two sizes, two themes) in place, so the walk stays
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import IN_CI, OpenPage, Problems, sign_in
+from tests.browser.conftest import IN_CI, OpenPage, Problems, assert_axe_clean, sign_in
 from tests.browser.test_ui import OVERFLOW_JS
 from tests.web.conftest import MakeUser
 
@@ -174,6 +176,12 @@ async def each_look(page: Page, state: str, *, list_page: bool = False) -> None:
             # left a few inherited colours stale in Chromium.
             await page.evaluate(THEME_JS, scheme)
             await check_page(page, f"{state}, {scheme}", list_page=list_page)
+            # axe-core once per page state and theme, at the desktop size only: the phone
+            # layout is the same DOM (same names, roles, ids, landmarks) restyled by media
+            # queries, and its colours are the same tokens, which CONTRAST_JS above checks at
+            # the phone size too. A second axe pass would double the cost and find nothing new.
+            if viewport is DESKTOP:
+                await assert_axe_clean(page, f"{state}, {scheme}")
     await page.set_viewport_size(DESKTOP)
     await page.evaluate("document.documentElement.removeAttribute('data-theme')")
 
