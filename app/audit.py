@@ -20,7 +20,7 @@ from psycopg import pq, sql
 from psycopg.types.json import Jsonb
 
 from app.audit_events import Event, EventType
-from app.errors import Invalid, KeelError
+from app.errors import Invalid, KeelError, NotFound
 
 if TYPE_CHECKING:
     from app.config import Config
@@ -705,3 +705,32 @@ async def daily_counts(
     return [
         (first + timedelta(days=i), counts.get(first + timedelta(days=i), 0)) for i in range(days)
     ]
+
+
+@dataclass(frozen=True)
+class SealedRow:
+    """One event with its place in the chain, for the event's own page: the hashes let an
+    operator compare it with `keel audit verify` or a copy kept elsewhere."""
+
+    row: AuditRow
+    key_id: str | None  # rows sealed before key rotation name no key
+    prev_hash: str  # hex
+    row_hash: str  # hex
+
+    @property
+    def id(self) -> int:
+        return self.row.id
+
+
+async def sealed(conn: psycopg.AsyncConnection[Any], event_id: int) -> SealedRow:
+    """One event by id with its chain hashes, or NotFound."""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM keel_audit WHERE id = %s", (event_id,))
+    found = await cur.fetchone()
+    if found is None:
+        raise NotFound(
+            f"audit event {event_id} does not exist",
+            "no event of the log has this number",
+            "open the audit log and pick the event from the list",
+        )
+    *values, kid, prev, own = found
+    return SealedRow(AuditRow(*values), kid, bytes(prev).hex(), bytes(own).hex())

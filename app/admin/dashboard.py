@@ -15,9 +15,9 @@ from markupsafe import Markup
 from psycopg import sql
 
 from app import audit
-from app.admin import lookup, rowkey, search_reason
+from app.admin import search_reason
 from app.admin.charts import bar_chart
-from app.admin.edit_views import singular
+from app.admin.events import event_items, target_names
 from app.admin.list_params import parse_query
 from app.admin.list_render import RowRenderer
 from app.admin.list_views import displays, slugs_by_table
@@ -126,66 +126,6 @@ async def _resource_card(request: web.Request, b: BoundResource, now: datetime) 
     return card
 
 
-_VERBS = {"create": "created", "update": "changed", "delete": "deleted"}
-_TONES = {"delete": "danger", "create": "success", "update": "brand", "login_failed": "warning"}
-
-
-async def _target_names(
-    request: web.Request, rows: list[audit.AuditRow]
-) -> dict[tuple[str, str], str]:
-    """The current name of each record the events point at: one query per resource."""
-    admin = request.app[ADMIN]
-    wanted: dict[str, set[str]] = {}
-    for r in rows:
-        b = admin.get(r.target_resource or "")
-        if b is not None and r.target_id and b.keyed and not b.composite:
-            wanted.setdefault(b.slug, set()).add(r.target_id)
-    names: dict[tuple[str, str], str] = {}
-    if not wanted:
-        return names
-    async with request.app[keys.POOL].connection() as conn:
-        for slug, ids in wanted.items():
-            b = admin[slug]
-            found = await lookup.labels(conn, b.table, b.display_column, b.pk, sorted(ids))
-            names.update({(slug, k): v for k, v in found.items()})
-    return names
-
-
-def _event_items(
-    request: web.Request, rows: list[audit.AuditRow], names: dict[tuple[str, str], str]
-) -> list[dict[str, Any]]:
-    """Each event as a sentence: who did what to which record, by its name, linked while the
-    record exists; events about no record keep their own summary."""
-    admin = request.app[ADMIN]
-    items = []
-    for r in rows:
-        actor = r.actor_email or r.os_actor or "Keel"
-        b = admin.get(r.target_resource or "")
-        title, url = r.summary or r.event_type, None
-        if b is not None and r.event_type in _VERBS and r.target_id:
-            name = names.get((b.slug, r.target_id))
-            thing = singular(b.title).lower()
-            shown = name if name and b.display_column != b.pk else r.target_id
-            # The record first, the actor last: a line cut short on a desktop keeps the what.
-            title = f"{_VERBS[r.event_type].capitalize()} {thing} {shown}"
-            if r.event_type == "update" and r.changes:
-                title += ": " + ", ".join(b.label(f).lower() for f in sorted(r.changes))
-            title += f" by {actor}"
-            if name is not None and r.event_type != "delete":
-                url = f"/admin/{b.slug}/{rowkey.segment(r.target_id)}/"
-        items.append(
-            {
-                "title": title,
-                "text": None if title.endswith(actor) or actor in title else actor,
-                "when": r.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
-                "when_iso": r.at.isoformat(),
-                "tone": _TONES.get(r.event_type, "info"),
-                "url": url,
-            }
-        )
-    return items
-
-
 async def dashboard_view(request: web.Request) -> web.StreamResponse:
     who = await require(request)
     now = datetime.now(UTC)
@@ -209,7 +149,7 @@ async def dashboard_view(request: web.Request) -> web.StreamResponse:
     days, activity_ok = await soft("activity", activity, no_days)
 
     async def named() -> dict[tuple[str, str], str]:
-        return await _target_names(request, recent_rows)
+        return await target_names(request, recent_rows)
 
     no_names: dict[tuple[str, str], str] = {}
     names, _ok = await soft("event_targets", named, no_names)
@@ -219,7 +159,7 @@ async def dashboard_view(request: web.Request) -> web.StreamResponse:
         "cards": cards,
         # No site, or a site that declares nothing: say how to add tables, not "no access".
         "no_resources": not request.app[ADMIN],
-        "events": _event_items(request, recent_rows, names),
+        "events": event_items(request, recent_rows, names),
         "events_ok": events_ok,
         "events_scope": "everyone" if who.bypasses_permissions else "you",
         "activity": [n for _d, n in days],

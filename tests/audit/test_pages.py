@@ -12,6 +12,7 @@ import pytest
 from app import audit
 from app import audit_events as ev
 from app.audit import Context
+from app.authority import users
 from tests.admin.test_edit_support import Browser, sign_in
 
 
@@ -45,12 +46,55 @@ async def test_administrators_see_events_grouped_by_day(
     assert resp.status == 200, page
     today = datetime.now(UTC).date().isoformat()
     assert f'<time datetime="{today}">' in page
-    assert "login_failed" in page and "eve@example.com" in page and "198.51.100.4" in page
-    assert "req-0123456789abcdef" in page  # the request id links the row to the logs
-    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
-    assert "1 field changed" in page and "done" in page
+    assert "login_failed" in page
+    # One sentence per event: who, what, to which record; the raw fields are on its own page.
+    assert "eve@example.com failed to sign in (wrong password)" in page
+    assert " changed tickets #7 (s)" in page  # a resource Keel does not serve: no link
+    assert "198.51.100.4" not in page and 'href="/admin/audit/1/"' in page
+    assert "<script>alert(1)</script>" not in page
     assert 'href="/admin/audit/"' in page and "Audit log" in page  # sidebar entry
     assert "style=" not in page and re.search(r"<script(?! src)", page) is None  # CSP-safe
+
+
+async def test_an_event_page_keeps_every_raw_field_and_the_chain_hashes(
+    admin: Browser, conn: psycopg.AsyncConnection[Any], ctx: Context
+) -> None:
+    await _seed(conn, ctx)
+    rows = (await audit.history(conn, event="update")).rows
+    resp = await admin.get(f"/admin/audit/{rows[0].id}/")
+    page = await resp.text()
+    assert resp.status == 200, page
+    assert "req-0123456789abcdef" in page and "203.0.113.9" in page  # request id, IP
+    assert "&lt;script&gt;" in page and "<script>alert(1)</script>" not in page  # summary
+    assert "Row hash" in page and "Previous hash" in page
+    cur = await conn.execute("SELECT row_hash FROM keel_audit WHERE id = %s", (rows[0].id,))
+    found = await cur.fetchone()
+    assert found and bytes(found[0]).hex() in page
+    resp = await admin.get("/admin/audit/999999/")
+    assert resp.status == 404 and "Traceback" not in await resp.text()
+
+
+async def test_sentences_name_the_target_and_link_what_still_exists(
+    admin: Browser, conn: psycopg.AsyncConnection[Any], ctx: Context
+) -> None:
+    bob = await users.create(
+        conn, ctx, None, email="bob@example.com", profile={"full_name": "Bob Builder"}
+    )
+    ana = await users.create(
+        conn, ctx, None, email="ana@example.com", profile={"display_name": "Ana Admin"}
+    )
+    by_ana = Context(audit_key=ctx.audit_key, actor_id=ana.id, actor_email="ana@example.com")
+    await audit.record(
+        conn,
+        by_ana,
+        ev.user_updated(bob.id, "bob@example.com", {"job_title": {"from": "", "to": "x"}}),
+    )
+    await audit.record(conn, by_ana, ev.user_updated(424242, "gone@example.com", {}))
+    page = await (await admin.get("/admin/audit/?event=user_updated")).text()
+    ana_link = f'<a href="/admin/users/{ana.id}/">Ana Admin</a>'
+    bob_link = f'<a href="/admin/users/{bob.id}/">user Bob Builder</a>'
+    assert f"{ana_link} changed {bob_link} (job title)" in page, page
+    assert f"{ana_link} changed user #424242" in page  # gone: no link, the id instead
 
 
 async def test_filters_narrow_the_history(
@@ -58,13 +102,13 @@ async def test_filters_narrow_the_history(
 ) -> None:
     await _seed(conn, ctx)
     page = await (await admin.get("/admin/audit/?event=login_failed")).text()
-    assert "Failed sign-in" in page and "Changed tickets" not in page
+    assert "failed to sign in" in page and "changed tickets" not in page
     assert "Remove filter: event: login_failed" in page
     page = await (await admin.get("/admin/audit/?actor=EVE@example.com&resource=users")).text()
-    assert "Failed sign-in" in page and "Changed tickets" not in page
+    assert "failed to sign in" in page and "changed tickets" not in page
     today = datetime.now(UTC).date().isoformat()
     page = await (await admin.get(f"/admin/audit/?since={today}&until={today}")).text()
-    assert "Failed sign-in" in page and "Changed tickets" in page
+    assert "failed to sign in" in page and "changed tickets" in page
     page = await (await admin.get("/admin/audit/?until=2000-01-01")).text()
     assert "No events" in page and "Nothing matches these filters" in page
 

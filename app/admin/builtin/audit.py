@@ -1,8 +1,11 @@
 """The audit log on the engine (AUDIT-8): a list for administrators, filtered, grouped by day,
-keyset-paged through the engine's signed cursor. Nothing here writes: the log is append-only."""
+keyset-paged through the engine's signed cursor, each event one sentence (app/admin/events.py);
+every raw field and the chain hashes on the event's own page. Nothing here writes: the log is
+append-only."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
@@ -10,7 +13,8 @@ from typing import Any
 
 from app import audit
 from app import audit_events as events
-from app.admin.hooks import Call, Entity, Field, Listing, ListPage
+from app.admin.events import event_items, target_names
+from app.admin.hooks import Call, Cell, Entity, Field, Listing, ListPage, Service
 from app.errors import Invalid
 
 PAGE_SIZE = 50
@@ -46,9 +50,17 @@ async def _rows(call: Call, f: Mapping[str, Any], position: list[Any] | None, d:
         call.conn, limit=PAGE_SIZE, **history_filters(f),
         after_cursor=cursor if d == "n" else None, before_cursor=cursor if d == "p" else None,
     )  # fmt: skip
+    names = await target_names(call.request, page.rows)
+    items = event_items(call.request, page.rows, names)
     days = [
-        {"iso": day.isoformat(), "label": day.strftime("%A %d %B %Y"), "rows": list(items)}
-        for day, items in groupby(page.rows, key=lambda r: r.at.astimezone(UTC).date())
+        {
+            "iso": day.isoformat(),
+            "label": day.strftime("%A %d %B %Y"),
+            "rows": [i for _r, i in group],
+        }
+        for day, group in groupby(
+            zip(page.rows, items, strict=True), key=lambda p: p[0].at.astimezone(UTC).date()
+        )
     ]
     return ListPage(
         days,
@@ -60,6 +72,37 @@ async def _rows(call: Call, f: Mapping[str, Any], position: list[Any] | None, d:
 async def _choices(call: Call) -> dict[str, Any]:
     return {"events": [t.value for t in events.FILTERABLE]}
 
+
+def _text(value: Any) -> Cell | str:
+    return Cell("—", muted=True) if value in (None, "", {}) else str(value)
+
+
+def _json(value: Any) -> Cell | str:
+    return _text(json.dumps(value, sort_keys=True, ensure_ascii=False) if value else None)
+
+
+_OUTCOME_TONES = {"failure": "danger", "denied": "warning", "success": "success"}
+
+# The event's own page: every sealed field as stored, then its place in the HMAC chain.
+_DETAILS: tuple[tuple[str, Any], ...] = (
+    ("Event", lambda s: s.row.event_type),
+    ("Outcome", lambda s: Cell(s.row.outcome, tone=_OUTCOME_TONES.get(s.row.outcome, "neutral"))),
+    ("When (UTC)", lambda s: s.row.at.astimezone(UTC).isoformat()),
+    ("Summary", lambda s: s.row.summary),
+    ("Actor id", lambda s: _text(s.row.actor_id)),
+    ("Actor email", lambda s: _text(s.row.actor_email)),
+    ("Operating-system user", lambda s: _text(s.row.os_actor)),
+    ("Target resource", lambda s: _text(s.row.target_resource)),
+    ("Target id", lambda s: _text(s.row.target_id)),
+    ("Session id", lambda s: _text(s.row.session_id)),
+    ("IP address", lambda s: _text(s.row.ip)),
+    ("User agent", lambda s: _text(s.row.user_agent)),
+    ("Request id", lambda s: _text(s.row.request_id)),
+    ("Metadata", lambda s: _json(s.row.metadata)),
+    ("Signing key id", lambda s: _text(s.key_id)),
+    ("Previous hash", lambda s: s.prev_hash),
+    ("Row hash", lambda s: s.row_hash),
+)
 
 AUDIT = Entity(
     slug="audit",
@@ -85,6 +128,9 @@ AUDIT = Entity(
         ),
         empty="No events",
     ),
+    service=Service(load=audit.sealed, title_of=lambda s: f"Event {s.id}"),
+    details=_DETAILS,
+    subtitle=lambda s: s.row.summary,
     choices=_choices,
     extra_context={"tones": {"failure": "danger", "denied": "warning"}},
 )
