@@ -62,6 +62,7 @@ EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
     "/admin/search": (STAFF_UP, frozenset({"GET"}), "LIST-12 inside the admin"),
     "/admin/palette": (STAFF_UP, frozenset({"GET"}), "the Ctrl-K palette, inside the admin"),
     "/admin/audit/": (ADMIN_UP, frozenset({"GET"}), "AUDIT-8 administrators"),
+    "/admin/audit/{id}/": (ADMIN_UP, frozenset({"GET"}), "AUDIT-8 one event, its chain hashes"),
     "/admin/users/": (ADMIN_UP, frozenset({"GET"}), "AUTHZ-7"),
     "/admin/users/new": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
     "/admin/users/{id}/": (ADMIN_UP, frozenset({"GET"}), "AUTHZ-7"),
@@ -172,7 +173,13 @@ async def test_every_route_allows_exactly_the_roles_the_spec_allows(
         )
     anon_csrf = await login_form(client)
 
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT max(id) FROM keel_audit")
+        event_id = (await cur.fetchone())[0]
+
     def concrete(path: str, role: str) -> str:
+        if path.startswith("/admin/audit/"):
+            path = path.replace("{id}", str(event_id))
         if path.startswith("/admin/groups/"):
             path = path.replace("{id}", str(group_ids[role]))
         if path.startswith("/admin/invitations/"):
