@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -194,6 +195,11 @@ def _cells(row: Any, columns: tuple[Any, ...]) -> list[Cell]:
 def list_view(e: Entity) -> Handler:
     async def body(call: Call) -> web.StreamResponse:
         request = call.request
+        if any(not v.strip() for v in request.query.values()):
+            # As on resource lists: a filter form sent without its script names every empty
+            # field; the same list at its clean address is the one to bookmark and share.
+            clean = urlencode([(k, v) for k, v in request.query.items() if v.strip()])
+            raise web.HTTPFound(f"/admin/{e.slug}/" + (f"?{clean}" if clean else ""))
         choices = await _choices(e, call)
         typed, parsed, errors = parse_filters(e.listing.filters, request.query, choices)
         key = request.app[CURSOR_KEY]
@@ -241,6 +247,7 @@ def list_view(e: Entity) -> Handler:
                 "values": typed,
                 "errors": errors,
                 "chips": chips,
+                "presets": _presets(e, typed),
                 "first_url": _list_link(e, typed) if raw else None,
                 "next_url": next_url,
                 "prev_url": prev_url,
@@ -252,6 +259,26 @@ def list_view(e: Entity) -> Handler:
         )
 
     return _page(e, body, load=False)
+
+
+# Date presets of a list whose filters include a `since`/`until` pair: the same choices as the
+# resource lists' date control, as plain links, so they work without a script.
+_PRESETS = (("Today", 0), ("Last 7 days", 6), ("Last 30 days", 29))
+
+
+def _presets(e: Entity, typed: Mapping[str, str]) -> list[dict[str, Any]]:
+    names = {f.name for f in e.listing.filters}
+    if not {"since", "until"} <= names:
+        return []
+    today = datetime.now(UTC).date()
+    out = []
+    for label, back in _PRESETS:
+        since, until = (today - timedelta(days=back)).isoformat(), today.isoformat()
+        chosen = typed.get("since") == since and typed.get("until") == until
+        rest = {k: v for k, v in typed.items() if k not in ("since", "until")}
+        url = _list_link(e, rest if chosen else {**rest, "since": since, "until": until})
+        out.append({"label": label, "url": url, "current": chosen})
+    return out
 
 
 def _list_link(e: Entity, typed: Mapping[str, str], **extra: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -187,3 +187,28 @@ async def test_activity_partial_renders_a_timeline(
     assert "198.51.100.4" in html
     empty = env.get_template("audit/_activity.html").render(activity=[])
     assert "No activity yet" in empty
+
+
+async def test_the_filter_bar_keeps_empty_fields_out_of_the_address(
+    admin: Browser, conn: psycopg.AsyncConnection[Any], ctx: Context
+) -> None:
+    await _seed(conn, ctx)
+    resp = await admin.get("/admin/audit/?event=&actor=&resource=tickets&since=&until=")
+    assert resp.status == 302 and resp.headers["Location"] == "/admin/audit/?resource=tickets"
+    resp = await admin.get("/admin/users/?q=&role=&active=")
+    assert resp.status == 302 and resp.headers["Location"] == "/admin/users/"
+
+
+async def test_date_presets_and_role_pills(
+    admin: Browser, conn: psycopg.AsyncConnection[Any], ctx: Context
+) -> None:
+    await _seed(conn, ctx)
+    today = datetime.now(UTC).date()
+    week = f"since={(today - timedelta(days=6)).isoformat()}&amp;until={today.isoformat()}"
+    page = await (await admin.get("/admin/audit/?event=login_failed")).text()
+    assert f'href="/admin/audit/?event=login_failed&amp;{week}">Last 7 days</a>' in page
+    page = await (await admin.get(f"/admin/audit/?{week.replace('&amp;', '&')}")).text()
+    assert 'aria-current="true">Last 7 days</a>' in page and "failed to sign in" in page
+    page = await (await admin.get("/admin/users/?role=administrator")).text()
+    assert '<input type="radio" name="role" value="administrator" checked>' in page
+    assert '<input type="radio" name="role" value="">' in page  # "Any" clears the pill
