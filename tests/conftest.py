@@ -27,6 +27,9 @@ from app.db import migrate
 from app.devdb import LocalPostgres
 from tests.helpers import SmtpServer, cheap_app, smtp_server
 
+# Longest files first across the xdist workers (see tests/schedule.py).
+pytest_plugins = ["tests.schedule"]
+
 TEMPLATE = "keel_test_template"
 # Most tests use the demo site's tables as fixtures, so the suite serves the demo site (also in
 # the subprocesses it starts). Tests of plain Keel, or of a site of their own, say so explicitly.

@@ -48,7 +48,26 @@ class Parser(argparse.ArgumentParser):
         )
 
 
-def build_parser() -> Parser:
+# Global options that take a value: the word after them is not a command.
+_VALUED_OPTIONS = ("--config", "--site")
+
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command named on the command line, or None (help, a typo, no command yet)."""
+    words = iter(argv)
+    for word in words:
+        if word in ("-h", "--help"):
+            return None  # `keel --help …` lists every command
+        if word in _VALUED_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> Parser:
+    """The parser with every command, or with `only` that one: a process runs one command, and
+    importing the other command modules (and what they import) would cost every start."""
     parser = Parser(
         prog="keel",
         description="Keel: an operations appliance on PostgreSQL.",
@@ -71,7 +90,7 @@ def build_parser() -> Parser:
     )
     import importlib
 
-    for name in COMMANDS:
+    for name in (only,) if only else COMMANDS:
         importlib.import_module(f"app.cli.{MODULES.get(name, name)}").register(sub)
     return parser
 
@@ -84,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prune_old_extractions()
     except Exception:  # noqa: S110 - pruning is housekeeping; never block a command on it
         pass
-    parser = build_parser()
+    parser = build_parser(chosen_command(argv))
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "run", None):

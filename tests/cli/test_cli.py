@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import COMMANDS, build_parser
+from app.cli import COMMANDS, build_parser, chosen_command
 from tests.helpers import REPO, assert_no_traceback, keel, keel_env
 
 
@@ -86,6 +86,37 @@ def test_config_reference_file_is_generated_from_the_settings_table() -> None:
 def test_parser_builds_with_every_command() -> None:
     parser = build_parser()
     assert parser.prog == "keel"
+
+
+def test_a_process_imports_only_the_command_it_runs() -> None:
+    """`keel version` must not pay for importing `serve` (aiohttp) or `user` at every start."""
+    code = (
+        "import sys; from app.cli import main; main(['version'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('app.cli.', 'aiohttp'))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=keel_env(), capture_output=True, text=True, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = proc.stdout.strip().splitlines()[-1]
+    assert "app.cli.version" in loaded
+    assert "app.cli.serve" not in loaded and "app.cli.user" not in loaded
+    assert "aiohttp" not in loaded
+
+
+def test_the_command_is_found_past_global_options() -> None:
+    assert chosen_command(["--config", "version", "user", "list"]) == "user"
+    assert chosen_command(["-q", "--site", "dir", "version"]) == "version"
+    assert chosen_command(["--config=x.toml", "import", "customers"]) == "import"
+    assert chosen_command(["--help", "user"]) is None, "keel --help lists every command"
+    assert chosen_command(["usr"]) is None, "a typo gets the full list of choices"
+    assert chosen_command([]) is None
+    # The one-command parser reads the same arguments as the full one.
+    full = build_parser().parse_args(["-q", "version", "--json"])
+    one = build_parser(chosen_command(["-q", "version", "--json"])).parse_args(
+        ["-q", "version", "--json"]
+    )
+    assert (full.command, full.quiet, full.json) == (one.command, one.quiet, one.json)
 
 
 def test_cli_reference_file_is_generated_from_the_parser() -> None:

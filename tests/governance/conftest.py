@@ -14,9 +14,8 @@ import pytest
 
 from app import audit
 from app.authority import users
-from app.authority.passwords import Hasher
 from app.scaffold import write_project
-from tests.helpers import REPO, keel_env
+from tests.helpers import REPO, cheap_hasher, keel_env
 
 PASSWORD = "plum orbit kettle 4711"
 
@@ -65,8 +64,12 @@ def keel_db(project: Path, database_url: str, secret_key: str) -> Keel:
 
 @pytest.fixture
 async def people(database_url: str, secret_key: str) -> dict[str, str]:
-    """Role → email of real Keel users, all with PASSWORD; one inactive administrator."""
-    hasher = Hasher(max_in_flight=1)
+    """Role → email of real Keel users, all with PASSWORD; one inactive administrator.
+
+    The password is hashed with the tests' cheap Argon2id parameters: approvals check it in a
+    `keel` process each time (verifying reads the cost from the stored hash), and these tests are
+    about who may approve, not about hashing."""
+    hasher = cheap_hasher()
     password_hash = await hasher.hash(PASSWORD)
     hasher.close()
     ctx = audit.Context(audit_key=audit.derive_key(secret_key), os_actor="tests@localhost")

@@ -20,12 +20,11 @@ from aiohttp import web
 
 from app import audit
 from app.authority import users
-from app.authority.passwords import Hasher
 from app.config import load_config
 from app.db import migrate
 from app.devdb import LocalPostgres
 from app.web import keys
-from tests.helpers import cheap_app
+from tests.helpers import cheap_app, cheap_hasher
 from tests.web.conftest import DEFAULT_PASSWORD, sign_in
 
 pytestmark = pytest.mark.asyncio
@@ -47,7 +46,7 @@ def own_postgres() -> Iterator[LocalPostgres]:
 async def _prepare(url: str, secret_key: str) -> str:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await migrate.migrate(conn)
-        hasher = Hasher(max_in_flight=1)
+        hasher = cheap_hasher()  # the sign-in is not about hashing: cheap_app's cost
         try:
             password_hash = await hasher.hash(DEFAULT_PASSWORD)
         finally:
