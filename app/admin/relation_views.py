@@ -68,6 +68,9 @@ async def edit_context(
     m2m_fields: list[dict[str, Any]] = []
     blocks: list[dict[str, Any]] = []
     errors = errors or {}
+    if not bound.links and not inlines.editable(bound):
+        # Most tables have neither: no pool checkout for nothing on every edit page.
+        return {"m2m_fields": m2m_fields, "edit_inlines": blocks}
     async with request.app[keys.POOL].connection() as conn:
         for link in bound.links:
             if not await _may_use(request, who, link):
