@@ -190,9 +190,10 @@ async def open_page(
 AXE_REFUSED = ("serious", "critical")
 
 
-async def assert_axe_clean(page: Page, where: str) -> None:
-    """axe-core (bundled in `axe-playwright-python`) on the page as it is now: no serious or
-    critical violation. The report names each rule, its impact and the first offending nodes."""
+async def assert_axe_clean(page: Page, where: str, refuse: tuple[str, ...] = AXE_REFUSED) -> None:
+    """axe-core (bundled in `axe-playwright-python`) on the page as it is now: no violation of
+    the impacts in `refuse` (serious and critical unless told). The report names each rule, its
+    impact and the first offending nodes."""
     try:
         from axe_playwright_python.async_playwright import Axe
     except ImportError:
@@ -200,7 +201,7 @@ async def assert_axe_clean(page: Page, where: str) -> None:
             "the `axe-playwright-python` package is not installed (pip install -e '.[dev]')"
         )
     results = await Axe().run(page)
-    bad = [v for v in results.response["violations"] if v["impact"] in AXE_REFUSED]
+    bad = [v for v in results.response["violations"] if v["impact"] in refuse]
     lines = [
         f"{v['id']} ({v['impact']}): {v['help']} — "
         + "; ".join(" ".join(map(str, n["target"])) for n in v["nodes"][:4])
