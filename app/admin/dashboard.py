@@ -15,13 +15,13 @@ from markupsafe import Markup
 from psycopg import sql
 
 from app import audit
-from app.admin import search_reason
+from app.admin import lookup, search_reason
 from app.admin.charts import bar_chart
 from app.admin.events import event_items, target_names
-from app.admin.list_params import parse_query
+from app.admin.list_params import Condition, parse_query
 from app.admin.list_render import RowRenderer
 from app.admin.list_views import displays, slugs_by_table
-from app.admin.listing import COUNT_CAP, Total, count_rows, fetch_page
+from app.admin.listing import COUNT_CAP, Page, Total, count_rows, fetch_page
 from app.admin.resources import BoundResource
 from app.admin.setup import ADMIN, CURSOR_KEY
 from app.authority.principal import Principal
@@ -172,18 +172,30 @@ async def dashboard_view(request: web.Request) -> web.StreamResponse:
 
 
 async def search_view(request: web.Request) -> web.StreamResponse:
-    """Search every resource the user may view (LIST-12); each section fails soft."""
+    """Search every resource the user may view (LIST-12); each section fails soft.
+
+    Text that names a key ("123", "ID 123") also offers the record with that key in each
+    resource, searched fields or not, first in its section, and those sections come first: the
+    same record the palette puts first."""
     who = await require(request)
     q = request.query.get("q", "")
+    key = lookup.typed_key(q)
     sections = []
     if q.strip():
         for b in await viewable(request, who):
-            if not (b.resource.search_fields or b.resource.tsvector_field):
+            value = lookup.key_value(b, key) if key is not None else None
+            searchable = bool(b.resource.search_fields or b.resource.tsvector_field)
+            if not searchable and value is None:
                 continue
-            lq = parse_query(b, {"q": q, "per_page": str(SEARCH_PER_RESOURCE)})
+            # "ID 123" searches the fields for 123: "ID" is how the key was named, not a word.
+            words = key if key is not None and key != q.strip().casefold() else q
+            lq = parse_query(b, {"q": words, "per_page": str(SEARCH_PER_RESOURCE)})
             # The searched columns come with each row: the reason it matched needs no query.
             lq = replace(lq, also=search_reason.own_search_columns(b))
-            sections.append(await _search_section(request, b, lq))
+            section = await _search_section(request, b, lq, searchable, value)
+            if searchable or section.get("exact") or not section["ok"]:
+                sections.append(section)
+    sections.sort(key=lambda s: not s.get("exact"))  # stable: menu order otherwise
     ctx = {
         "title": "Search",
         "breadcrumbs": crumbs(("Search", None)),
@@ -195,22 +207,46 @@ async def search_view(request: web.Request) -> web.StreamResponse:
     return render(request, "admin/search.html", ctx)
 
 
-async def _search_section(request: web.Request, b: BoundResource, lq: Any) -> dict[str, Any]:
+async def _search_section(
+    request: web.Request, b: BoundResource, lq: Any, searchable: bool, key: Any
+) -> dict[str, Any]:
     pool = request.app[keys.POOL]
+    cursor_key = request.app[CURSOR_KEY]
 
-    async def run() -> tuple[Any, Total]:
+    async def run() -> tuple[Any, Total, Page | None]:
         async with pool.connection() as conn:
-            page = await fetch_page(conn, b, lq, request.app[CURSOR_KEY], displays(request.app))
-            return page, await count_rows(conn, b, lq, page)
+            exact = None
+            if key is not None:
+                # The list query's own columns and order, so its row fits the same table.
+                only = (Condition(b.pk, "eq", key, "", ""),)
+                by_key = replace(lq, conditions=only, q="", words=(), per_page=1, cursor=None)
+                exact = await fetch_page(conn, b, by_key, cursor_key, displays(request.app))
+            if not searchable:
+                return Page(exact.columns if exact else [], []), Total(0), exact
+            page = await fetch_page(conn, b, lq, cursor_key, displays(request.app))
+            return page, await count_rows(conn, b, lq, page), exact
 
     result, ok = await soft(f"search.{b.slug}", run, None)
     section: dict[str, Any] = {
         "title": b.title,
         "ok": ok,
-        "url": f"/admin/{b.slug}/?{urlencode({'q': lq.q})}",
+        "url": f"/admin/{b.slug}/?{urlencode({'q': lq.q})}" if searchable else None,
     }
     if result is not None:
-        page, total = result
+        page, total, exact = result
+        why = search_reason.reasons(b, page, lq.words)
+        if exact is not None and exact.rows:
+            # The record the key names, first, saying so; not again among the word matches.
+            at = exact.columns.index(b.pk)
+            row = exact.rows[0]
+            kept = [(r, w) for r, w in zip(page.rows, why, strict=True) if r[at] != row[at]]
+            page = replace(
+                page,
+                rows=[row, *(r for r, _w in kept)],
+                labels=_merged(exact.labels, page.labels),
+            )
+            why = [Markup("<mark>ID {}</mark>").format(row[at]), *(w for _r, w in kept)]
+            section["exact"] = True
         renderer = RowRenderer(
             b,
             page,
@@ -219,15 +255,26 @@ async def _search_section(request: web.Request, b: BoundResource, lq: Any) -> di
             slugs_by_table=slugs_by_table(request.app),
             selectable=False,
         )
-        why = search_reason.reasons(b, page, lq.words)
         rows = [
             renderer.row(r, f'<td class="k-search-why">{reason}</td>')
             for r, reason in zip(page.rows, why, strict=True)
         ]
+        # A key match the words did not find is one more than the search counted.
+        shown = "1" if section.get("exact") and total.value == 0 else total.text()
         section.update(
             headers=[*(b.label(c.name) for c in b.list_columns), "Why it matched"],
             rows_html=Markup("\n".join(rows)),  # noqa: S704 - cells escaped by the renderer
             count=len(page.rows),
-            total=total.text(),
+            total=shown,
         )
     return section
+
+
+def _merged(
+    a: dict[str, dict[Any, str]], b: dict[str, dict[Any, str]]
+) -> dict[str, dict[Any, str]]:
+    """Two pages' foreign-key names in one map (the key's row and the word matches)."""
+    out = {col: dict(names) for col, names in b.items()}
+    for col, names in a.items():
+        out.setdefault(col, {}).update(names)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,6 +42,40 @@ def check_limit(raw: str | None) -> int:
     return int(raw)
 
 
+# "123", "ID 123", "id:123", "#123" or a uuid: what an operator types to name a record by its key.
+_TYPED_KEY = re.compile(
+    r"(?:id\s*[:#]?\s*|#)?([0-9]{1,19}|[0-9a-f]{8}(?:-?[0-9a-f]{4}){3}-?[0-9a-f]{12})"
+)
+_INT_MAX = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
+
+
+def typed_key(q: str) -> str | None:
+    """The key the search text names, if it is one (the digits of "ID 123"); else None.
+
+    Global search and the palette both read it here, so they offer the same record."""
+    found = _TYPED_KEY.fullmatch(q.strip().casefold())
+    return found.group(1) if found else None
+
+
+def key_value(bound: BoundResource, key: str) -> int | uuid.UUID | None:
+    """`key` as a value of the resource's single-column key, or None where it cannot be one
+    (another key type, out of the column's range, a composite or no key)."""
+    if not bound.keyed or bound.composite:
+        return None
+    col = bound.table.column(bound.pk)
+    if col is None:
+        return None
+    if col.type_name in INTEGER_TYPES and key.isdigit():
+        value = int(key)
+        return value if value <= _INT_MAX[col.type_name] else None
+    if col.type_name == "uuid" and not key.isdigit():
+        try:
+            return uuid.UUID(key)
+        except ValueError:
+            return None
+    return None
+
+
 def _like(word: str) -> str:
     return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
@@ -63,28 +98,30 @@ async def search(
     texts = [n for n in dict.fromkeys(local) if (c := table.column(n)) and search_kind(c) == "text"]
     params: list[Any] = []
     parts: list[sql.Composable] = []
+    exact: int | uuid.UUID | None = None
     if q:
-        if (
-            pk is not None
-            and pk.type_name in INTEGER_TYPES
-            and q.isascii()
-            and q.isdigit()
-            and len(q) < 19
-        ):
+        key = typed_key(q)
+        exact = key_value(bound, key) if key is not None and pk is not None else None
+        if exact is not None:
             parts.append(sql.SQL("{} = %s").format(sql.Identifier(bound.pk)))
-            params.append(int(q))
+            params.append(exact)
         for name in texts:
             parts.append(sql.SQL("{} ILIKE %s").format(sql.Identifier(name)))
             params.append(_like(q))
         if not parts:
             return []
     where = sql.SQL(" OR ").join(parts) if parts else sql.SQL("TRUE")
+    order: sql.Composable = sql.Identifier(display if display in texts else bound.pk)
+    if exact is not None:
+        # The record the key names first, so a short LIMIT never cuts it off.
+        order = sql.SQL("{} = %s DESC, {}").format(sql.Identifier(bound.pk), order)
+        params.append(exact)
     query = sql.SQL("SELECT {}::text, {}::text FROM {} WHERE {} ORDER BY {} LIMIT %s").format(
         sql.Identifier(bound.pk),
         sql.Identifier(display),
         sql.Identifier(table.schema, table.name),
         where,
-        sql.Identifier(display) if display in texts else sql.Identifier(bound.pk),
+        order,
     )
     cur = await conn.execute(query, [*params, limit])
     return [{"id": k, "label": label or k} for k, label in await cur.fetchall()]

@@ -42,6 +42,7 @@ async def palette_json(request: web.Request) -> web.Response:
                 {"kind": kind, "label": label, "hint": hint, "url": item["url"], "exact": False}
             )
     if q:
+        key = lookup.typed_key(q)  # "123" or "ID 123": the record with that key comes first
         records: list[dict[str, Any]] = []
         async with request.app[keys.POOL].connection() as conn:
             for b in await viewable(request, who):
@@ -52,8 +53,9 @@ async def palette_json(request: web.Request) -> web.Response:
                     continue
                 title = singular(b.title)
                 by_key = b.display_column == b.pk
+                value = lookup.key_value(b, key) if key is not None else None
                 for r in found:
-                    exact = r["id"] == q
+                    exact = value is not None and r["id"] == str(value)
                     hint = b.title if by_key else f"{b.title} · {r['id']}"
                     records.append(
                         {

@@ -69,3 +69,68 @@ async def test_the_palette_says_when_a_record_is_offered_for_its_key(
     assert exact["/admin/customers/12/"] == "ID 12 · Customers"
     assert exact["/admin/bookings/12/"] == "ID 12 · Bookings"
     assert all(not r["hint"].startswith("ID ") for r in found["results"] if not r["exact"])
+
+
+def _sections(html: str) -> list[tuple[str, str]]:
+    """(section title, first row) of each search section, in page order."""
+    out = []
+    for part in html.split('<section class="k-panel"')[1:]:
+        title = part.split('class="k-section-title"', 1)[1].split(">", 1)[1].split("<", 1)[0]
+        body = part.split("<tbody>", 1)[1] if "<tbody>" in part else ""
+        out.append((title, body.split("</tr>", 1)[0]))
+    return out
+
+
+async def test_a_typed_key_offers_that_record_first_even_where_the_key_is_not_searched(
+    signed_in: Any, seeded: psycopg.AsyncConnection[Any]
+) -> None:
+    # Customers search name and email only; neither says 7 any more.
+    await seeded.execute(
+        "UPDATE customers SET name = 'Zed', email = 'zed@example.org' WHERE id = 7"
+    )
+    admin = await signed_in("administrator")
+    for q in ("7", "ID 7", "id:7", "#7"):
+        resp = await admin.get("/admin/search", params={"q": q})
+        assert resp.status == 200, q
+        sections = _sections(await resp.text())
+        by_title = dict(sections)
+        assert "/admin/customers/7/" in by_title["Customers"], q
+        assert '<td class="k-search-why"><mark>ID 7</mark></td>' in by_title["Customers"], q
+        assert "/admin/bookings/7/" in by_title["Bookings"], q
+        # Sections holding the record the key names come before the others.
+        exact = [t for t, row in sections if "<mark>ID 7</mark>" in row]
+        assert [t for t, _r in sections[: len(exact)]] == exact and len(exact) >= 2, q
+
+
+async def test_a_key_found_by_its_words_too_is_listed_once(
+    signed_in: Any, seeded: psycopg.AsyncConnection[Any]
+) -> None:
+    admin = await signed_in("administrator")
+    html = await (await admin.get("/admin/search?q=120")).text()
+    part = html.split('id="search-', 1)[1]
+    bookings = next(p for p in part.split("</section>") if ">Bookings</h2>" in p)
+    # Booking 120's notes say "late arrival window 120": the key's row, once, saying ID.
+    assert bookings.count('href="/admin/bookings/120/') == 1
+    assert "<mark>ID 120</mark>" in bookings.split("<tbody>", 1)[1].split("</tr>", 1)[0]
+
+
+async def test_a_key_beyond_the_column_range_is_no_error(signed_in: Any, seeded: Any) -> None:
+    admin = await signed_in("administrator")
+    for q in ("ID 99999999999", "9223372036854775808", "ID 0"):
+        resp = await admin.get("/admin/search", params={"q": q})
+        assert resp.status == 200, q
+        assert "unavailable" not in await resp.text(), q
+
+
+async def test_the_palette_reads_a_typed_key_as_global_search_does(
+    signed_in: Any, seeded: psycopg.AsyncConnection[Any]
+) -> None:
+    await seeded.execute(
+        "UPDATE customers SET name = 'Zed', email = 'zed@example.org' WHERE id = 7"
+    )
+    admin = await signed_in("administrator")
+    for q in ("ID 7", "#7"):
+        found = (await (await admin.get("/admin/palette", params={"q": q})).json())["results"]
+        exact = [r["url"] for r in found if r["exact"]]
+        assert "/admin/customers/7/" in exact and "/admin/bookings/7/" in exact, q
+        assert found[0]["exact"], q  # the named record before pages and other records
