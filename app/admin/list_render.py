@@ -270,8 +270,9 @@ class RowRenderer:
         if self.selectable:
             v = str(pk) if type(pk) is int else str(escape(str(pk)))
             parts.append(
-                f'<td class="k-col-select"><input type="checkbox" class="k-row-select" '
-                f'name="ids" value="{v}" aria-label="Select row {v}"></td>'
+                f'<td class="k-col-select"><label class="k-hit"><input type="checkbox" '
+                f'class="k-row-select" name="ids" value="{v}" aria-label="Select row {v}">'
+                "</label></td>"
             )
         parts += [cell(values[j]) for cell, j in self.before]
         if self.first is not None:
