@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from app.admin import search_reason
+from app.admin import lookup, search_reason
 from app.admin.listing import Page
 from app.admin.resources import BoundResource
 
@@ -134,3 +134,20 @@ async def test_the_palette_reads_a_typed_key_as_global_search_does(
         exact = [r["url"] for r in found if r["exact"]]
         assert "/admin/customers/7/" in exact and "/admin/bookings/7/" in exact, q
         assert found[0]["exact"], q  # the named record before pages and other records
+
+
+def test_what_reads_as_a_typed_key() -> None:
+    for text, key in (
+        ("123", "123"), (" ID 123 ", "123"), ("id:123", "123"), ("Id #123", "123"), ("#123", "123"),
+        ("0B1E3F1A-51C4-4C2B-9F45-0A8E7C6D5B4A", "0b1e3f1a-51c4-4c2b-9f45-0a8e7c6d5b4a"),
+        ("ID", None), ("12 3", None), ("ID 12a", None), ("idea 12", None), ("", None),
+    ):  # fmt: skip
+        assert lookup.typed_key(text) == key, text
+
+
+async def test_a_key_value_fits_the_key_column(bound: dict[str, BoundResource]) -> None:
+    customers = bound["customers"]  # serial: a 4-byte integer key
+    assert lookup.key_value(customers, "7") == 7
+    assert lookup.key_value(customers, str(2**31 - 1)) == 2**31 - 1
+    assert lookup.key_value(customers, str(2**31)) is None  # out of range: no query error
+    assert lookup.key_value(customers, "0b1e3f1a-51c4-4c2b-9f45-0a8e7c6d5b4a") is None
