@@ -5,20 +5,23 @@ re-renders the form with what was typed; notices travel in the signed flash cook
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 
+from app.admin import saved_filters
 from app.admin.hooks import Call, Cell, Done, Entity, Field, ObjectAction
 from app.admin.listing import open_cursor, sign_cursor
 from app.admin.setup import CURSOR_KEY
 from app.errors import Conflict, Invalid, KeelError, PermissionDenied
 from app.web import flash, forms, keys
 from app.web.auth import require
+from app.web.csrf import token_for
 from app.web.render import crumbs, render
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -95,27 +98,136 @@ def typed_back(form: Any, fields: tuple[Field, ...]) -> dict[str, Any]:
     return out
 
 
+# The engine's own date presets (the same as the resource lists' date control): first and
+# last day, counted back from today in UTC. A list may offer others (`Field.options`) and read
+# them itself, e.g. "never signed in".
+DATE_PRESETS: dict[str, str] = {
+    "today": "Today",
+    "past_7_days": "Past 7 days",
+    "past_30_days": "Past 30 days",
+    "this_month": "This month",
+    "this_year": "This year",
+}
+
+
+def preset_days(preset: str, today: date) -> tuple[date, date] | None:
+    if preset == "today":
+        return today, today
+    if preset == "past_7_days":
+        return today - timedelta(days=6), today
+    if preset == "past_30_days":
+        return today - timedelta(days=29), today
+    if preset == "this_month":
+        return today.replace(day=1), today.replace(
+            day=calendar.monthrange(today.year, today.month)[1]
+        )
+    if preset == "this_year":
+        return today.replace(month=1, day=1), today.replace(month=12, day=31)
+    return None
+
+
+def date_options(f: Field, choices: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A date filter's presets as (value, label): the list's own, else the engine's."""
+    if f.options and f.options in choices:
+        return [(str(v), str(label)) for v, label in choices[f.options]]
+    return list(DATE_PRESETS.items())
+
+
+def filter_params(f: Field) -> tuple[str, ...]:
+    """The URL parameters one filter reads."""
+    return (f.name, f.from_name, f.to_name) if f.kind == "daterange" else (f.name,)
+
+
 def parse_filters(
     fields: tuple[Field, ...], query: Mapping[str, str], choices: Mapping[str, Any]
 ) -> tuple[dict[str, str], dict[str, Any], dict[str, str]]:
-    """List filters: (as typed, parsed, errors). Every problem is collected, not only the first."""
+    """List filters: (as typed, parsed, errors). Every problem is collected, not only the first.
+
+    A date range's preset and its from/to days narrow each other: the engine's presets become
+    from/to days in `parsed`; a list's own preset stays under the filter's name for its hook."""
     typed: dict[str, str] = {}
     parsed: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for f in fields:
-        raw = query.get(f.name, "").strip()
-        if not raw:
-            continue
-        typed[f.name] = raw
-        if len(raw) > f.max_len or not raw.isprintable():
-            errors[f.name] = "too long or contains control characters"
-        elif f.kind == "date" and not _DATE.fullmatch(raw):
-            errors[f.name] = "a date like 2024-05-31"
-        elif f.kind == "select" and raw not in _options(f, choices):
-            errors[f.name] = "not one of the offered values"
-        else:
-            parsed[f.name] = raw
+        for param in filter_params(f):
+            raw = query.get(param, "").strip()
+            if not raw:
+                continue
+            typed[param] = raw
+            if len(raw) > f.max_len or not raw.isprintable():
+                errors[param] = "too long or contains control characters"
+            elif f.kind == "date" or (f.kind == "daterange" and param != f.name):
+                if not _DATE.fullmatch(raw):
+                    errors[param] = "a date like 2024-05-31"
+                else:
+                    parsed[param] = raw
+            elif f.kind == "daterange" and raw not in dict(date_options(f, choices)):
+                errors[param] = "not one of the offered periods"
+            elif f.kind == "select" and raw not in _options(f, choices):
+                errors[param] = "not one of the offered values"
+            else:
+                parsed[param] = raw
+        if f.kind == "daterange" and f.name in parsed:
+            days = preset_days(parsed[f.name], datetime.now(UTC).date())
+            if days is not None:
+                first, last = (d.isoformat() for d in days)
+                # Both given: the narrower bound (ISO dates compare as text).
+                parsed[f.from_name] = max(first, parsed.get(f.from_name, first))
+                parsed[f.to_name] = min(last, parsed.get(f.to_name, last))
     return typed, parsed, errors
+
+
+def filter_bar(
+    fields: tuple[Field, ...],
+    typed: Mapping[str, str],
+    choices: Mapping[str, Any],
+    errors: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """The entity's filters in the resource lists' filter-bar shape (admin/_list_filters.html):
+    short choices as pills, long ones as a select, dates as presets + from/to."""
+    out: list[dict[str, Any]] = []
+    for f in fields:
+        if f.kind == "search":
+            continue  # the bar's own search box
+        value = typed.get(f.name, "")
+        item: dict[str, Any] = {
+            "name": f.name,
+            "label": f.label,
+            "values": (value,) if value else (),
+        }
+        problems = [f"{p}: {errors[p]}" for p in filter_params(f) if errors and p in errors]
+        item["error"] = "; ".join(problems)
+        if f.kind == "daterange":
+            item |= {
+                "kind": "date", "options": (("", "Any time"), *date_options(f, choices)),
+                "gte_name": f.from_name, "lte_name": f.to_name,
+                "gte": typed.get(f.from_name, ""), "lte": typed.get(f.to_name, ""),
+            }  # fmt: skip
+        elif f.kind == "select":
+            opts = [
+                (o, o) if isinstance(o, str) else (str(o[0]), str(o[1]))
+                for o in choices.get(f.options or "", [])
+            ]
+            item["options"] = (("", "Any"), *opts)
+            item["kind"] = "radio" if len(opts) <= 6 else "select"
+        else:
+            item |= {"kind": "text", "help": f.help, "max_len": f.max_len}
+        out.append(item)
+    return out
+
+
+def _chip_text(f: Field, param: str, value: str, choices: Mapping[str, Any]) -> str:
+    if f.kind == "daterange":
+        if param == f.from_name:
+            return f"{f.label} from: {value}"
+        if param == f.to_name:
+            return f"{f.label} to: {value}"
+        return f"{f.label}: {dict(date_options(f, choices)).get(value, value).lower()}"
+    if f.kind == "select":
+        for o in choices.get(f.options or "", []):
+            if not isinstance(o, str) and str(o[0]) == value:
+                return f"{f.label}: {o[1]}"
+    return f"{f.label}: {value}"
 
 
 # ---- shared steps -------------------------------------------------------------------------
@@ -226,14 +338,23 @@ def list_view(e: Entity) -> Handler:
 
                 next_url = link("n", page.next) if page.next is not None else None
                 prev_url = link("p", page.prev) if page.prev is not None else None
+        by_param = {p: f for f in e.listing.filters for p in filter_params(f)}
         chips = [
             {
-                "label": f"{name}: {value}",
+                "label": _chip_text(by_param[name], name, value, choices),
                 "remove_url": _list_link(e, {k: v for k, v in typed.items() if k != name}),
             }
             for name, value in typed.items()
             if name not in errors
         ]
+        saved: list[dict[str, Any]] = []
+        if e.listing.saved_views:
+            found = await saved_filters.for_user(call.conn, call.actor.user_id, e.slug)
+            saved = [
+                {"id": s.id, "name": s.name, "url": f"/admin/{e.slug}/?{s.query}", "query": s.query}
+                for s in found
+            ]
+        searching = next((f for f in e.listing.filters if f.kind == "search"), None)
         return render(
             request,
             [f"admin/{e.slug}/list.html", "admin/entity_list.html"],
@@ -242,12 +363,23 @@ def list_view(e: Entity) -> Handler:
                 "rows": rows,
                 "cells": [_cells(r, e.listing.columns) for r in rows],
                 "headers": [label for label, _ in e.listing.columns],
-                "filters": e.listing.filters,
+                "filters": filter_bar(e.listing.filters, typed, choices, errors),
                 "choices": choices,
                 "values": typed,
                 "errors": errors,
                 "chips": chips,
-                "presets": _presets(e, typed),
+                "clear_url": f"/admin/{e.slug}/" if typed else None,
+                # The bar and the saved views of resource lists (admin/_list_filters.html).
+                "slug": e.slug,
+                "title": e.title,
+                "search_enabled": searching is not None,
+                "search_name": searching.name if searching else "q",
+                "q": typed.get(searching.name, "") if searching else "",
+                "saved_views": e.listing.saved_views,
+                "saved_filters": saved,
+                "all_label": e.listing.all_label or f"All {e.title.lower()}",
+                "state_query": _state_query(e, typed, errors),
+                "csrf_token": token_for(request),
                 "first_url": _list_link(e, typed) if raw else None,
                 "next_url": next_url,
                 "prev_url": prev_url,
@@ -261,24 +393,40 @@ def list_view(e: Entity) -> Handler:
     return _page(e, body, load=False)
 
 
-# Date presets of a list whose filters include a `since`/`until` pair: the same choices as the
-# resource lists' date control, as plain links, so they work without a script.
-_PRESETS = (("Today", 0), ("Last 7 days", 6), ("Last 30 days", 29))
+def _state_query(e: Entity, typed: Mapping[str, str], errors: Mapping[str, str]) -> str:
+    """The list's filters as a query string in the declared order: what a saved view keeps."""
+    return urlencode([(k, v) for k, v in typed.items() if k not in errors])
 
 
-def _presets(e: Entity, typed: Mapping[str, str]) -> list[dict[str, Any]]:
-    names = {f.name for f in e.listing.filters}
-    if not {"since", "until"} <= names:
-        return []
-    today = datetime.now(UTC).date()
-    out = []
-    for label, back in _PRESETS:
-        since, until = (today - timedelta(days=back)).isoformat(), today.isoformat()
-        chosen = typed.get("since") == since and typed.get("until") == until
-        rest = {k: v for k, v in typed.items() if k not in ("since", "until")}
-        url = _list_link(e, rest if chosen else {**rest, "since": since, "until": until})
-        out.append({"label": label, "url": url, "current": chosen})
-    return out
+def save_view(e: Entity) -> Handler:
+    """POST name + query: keep the list's current filters under a private name."""
+
+    async def body(call: Call) -> web.StreamResponse:
+        form = await forms.read_form(call.request)
+        name, query = str(form.get("name", "")), str(form.get("query", ""))
+        if len(query) > saved_filters.MAX_QUERY:
+            raise Invalid("that list query is too long to save", fields={"query": "too long"})
+        # Only the filters this list understands, and only valid values, are kept.
+        raw = {k: v for k, v in parse_qsl(query, keep_blank_values=False)}
+        typed, _parsed, errors = parse_filters(e.listing.filters, raw, await _choices(e, call))
+        normalised = _state_query(e, typed, errors)
+        await saved_filters.save(call.conn, call.actor.user_id, e.slug, name, normalised)
+        raise web.HTTPSeeOther(f"/admin/{e.slug}/" + (f"?{normalised}" if normalised else ""))
+
+    return _page(e, body, load=False)
+
+
+def delete_view(e: Entity) -> Handler:
+    async def body(call: Call) -> web.StreamResponse:
+        await forms.read_form(call.request)
+        raw = call.request.match_info.get("filter_id", "")
+        if not raw.isdigit() or len(raw) > 18:
+            raise Invalid("no such saved view", fields={"filter_id": "a number"})
+        # Someone else's view simply matches nothing: saved views are private.
+        await saved_filters.delete(call.conn, call.actor.user_id, int(raw))
+        raise web.HTTPSeeOther(f"/admin/{e.slug}/")
+
+    return _page(e, body, load=False)
 
 
 def _list_link(e: Entity, typed: Mapping[str, str], **extra: str) -> str:
@@ -495,6 +643,11 @@ def routes(entities: tuple[Entity, ...]) -> list[web.RouteDef]:
     for e in entities:
         base = f"/admin/{e.slug}"
         out.append(web.get(f"{base}/", list_view(e)))
+        if e.listing.saved_views:
+            out += [
+                web.post(f"{base}/saved-filters", save_view(e)),
+                web.post(f"{base}/saved-filters/{{filter_id}}/delete", delete_view(e)),
+            ]
         if e.service is None:
             continue
         row = f"{base}/{{id}}"

@@ -33,7 +33,7 @@ from app.web.auth import audit_context, require_elevated
 Conn = psycopg.AsyncConnection[Any]
 Kind = Literal[
     "text", "email", "textarea", "password", "select", "radios", "checkbox", "checks", "grid",
-    "search", "date",
+    "search", "date", "daterange",
 ]  # fmt: skip
 
 
@@ -93,6 +93,19 @@ class Field:
     section: str = ""
     on: Literal["create", "edit", "both"] = "both"  # excluded from the other form
     default: Any = ""
+    # A "daterange" list filter: `name` carries a preset (the pills, offered by `options` or
+    # the engine's own), these two carry the from/to days; each list keeps its own parameter
+    # names so old bookmarks (the audit log's since/until) still work.
+    from_param: str | None = None
+    to_param: str | None = None
+
+    @property
+    def from_name(self) -> str:
+        return self.from_param or f"{self.name}__gte"
+
+    @property
+    def to_name(self) -> str:
+        return self.to_param or f"{self.name}__lte"
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,9 @@ class Listing:
     empty: str = "Nothing here yet"
     # (label, address) buttons beside "New …" for those who may create (e.g. invitations).
     links: tuple[tuple[str, str], ...] = ()
+    # Private saved views above the table (the same storage and routes as resource lists).
+    saved_views: bool = False
+    all_label: str = ""  # the first view's name; default "All <title>"
 
 
 @dataclass(frozen=True)

@@ -135,16 +135,31 @@ async def get_by_email(
     return user
 
 
+_STATUSES = {
+    "active": "(is_active AND (locked_until IS NULL OR locked_until <= now()))",
+    "locked": "(is_active AND locked_until > now())",
+    "inactive": "NOT is_active",
+}
+
+
 async def list_users(
     conn: psycopg.AsyncConnection[Any],
     *,
     role: str | None = None,
     active: bool | None = None,
+    status: str | None = None,
+    group: str | None = None,
     search: str | None = None,
+    never_signed_in: bool = False,
+    signed_in_since: datetime | None = None,
+    signed_in_before: datetime | None = None,
     limit: int = 50,
     after: tuple[str, int] | None = None,
 ) -> list[User]:
-    """Users by email then id, filtered; keyset-paged with `after=(email, id)` (LIST-3)."""
+    """Users by email then id, filtered; keyset-paged with `after=(email, id)` (LIST-3).
+
+    `status` is active (and not locked), locked (active but locked now) or inactive; `group`
+    a group's name; the sign-in bounds are a half-open range [since, before)."""
     where, params = ["true"], []  # type: list[str], list[Any]
     if role is not None:
         where.append("role = %s")
@@ -152,6 +167,27 @@ async def list_users(
     if active is not None:
         where.append("is_active = %s")
         params.append(active)
+    if status is not None:
+        if status not in _STATUSES:
+            raise Invalid(
+                f"{status!r} is not a user status",
+                fields={"status": "one of " + ", ".join(_STATUSES)},
+            )
+        where.append(_STATUSES[status])
+    if group is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM keel_group_members m JOIN keel_groups g ON g.id = m.group_id"
+            " WHERE m.user_id = keel_users.id AND g.name = %s)"
+        )
+        params.append(group)
+    if never_signed_in:
+        where.append("last_login_at IS NULL")
+    if signed_in_since is not None:
+        where.append("last_login_at >= %s")
+        params.append(signed_in_since)
+    if signed_in_before is not None:
+        where.append("last_login_at < %s")
+        params.append(signed_in_before)
     # Control characters (NUL would be a database error, not a 400) cannot match anything.
     search = "".join(c for c in (search or "") if c.isprintable()).strip()[:100]
     if search:

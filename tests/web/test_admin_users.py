@@ -104,7 +104,9 @@ async def test_list_pages_with_a_cursor(signed_in, make_user, monkeypatch):
     "query",
     [
         "?role=emperor",
-        "?active=maybe",
+        "?status=maybe",
+        "?last_sign_in=someday",
+        "?last_sign_in__gte=yesterday",
         "?cursor=!!!not-a-cursor",
         "?cursor=" + "A" * 700,
         "?q=" + "x" * 101,

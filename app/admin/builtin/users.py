@@ -4,7 +4,7 @@ account actions of REC-5. Every write is one call of an `app/authority` service.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from app import audit
@@ -50,6 +50,14 @@ LOCKS: dict[str, tuple[str, timedelta | None]] = {
     "minutes": ("A number of minutes", None),
 }
 MAX_LOCK_MINUTES = 525_600  # a year; longer is "indefinite"
+# The last sign-in filter's presets: two of them are the engine's day ranges, the others are
+# read here ("never", "over 90 days ago" have no from/to days).
+SIGN_IN_PRESETS = {
+    "never": "Never",
+    "past_7_days": "Past 7 days",
+    "past_30_days": "Past 30 days",
+    "over_90_days": "Over 90 days ago",
+}
 PROFILE = ("full_name", "display_name", "job_title", "locale", "timezone")
 
 
@@ -94,6 +102,8 @@ async def _choices(call: Call) -> dict[str, Any]:
         # Roles at or below the actor's own: nobody hands out more than they hold (AUTHZ-3).
         "roles": [role for role, rank in ROLES.items() if rank <= call.actor.rank],
         "active": [("yes", "Active"), ("no", "Inactive")],
+        "statuses": [("active", "Active"), ("locked", "Locked"), ("inactive", "Inactive")],
+        "sign_in_presets": list(SIGN_IN_PRESETS.items()),
         "groups": [g.name for g in await groups.list_groups(call.conn)],
         "grid": permission_grid(held),
         "password_modes": [
@@ -123,11 +133,36 @@ async def _live(call: Call) -> list[sessions.Session]:
     return await sessions.list_for_user(call.conn, call.obj.id, idle=call.config.session_idle)
 
 
+def _day_start(raw: str | None, *, next_day: bool = False) -> datetime | None:
+    """A filter's day (already checked as YYYY-MM-DD) as midnight UTC; `next_day` for an
+    inclusive upper bound."""
+    if not raw:
+        return None
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise Invalid(
+            f"{raw} is not a calendar date", fields={"last_sign_in": "not a calendar date"}
+        ) from None
+    if next_day:
+        if day == date.max:
+            return None  # up to the end of 9999-12-31 is no bound at all
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 async def _rows(call: Call, f: Any, position: list[Any] | None, _d: str) -> ListPage:
     after = (str(position[0]), int(position[1])) if position and len(position) == 2 else None
+    now = datetime.now(UTC)
+    preset = f.get("last_sign_in")
+    since = _day_start(f.get("last_sign_in__gte"))
+    until = _day_start(f.get("last_sign_in__lte"), next_day=True)
+    if preset == "over_90_days":
+        until = min(until, now - timedelta(days=90)) if until else now - timedelta(days=90)
     rows = await users.list_users(
-        call.conn, role=f.get("role"), active=ACTIVE.get(f.get("active", "")),
-        search=f.get("q"), limit=PAGE_SIZE + 1, after=after,
+        call.conn, role=f.get("role"), status=f.get("status"), group=f.get("group"),
+        search=f.get("q"), never_signed_in=preset == "never",
+        signed_in_since=since, signed_in_before=until, limit=PAGE_SIZE + 1, after=after,
     )  # fmt: skip
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
@@ -359,8 +394,11 @@ USERS = Entity(
         filters=(
             Field("q", "Search email or name", "search", max_len=100),
             Field("role", "Role", "select", options="ladder"),
-            Field("active", "Active", "select", options="active"),
+            Field("status", "Status", "select", options="statuses"),
+            Field("group", "Group", "select", options="groups"),
+            Field("last_sign_in", "Last sign-in", "daterange", options="sign_in_presets"),
         ),
+        saved_views=True,
         empty="No users match",
         links=(("Invitations", "/admin/invitations/"), ("Invite", "/admin/invitations/new")),
     ),
