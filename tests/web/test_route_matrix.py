@@ -63,6 +63,18 @@ EXPECTED: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
     "/admin/palette": (STAFF_UP, frozenset({"GET"}), "the Ctrl-K palette, inside the admin"),
     "/admin/audit/": (ADMIN_UP, frozenset({"GET"}), "AUDIT-8 administrators"),
     "/admin/audit/{id}/": (ADMIN_UP, frozenset({"GET"}), "AUDIT-8 one event, its chain hashes"),
+    "/admin/audit/saved-filters": (ADMIN_UP, frozenset({"POST"}), "LIST-8 one's own saved view"),
+    "/admin/audit/saved-filters/{filter_id}/delete": (
+        ADMIN_UP,
+        frozenset({"POST"}),
+        "LIST-8 only one's own",
+    ),
+    "/admin/users/saved-filters": (ADMIN_UP, frozenset({"POST"}), "LIST-8 one's own saved view"),
+    "/admin/users/saved-filters/{filter_id}/delete": (
+        ADMIN_UP,
+        frozenset({"POST"}),
+        "LIST-8 only one's own",
+    ),
     "/admin/users/": (ADMIN_UP, frozenset({"GET"}), "AUTHZ-7"),
     "/admin/users/new": (ADMIN_UP, frozenset({"GET", "POST"}), "AUTHZ-7"),
     "/admin/users/{id}/": (ADMIN_UP, frozenset({"GET"}), "AUTHZ-7"),
@@ -190,12 +202,17 @@ async def test_every_route_allows_exactly_the_roles_the_spec_allows(
             path.replace("{id}", str(target.id))
             .replace("{token}", token)
             .replace("{name}", "keel.css")
+            .replace("{filter_id}", "1")
             .replace("{path}", "service-desk.svg")
         )
 
     # Forms that reach the handler without changing anything it would need later; every
     # other POST goes with no fields at all. /logout goes last, as it ends the session.
-    post_forms = {"/admin/groups/{id}/members": {"op": "remove", "user_id": str(target.id)}}
+    post_forms = {
+        "/admin/groups/{id}/members": {"op": "remove", "user_id": str(target.id)},
+        "/admin/users/saved-filters": {"name": "Matrix", "query": "role=user"},
+        "/admin/audit/saved-filters": {"name": "Matrix", "query": "event=login_failed"},
+    }
     order = sorted(EXPECTED, key=lambda p: p == "/logout")
     actual: dict[tuple[str, str], set[str]] = {
         (path, method): set() for path in EXPECTED for method in EXPECTED[path][1]
@@ -263,7 +280,11 @@ async def test_a_session_owing_its_second_factor_reaches_only_the_code_page(
     for path, (roles, methods, _why) in EXPECTED.items():
         if roles == EVERYONE and path not in ("/logout",):
             continue  # public pages: reachable without any session anyway
-        url = path.replace("{id}", str(user.id)).replace("{name}", "keel.css")
+        url = (
+            path.replace("{id}", str(user.id))
+            .replace("{filter_id}", "1")
+            .replace("{name}", "keel.css")
+        )
         for method in sorted(methods):
             if path == "/logout":
                 continue  # checked last: it ends the session
@@ -312,7 +333,7 @@ async def test_a_session_held_for_set_up_reaches_only_set_up_reauth_and_sign_out
         for path, (roles, methods, _why) in EXPECTED.items():
             if roles == EVERYONE:
                 continue  # public pages, and sign-out (checked last: it ends the session)
-            url = path.replace("{id}", str(user.id))
+            url = path.replace("{id}", str(user.id)).replace("{filter_id}", "1")
             for method in sorted(methods):
                 if method == "GET":
                     resp = await client.get(url, allow_redirects=False)
