@@ -204,8 +204,10 @@ def filter_bar(
                 "gte": typed.get(f.from_name, ""), "lte": typed.get(f.to_name, ""),
             }  # fmt: skip
         elif f.kind == "select":
+            # A bare value (a role, a group's name) is its own label, first letter raised only:
+            # "QA Team" stays as its owner wrote it.
             opts = [
-                (o, o) if isinstance(o, str) else (str(o[0]), str(o[1]))
+                (o, o[:1].upper() + o[1:]) if isinstance(o, str) else (str(o[0]), str(o[1]))
                 for o in choices.get(f.options or "", [])
             ]
             item["options"] = (("", "Any"), *opts)

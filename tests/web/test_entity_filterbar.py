@@ -45,8 +45,10 @@ def _emails(page: str) -> set[str]:
     return set(re.findall(r"([a-z]+@example\.com)</a>", page))
 
 
-async def test_users_list_shows_the_resource_filter_bar(signed_in: Any) -> None:
+async def test_users_list_shows_the_resource_filter_bar(signed_in: Any, database_url: str) -> None:
     s = await signed_in("administrator")
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("INSERT INTO keel_groups (name) VALUES ('QA Team')")
     page = await (await s.get("/admin/users/")).text()
     assert 'class="k-panel k-filterbar"' in page and 'id="list-q" type="search" name="q"' in page
     assert '<details class="k-filters">' in page  # folded while nothing is filtered
@@ -54,6 +56,9 @@ async def test_users_list_shows_the_resource_filter_bar(signed_in: Any) -> None:
     assert '<input type="radio" name="last_sign_in" value="never">Never' in page
     assert 'name="last_sign_in__gte"' in page and 'name="last_sign_in__lte"' in page
     assert 'aria-label="Saved views"' in page and "All users</a>" in page
+    # Labels as written: a group's name is not re-cased ("QA Team", not "Qa team").
+    assert '<input type="radio" name="group" value="QA Team">QA Team</label>' in page
+    assert '<input type="radio" name="role" value="staff">Staff</label>' in page
 
 
 async def test_users_filters_by_status_group_and_last_sign_in(
