@@ -316,6 +316,15 @@ def list_view(e: Entity) -> Handler:
             raise web.HTTPFound(f"/admin/{e.slug}/" + (f"?{clean}" if clean else ""))
         choices = await _choices(e, call)
         typed, parsed, errors = parse_filters(e.listing.filters, request.query, choices)
+        known = {"cursor", *(p for f in e.listing.filters for p in filter_params(f))}
+        unknown = sorted(k for k in request.query if k not in known)
+        if unknown:
+            # Not ignored: an old bookmark (say `?active=no` from before `status`) would
+            # otherwise show every row and look like it worked.
+            names = ", ".join(sorted(known - {"cursor"})) or "none"
+            errors["filter"] = (
+                f"{unknown[0][:40]!r} is not a filter of this list (its filters: {names})"
+            )
         key = request.app[CURSOR_KEY]
         position, direction = None, "n"
         raw = request.query.get("cursor", "")

@@ -75,7 +75,7 @@ async def test_list_searches_filters_and_links_to_profiles(signed_in, make_user)
     assert f'href="/admin/users/{alice.id}/"' in page
     page = await (await s.get("/admin/users/?q=Liddell")).text()
     assert "alice@example.com" in page and "bob@example.com" not in page
-    page = await (await s.get("/admin/users/?role=user&active=no")).text()
+    page = await (await s.get("/admin/users/?role=user&status=inactive")).text()
     assert "bob@example.com" in page and "alice@example.com" not in page
     page = await (await s.get("/admin/users/?q=nobody-here")).text()
     assert "No users match" in page

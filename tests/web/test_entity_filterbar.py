@@ -148,3 +148,17 @@ async def test_saving_a_view_without_a_name_is_a_clear_400(signed_in: Any) -> No
     assert resp.status == 400 and "name" in page and "Traceback" not in page
     resp = await s.post("/admin/users/saved-filters/abc/delete")
     assert resp.status == 400
+
+
+async def test_a_parameter_that_is_no_filter_is_refused_not_ignored(signed_in: Any) -> None:
+    """An old bookmark such as `?active=no` (before the status filter) must not quietly show
+    every user as if it had filtered."""
+    s = await signed_in("administrator")
+    for path in ("/admin/users/?active=no", "/admin/audit/?event_type=login_failed"):
+        resp = await s.get(path)
+        page = html.unescape(await resp.text())
+        assert resp.status == 400, path
+        name = path.split("?")[1].split("=")[0]
+        assert f"'{name}' is not a filter of this list" in page, page[:2000]
+    page = html.unescape(await (await s.get("/admin/users/?active=no")).text())
+    assert "status" in page.split("is not a filter of this list", 1)[1][:200]
