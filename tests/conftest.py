@@ -28,7 +28,7 @@ from app.devdb import LocalPostgres
 from tests.helpers import SmtpServer, cheap_app, smtp_server
 
 # Longest files first across the xdist workers (see tests/schedule.py).
-pytest_plugins = ["tests.schedule"]
+pytest_plugins = ["tests.schedule", "tests.cpu_meter"]
 
 TEMPLATE = "keel_test_template"
 # Most tests use the demo site's tables as fixtures, so the suite serves the demo site (also in
@@ -75,9 +75,13 @@ def pg_server() -> Iterator[PgServer]:
     base.chmod(0o755)  # the cluster may run as an unprivileged user when we are root
     cluster = LocalPostgres(base / "cluster", fast=True)
     cluster.start()
+    from tests import cpu_meter  # registered as a plugin above: imported (and rewritten) by now
+
+    cpu_meter.watch_postmaster(cluster.pid)
     try:
         yield PgServer(cluster.url("postgres"))
     finally:
+        cpu_meter.postmaster_stopping(cluster.pid)
         cluster.stop()
         import shutil
 
