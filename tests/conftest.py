@@ -55,6 +55,12 @@ class PgServer:
         if template:
             query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with self.admin() as conn:
+            # PostgreSQL 15 copies a template block by block through the WAL by default: about
+            # 0.1 s of server CPU for our 9 MB template, on every test. Copying the files
+            # costs a quarter of that (and its checkpoint is cheap with fsync off), and most
+            # tests make a database. Older servers (KEEL_TEST_DATABASE_URL) only copy files.
+            if conn.info.server_version >= 150000:
+                query += sql.SQL(" STRATEGY FILE_COPY")
             conn.execute(query)
         return name
 

@@ -44,7 +44,7 @@ def watch_postmaster(pid: int) -> None:
 def postmaster_stopping(pid: int) -> None:
     """Called just before the cluster stops: keep what it spent (shutdown costs little)."""
     if pid in _postmasters:
-        _postmasters[pid] = _proc_seconds(pid)
+        _postmasters[pid] = _proc_seconds(pid) + sum(map(_proc_seconds, _live_descendants(pid)))
 
 
 def _live_descendants(root: int) -> list[int]:
@@ -73,7 +73,8 @@ def cpu_now() -> float:
     total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
     total += sum(_proc_seconds(pid) for pid in _live_descendants(os.getpid()))
     for pid, final in _postmasters.items():
-        total += final or _proc_seconds(pid)
+        # Its checkpointer, WAL writer and other helpers live as long as it does.
+        total += final or _proc_seconds(pid) + sum(map(_proc_seconds, _live_descendants(pid)))
     return total
 
 
