@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 from markupsafe import Markup
 
 from app.config import Config
@@ -58,3 +61,24 @@ def test_icon_and_sidebar_match_their_templates(config: Config) -> None:
     assert "B &lt;&amp;&gt;" in drawn and drawn.count("k-nav-heading") == 2
     nav[1]["active"] = True  # another page: another sidebar
     assert r.sidebar(nav) != drawn
+
+
+def test_compiled_templates_are_shared_and_a_changed_file_is_compiled_again(
+    config: Config, tmp_path: Path
+) -> None:
+    """Renderers in one process share compiled templates (the suite builds an app per test);
+    a template file that changed between two Renderers is compiled again, not reused stale."""
+    page = tmp_path / "note.html"
+    page.write_text("<p>one {{ 1 + 1 }}</p>", encoding="utf-8")
+    host = replace(config, template_dir=str(tmp_path))
+    first = _renderer(host)
+    assert first.render_text("note.html", {}) == "<p>one 2</p>"
+    shared = first.env.bytecode_cache
+    assert shared is not None and shared is _renderer(config).env.bytecode_cache
+    page.write_text("<p>two {{ 2 + 2 }}</p>", encoding="utf-8")
+    assert _renderer(host).render_text("note.html", {}) == "<p>two 4</p>"
+    # A built-in template draws the same from shared code as from a fresh compile.
+    fresh = _renderer(config)
+    fresh.env.bytecode_cache = None
+    k = _renderer(config).env.get_template("_macros.html").module
+    assert k.icon("menu") == fresh.env.get_template("_macros.html").module.icon("menu")
