@@ -211,10 +211,11 @@ async def assert_axe_clean(page: Page, where: str, refuse: tuple[str, ...] = AXE
     assert not bad, f"{where}: axe-core found\n" + "\n".join(lines)
 
 
-async def sign_in(page: Page, email: str, password: str) -> None:
-    """Sign in through the real login form; lands on the admin dashboard."""
+async def sign_in(page: Page, email: str, password: str, lands_on: str = "**/admin/") -> None:
+    """Sign in through the real login form; lands on the admin dashboard, or on `lands_on`
+    where sign-in stops at a further step (a forced password change, the second factor)."""
     await page.goto("/login")
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/admin/")
+    await page.wait_for_url(lands_on)

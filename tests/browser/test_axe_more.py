@@ -90,11 +90,7 @@ async def test_sign_in_steps_and_links_pass_axe(
     # The forced password change.
     forced, forced_password = await make_user("staff", must_change=True)
     page = await open_page(viewport=DESKTOP)
-    await page.goto("/login")
-    await page.get_by_label("Email").fill(forced.email)
-    await page.get_by_label("Password").fill(forced_password)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/must-change-password**")
+    await sign_in(page, forced.email, forced_password, lands_on="**/must-change-password**")
     await both_themes(page, "forced password change")
 
     # The second-factor prompt at sign-in.
@@ -104,11 +100,7 @@ async def test_sign_in_steps_and_links_pass_axe(
         secret = await mfa.start_enrolment(conn, ring, two.id)
         await mfa.confirm_enrolment(conn, _ctx(config), ring, two.id, pyotp.TOTP(secret).now())
     page = await open_page(viewport=DESKTOP)
-    await page.goto("/login")
-    await page.get_by_label("Email").fill(two.email)
-    await page.get_by_label("Password").fill(two_password)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/mfa")
+    await sign_in(page, two.email, two_password, lands_on="**/mfa")
     await both_themes(page, "second-factor prompt")
 
     # The re-authentication wall.
