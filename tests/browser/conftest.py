@@ -190,17 +190,41 @@ async def open_page(
 AXE_REFUSED = ("serious", "critical")
 
 
-async def assert_axe_clean(page: Page, where: str, refuse: tuple[str, ...] = AXE_REFUSED) -> None:
+# The axe-core rules whose outcome depends on colours. The themes change colour tokens only
+# (the same DOM, names, roles, landmarks and layout), so a page's second theme needs only these:
+# the other rules would repeat the first theme's answers. color-contrast is also the costliest
+# rule (about 60 % of a full run on a list page).
+AXE_COLOUR_RULES = ["color-contrast", "link-in-text-block"]
+# The theme as the theme menu sets it, then a full restyle: switching in place left a few
+# inherited colours stale in Chromium.
+THEME_JS = """(scheme) => {
+  document.documentElement.setAttribute("data-theme", scheme);
+  const body = document.body;  // a full restyle: Chromium leaves a few inherited colours stale
+  body.style.display = "none"; void getComputedStyle(body).display; body.style.display = "";
+  void getComputedStyle(body).color;
+}"""
+
+
+async def assert_axe_clean(
+    page: Page,
+    where: str,
+    refuse: tuple[str, ...] = AXE_REFUSED,
+    *,
+    colours_only: bool = False,
+) -> None:
     """axe-core (bundled in `axe-playwright-python`) on the page as it is now: no violation of
     the impacts in `refuse` (serious and critical unless told). The report names each rule, its
-    impact and the first offending nodes."""
+    impact and the first offending nodes. `colours_only` runs AXE_COLOUR_RULES alone."""
     try:
         from axe_playwright_python.async_playwright import Axe
     except ImportError:
         _unavailable(
             "the `axe-playwright-python` package is not installed (pip install -e '.[dev]')"
         )
-    results = await Axe().run(page)
+    options: dict[str, Any] = {"resultTypes": ["violations"]}
+    if colours_only:
+        options["runOnly"] = {"type": "rule", "values": AXE_COLOUR_RULES}
+    results = await Axe().run(page, options=options)
     bad = [v for v in results.response["violations"] if v["impact"] in refuse]
     lines = [
         f"{v['id']} ({v['impact']}): {v['help']} — "
@@ -209,6 +233,15 @@ async def assert_axe_clean(page: Page, where: str, refuse: tuple[str, ...] = AXE
         for v in bad
     ]
     assert not bad, f"{where}: axe-core found\n" + "\n".join(lines)
+
+
+async def axe_in_both_themes(page: Page, state: str, refuse: tuple[str, ...] = AXE_REFUSED) -> None:
+    """axe-core in the light theme, then its colour rules in the dark one (AXE_COLOUR_RULES
+    says why that is enough); the theme set as the theme menu sets it."""
+    for scheme in ("light", "dark"):
+        await page.evaluate(THEME_JS, scheme)
+        await assert_axe_clean(page, f"{state}, {scheme}", refuse, colours_only=scheme == "dark")
+    await page.evaluate("document.documentElement.removeAttribute('data-theme')")
 
 
 async def sign_in(page: Page, email: str, password: str, lands_on: str = "**/admin/") -> None:

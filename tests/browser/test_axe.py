@@ -7,27 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import IN_CI, OpenPage, Problems, assert_axe_clean, sign_in
-from tests.browser.test_journeys import THEME_JS
+from tests.browser.conftest import IN_CI, OpenPage, Problems, axe_in_both_themes, sign_in
 from tests.web.conftest import MakeUser
 
 if not IN_CI:  # in CI a missing package must fail, not skip
     pytest.importorskip("playwright", reason="the `playwright` package is not installed")
 
-from playwright.async_api import Dialog, Page, expect
+from playwright.async_api import Dialog, expect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DESKTOP = {"width": 1440, "height": 900}
-
-
-async def both_themes(page: Page, state: str) -> None:
-    """axe in light then dark, the theme set as the theme menu sets it (with the full restyle
-    test_journeys.py needs: switching in place leaves a few inherited colours stale)."""
-    for scheme in ("light", "dark"):
-        await page.evaluate(THEME_JS, scheme)
-        await assert_axe_clean(page, f"{state}, {scheme}")
-    await page.evaluate("document.documentElement.removeAttribute('data-theme')")
 
 
 async def accept(dialog: Dialog) -> None:
@@ -49,17 +39,17 @@ async def test_sign_in_pages_pass_axe_and_the_banner_is_a_landmark(
         " !b.closest('main, header, nav, footer, aside, [role=region][aria-label]')).length"
     )
     assert outside == 0
-    await both_themes(page, "sign-in")
+    await axe_in_both_themes(page, "sign-in")
 
     await page.get_by_label("Email").fill(user.email)
     await page.get_by_label("Password").fill("not the password")
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.locator(".k-form-errors, [role=alert]").first).to_be_visible()
     browser_problems.forget_refusals(400, 401, 403, 429)
-    await both_themes(page, "sign-in refused")
+    await axe_in_both_themes(page, "sign-in refused")
 
     await page.goto("/forgot")
-    await both_themes(page, "forgotten password")
+    await axe_in_both_themes(page, "forgotten password")
 
 
 async def test_admin_and_account_pages_pass_axe_in_both_themes(
@@ -87,13 +77,13 @@ async def test_admin_and_account_pages_pass_axe_in_both_themes(
     ):
         resp = await page.goto(path)
         assert resp is not None and resp.status == 200, path
-        await both_themes(page, path)
+        await axe_in_both_themes(page, path)
 
     # A group's page: the first one the list links to.
     await page.goto("/admin/groups/")
     await page.locator("tbody a").first.click()
     await page.wait_for_load_state()
-    await both_themes(page, "group page")
+    await axe_in_both_themes(page, "group page")
 
     # The confirm page of a bulk action (three rows selected, then "Cancel"; the script's
     # confirm() is accepted, the server's confirm page is the state checked).
@@ -103,4 +93,4 @@ async def test_admin_and_account_pages_pass_axe_in_both_themes(
         await box.check()
     await page.get_by_role("button", name="Cancel", exact=True).click()
     await expect(page.get_by_role("button", name="Cancel 3 bookings", exact=True)).to_be_visible()
-    await both_themes(page, "bulk confirm")
+    await axe_in_both_themes(page, "bulk confirm")

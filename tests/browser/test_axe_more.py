@@ -15,26 +15,18 @@ import pytest
 from app import audit
 from app.authority import invitations, mfa, recovery
 from app.config import Config
-from tests.browser.conftest import IN_CI, OpenPage, Problems, assert_axe_clean, sign_in
-from tests.browser.test_journeys import THEME_JS
+from tests.browser.conftest import IN_CI, OpenPage, Problems, axe_in_both_themes, sign_in
 from tests.web.conftest import MakeUser
 
 if not IN_CI:  # in CI a missing package must fail, not skip
     pytest.importorskip("playwright", reason="the `playwright` package is not installed")
 
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DESKTOP = {"width": 1440, "height": 900}
 STRICT = ("moderate", "serious", "critical")
-
-
-async def both_themes(page: Page, state: str) -> None:
-    for scheme in ("light", "dark"):
-        await page.evaluate(THEME_JS, scheme)
-        await assert_axe_clean(page, f"{state}, {scheme}", refuse=STRICT)
-    await page.evaluate("document.documentElement.removeAttribute('data-theme')")
 
 
 def _ctx(config: Config) -> audit.Context:
@@ -51,12 +43,12 @@ async def test_sign_in_steps_and_links_pass_axe(
     # The status page and the "mail sent" page, signed out.
     page = await open_page(viewport=DESKTOP)
     await page.goto("/")
-    await both_themes(page, "status page")
+    await axe_in_both_themes(page, "status page", STRICT)
     await page.goto("/forgot")
     await page.get_by_label("Email").fill("nobody@example.com")
     await page.get_by_role("button", name="Send the link").click()
     await page.wait_for_url("**/forgot/sent")
-    await both_themes(page, "reset link sent")
+    await axe_in_both_themes(page, "reset link sent", STRICT)
 
     # A reset link: good, then dead.
     user, password = await make_user("staff")
@@ -67,10 +59,10 @@ async def test_sign_in_steps_and_links_pass_axe(
         )
     await page.goto(f"/reset/{token}")
     await expect(page.get_by_role("textbox", name="New password", exact=True)).to_be_visible()
-    await both_themes(page, "reset page")
+    await axe_in_both_themes(page, "reset page", STRICT)
     await page.goto(f"/reset/{secrets.token_urlsafe(32)}")
     browser_problems.forget_refusals(410)
-    await both_themes(page, "dead reset link")
+    await axe_in_both_themes(page, "dead reset link", STRICT)
 
     # An invitation's page (the token set to one the test knows: the real one is in the mail).
     invite_token = secrets.token_urlsafe(32)
@@ -85,13 +77,13 @@ async def test_sign_in_steps_and_links_pass_axe(
         )
     await page.goto(f"/invite/{invite_token}")
     await expect(page.locator("#password-rules")).to_be_visible()
-    await both_themes(page, "invitation page")
+    await axe_in_both_themes(page, "invitation page", STRICT)
 
     # The forced password change.
     forced, forced_password = await make_user("staff", must_change=True)
     page = await open_page(viewport=DESKTOP)
     await sign_in(page, forced.email, forced_password, lands_on="**/must-change-password**")
-    await both_themes(page, "forced password change")
+    await axe_in_both_themes(page, "forced password change", STRICT)
 
     # The second-factor prompt at sign-in.
     two, two_password = await make_user("staff")
@@ -101,23 +93,23 @@ async def test_sign_in_steps_and_links_pass_axe(
         await mfa.confirm_enrolment(conn, _ctx(config), ring, two.id, pyotp.TOTP(secret).now())
     page = await open_page(viewport=DESKTOP)
     await sign_in(page, two.email, two_password, lands_on="**/mfa")
-    await both_themes(page, "second-factor prompt")
+    await axe_in_both_themes(page, "second-factor prompt", STRICT)
 
     # The re-authentication wall.
     page = await open_page(viewport=DESKTOP)
     await sign_in(page, user.email, password)
     await page.goto("/reauth?return_to=/account")
     await expect(page.get_by_label("Password")).to_be_visible()
-    await both_themes(page, "re-authentication")
+    await axe_in_both_themes(page, "re-authentication", STRICT)
 
     # 403 and 404, signed in as staff.
     resp = await page.goto("/admin/users/")
     assert resp is not None and resp.status == 403
-    await both_themes(page, "403 page")
+    await axe_in_both_themes(page, "403 page", STRICT)
     resp = await page.goto("/admin/no-such-thing/")
     assert resp is not None and resp.status == 404
     browser_problems.forget_refusals(403, 404)
-    await both_themes(page, "404 page")
+    await axe_in_both_themes(page, "404 page", STRICT)
 
 
 async def test_admin_states_pass_axe(open_page: OpenPage, make_user: MakeUser, seeded: str) -> None:
@@ -128,7 +120,7 @@ async def test_admin_states_pass_axe(open_page: OpenPage, make_user: MakeUser, s
     # No invitation yet: the empty state, whose heading must not skip a level.
     await page.goto("/admin/invitations/")
     await expect(page.locator(".k-empty")).to_be_visible()
-    await both_themes(page, "no invitations")
+    await axe_in_both_themes(page, "no invitations", STRICT)
 
     # An import preview.
     await page.goto("/admin/customers/import")
@@ -141,4 +133,4 @@ async def test_admin_states_pass_axe(open_page: OpenPage, make_user: MakeUser, s
     )
     await page.get_by_role("button", name="Upload and preview").click()
     await expect(page.locator("[data-import-counts]")).to_be_visible()
-    await both_themes(page, "import preview")
+    await axe_in_both_themes(page, "import preview", STRICT)
