@@ -83,14 +83,11 @@ def keel_env(*, site: bool = True, **extra: str) -> dict[str, str]:
 def keel(
     *args: str, env: Mapping[str, str] | None = None, input: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        env=dict(env) if env is not None else keel_env(),
-        capture_output=True,
-        text=True,
-        input=input,
-        timeout=timeout,
-        cwd=REPO,
+    """`python -m app *args` in the repository, output captured (from the fork server)."""
+    from tests import zygote
+
+    return zygote.run(
+        args, env=env if env is not None else keel_env(), input=input, timeout=timeout, cwd=REPO
     )
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 from app import audit
 from app.authority import users
 from app.scaffold import write_project
+from tests import zygote
 from tests.helpers import REPO, cheap_hasher, keel_env
 
 PASSWORD = "plum orbit kettle 4711"
@@ -38,11 +37,7 @@ def project(tmp_path: Path) -> Path:
 def _runner(project: Path, env: dict[str, str]) -> Keel:
     def run(*args: str, input: str | None = None, cwd: Path | None = None) -> Result:
         where = [] if cwd is not None else ["--site-dir", str(project)]
-        proc = subprocess.run(
-            [sys.executable, "-m", "app", *args, *where],
-            env=env, capture_output=True, text=True, input=input, timeout=60,
-            cwd=cwd or REPO,
-        )  # fmt: skip
+        proc = zygote.run([*args, *where], env=env, input=input, cwd=cwd or REPO)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
