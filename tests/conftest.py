@@ -86,7 +86,7 @@ def _memory_dir() -> str | None:
         room = os.statvfs(shm)
     except OSError:
         return None
-    enough = room.f_bavail * room.f_frsize >= 2 << 30  # a worker's cluster peaks near 200 MB
+    enough = room.f_bavail * room.f_frsize >= 2 << 30  # a worker's cluster holds about 70 MB
     return shm if enough and os.access(shm, os.W_OK | os.X_OK) else None
 
 
@@ -166,6 +166,7 @@ def config(database_url: str, secret_key: str) -> Config:
             "database_url": database_url,
             "secret_key": secret_key,
             "public_url": "http://127.0.0.1:8000",
+            "pool_min": "1",
         },
     )
 
