@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from contextvars import ContextVar
+from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from app.config import Config, redact_url
@@ -100,14 +104,98 @@ async def connect(
         await conn.close()
 
 
+Conn = psycopg.AsyncConnection[Any]
+
+
+class Held:
+    """One request's connection, checked out once and lent to every `connection()` the
+    request's own task asks for (see `KeelPool.request_connection`)."""
+
+    __slots__ = ("busy", "conn", "pool", "task")
+
+    def __init__(self, pool: KeelPool, conn: Conn) -> None:
+        self.pool = pool
+        self.conn: Conn | None = conn
+        self.task = asyncio.current_task()
+        self.busy = False
+
+    async def release(self) -> None:
+        """Give the connection back now; later `connection()` calls use the pool as usual."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await self.pool.putconn(conn)  # the pool rolls back or discards a broken one
+
+
+_HELD: ContextVar[Held | None] = ContextVar("keel_request_connection", default=None)
+
+
+class KeelPool(AsyncConnectionPool):
+    """The request pool, with one connection per request.
+
+    A signed-in page used to check out one connection for its session lookup and another for
+    its own queries: two pool round trips, and twice the chance to wait in line. Now the
+    session middleware checks out one with `request_connection()` and every `connection()`
+    the same request makes reuses it. A request therefore never holds two pool connections
+    at once: nested use while the held one is busy (or use from another task, such as one a
+    handler started, which copies the context) goes to the pool as before."""
+
+    @asynccontextmanager
+    async def request_connection(self) -> AsyncIterator[Held]:
+        held = Held(self, await self.getconn())
+        token = _HELD.set(held)
+        try:
+            yield held
+        finally:
+            _HELD.reset(token)
+            await held.release()
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[Conn]:  # noqa: ASYNC109 (psycopg_pool's signature)
+        held = _HELD.get()
+        if (
+            held is None
+            or held.conn is None
+            or held.busy
+            or held.pool is not self
+            or held.task is not asyncio.current_task()
+        ):
+            async with super().connection(timeout) as conn:
+                yield conn
+            return
+        conn = held.conn
+        held.busy = True
+        try:
+            yield conn
+        except BaseException:
+            await _tidy(held, conn, commit=False)
+            raise
+        else:
+            await _tidy(held, conn, commit=True)
+        finally:
+            held.busy = False
+
+
+async def _tidy(held: Held, conn: Conn, *, commit: bool) -> None:
+    """What the pool's own `connection()` does on exit (commit, or roll back on an error),
+    for the lent connection; one left in any other state goes back to the pool now, which
+    closes and replaces it."""
+    if conn.pgconn.transaction_status == TransactionStatus.IDLE:
+        return
+    if conn.pgconn.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        with suppress(psycopg.Error):
+            await (conn.commit() if commit else conn.rollback())
+    if conn.pgconn.transaction_status != TransactionStatus.IDLE:
+        await held.release()
+
+
 @asynccontextmanager
-async def open_pool(config: Config) -> AsyncIterator[AsyncConnectionPool]:
+async def open_pool(config: Config) -> AsyncIterator[KeelPool]:
     """The request pool, opened explicitly and closed on exit; bounded, with timeouts."""
     url = _require_url(config)
     # A direct probe first: the pool only says "timeout", libpq says why.
     async with connect(config):
         pass
-    pool: AsyncConnectionPool = AsyncConnectionPool(
+    pool = KeelPool(
         url,
         min_size=config.pool_min,
         max_size=config.pool_max,

@@ -46,6 +46,8 @@ FOUNDATION_PUBLIC = frozenset(
     {"/", "/healthz", "/readyz", "/metrics", "/static/{name}", "/static/site/{path}"}
 )
 _NO_SESSION_PREFIXES = ("/static/", "/healthz", "/readyz", "/metrics")
+# Requests that keep the session lookup's connection for the handler: they carry no body.
+_HOLD_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Where a held user may still go: the step they owe, and the way out.
 MFA_STEP = ("/mfa", "/logout")
 CHANGE_STEP = ("/must-change-password", "/logout")
@@ -79,22 +81,23 @@ async def session_actor(request: web.Request, handler: Handler) -> web.StreamRes
             user_id_var.set(who.user_id)
     elif not request.path.startswith(_NO_SESSION_PREFIXES) and not bearer.cookie_free(request):
         token = request.cookies.get(session_cookie(request))
-    stale = False
-    if token:
-        config = request.app[keys.CONFIG]
-        async with request.app[keys.POOL].connection() as conn:
-            found = await sessions.lookup_with_permissions(
-                conn, token, now=now(request.app), idle=config.session_idle
-            )
+    if not token:
+        return _finish(request, await handler(request), token=None, stale=False)
+    config = request.app[keys.CONFIG]
+    async with request.app[keys.POOL].request_connection() as held:
+        assert held.conn is not None
+        found = await sessions.lookup_with_permissions(
+            held.conn, token, now=now(request.app), idle=config.session_idle
+        )
         if found is None:
-            stale = True
+            await held.release()
         else:
-            sess, who, held = found
+            sess, who, held_perms = found
             request[PRINCIPAL] = who
             # Every other line logged for this request names the user too (OPS-3); the
             # variable belongs to this request's task, so it ends with the request.
             user_id_var.set(who.user_id)
-            request[PERMISSIONS] = held
+            request[PERMISSIONS] = held_perms
             request[SESSION] = SessionInfo(
                 sess.id, sess.user_id, sess.trust, sess.elevated_until, sess.created_at,
                 sess.expires_at,
@@ -102,7 +105,19 @@ async def session_actor(request: web.Request, handler: Handler) -> web.StreamRes
             # Every method: a form re-shown after a failed POST, and a 403 or 404 page, keep
             # the sidebar like any other page.
             request[NAV] = await _nav(request)
-    response = await handler(request)
+            if request.method not in _HOLD_METHODS:
+                # A body may take its time to arrive (an upload, a slow client): no connection
+                # is held while it does. The handler checks one out when it needs it.
+                await held.release()
+        # Otherwise the page's own queries reuse this connection (app/db/pool.py): one
+        # checkout per request, returned when the response is built.
+        response = await handler(request)
+    return _finish(request, response, token=token, stale=found is None)
+
+
+def _finish(
+    request: web.Request, response: web.StreamResponse, *, token: str | None, stale: bool
+) -> web.StreamResponse:
     if not response.prepared:
         if stale and session_cookie(request) not in response.cookies:
             clear_session_cookie(response, request)  # the browser stops sending a dead token

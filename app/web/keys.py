@@ -6,16 +6,16 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
-from psycopg_pool import AsyncConnectionPool
 
 from app.config import Config
+from app.db.pool import KeelPool
 
 if TYPE_CHECKING:
     from app.web.render import Renderer
     from app.web.static import StaticFiles
 
 CONFIG = web.AppKey("config", Config)
-POOL = web.AppKey("pool", AsyncConnectionPool)
+POOL = web.AppKey("pool", KeelPool)
 RENDERER: web.AppKey[Renderer] = web.AppKey("renderer")
 STATIC: web.AppKey[StaticFiles] = web.AppKey("static")
 SCHEMA_VERSION = web.AppKey("schema_version", str)
