@@ -58,7 +58,12 @@ _SECRET_PATHS = (
 )
 
 
+_SECRET_PREFIXES = ("/reset/", "/recover/", "/invite/")
+
+
 def mask_path(path: str) -> str:
+    if not path.startswith(_SECRET_PREFIXES):  # most paths: no pattern to try
+        return path
     for pattern in _SECRET_PATHS:
         path = pattern.sub(r"\1***", path)
     return path
@@ -86,9 +91,10 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         response.headers["X-Request-ID"] = rid
         return response
     finally:
+        path = mask_path(request.path)
         extra: dict[str, object] = {
             "method": request.method,
-            "path": mask_path(request.path),
+            "path": path,
             "status": status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             "bytes": size,
@@ -97,7 +103,7 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         who = request.get(PRINCIPAL)
         if who is not None:
             extra["user_id"] = who.user_id  # the id only: an email is personal data (OPS-3)
-        log.info("%s %s %s", request.method, mask_path(request.path), status, extra=extra)
+        log.info("%s %s %s", request.method, path, status, extra=extra)
         request_id_var.reset(token)
 
 
