@@ -93,6 +93,11 @@ def number_formatter(spec: str) -> Callable[[Any], str]:
     return str
 
 
+# The quantum of each number of places (Decimal("0.01") for 2), made once: a list page asks for
+# one per money cell.
+_QUANTA = {places: Decimal(1).scaleb(-places) for places in range(7)}
+
+
 def _fixed(value: Any, places: int | None) -> str:
     """Grouped digits with `places` decimals (None: as stored)."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
@@ -100,8 +105,9 @@ def _fixed(value: Any, places: int | None) -> str:
     if places is None:
         return f"{value:,}" if not isinstance(value, float) else f"{value:,.6g}"
     if isinstance(value, Decimal):
+        quantum = _QUANTA.get(places) or Decimal(1).scaleb(-places)
         # More digits than the context holds: shown as stored.
         with contextlib.suppress(InvalidOperation):
-            value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+            value = value.quantize(quantum, rounding=ROUND_HALF_UP)
         return f"{value:,}"
     return f"{value:,.{places}f}"
