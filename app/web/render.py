@@ -153,6 +153,7 @@ class Renderer:
             icon=self.icon,
             km=MemoMacros(self.env),
             sidebar=self.sidebar,
+            fragment=self.fragment,
         )
         # A stored choice in its human form (`no_show` → "No show"), as list cells show it.
         self.env.filters["choice_label"] = choice_label
@@ -163,6 +164,7 @@ class Renderer:
         self._chosen: dict[tuple[str, ...], jinja2.Template] = {}
         self._icon = lru_cache(maxsize=256)(self._render_icon)
         self._sidebars: OrderedDict[Any, Any] = OrderedDict()
+        self._fragments: OrderedDict[Any, Any] = OrderedDict()
 
     def _render_icon(self, name: str, label: str | None, size: str | None) -> Any:
         return self.env.get_template("_macros.html").module.icon(name, label, size)  # type: ignore[attr-defined]
@@ -189,6 +191,27 @@ class Renderer:
         else:
             self._sidebars.move_to_end(key)
         return found
+
+    def fragment(self, name: str, **context: Any) -> Any:
+        """The template `name` drawn with exactly `context` (and the globals), kept per
+        distinct context (LRU, 256): for a part of a page that depends on a few values which
+        repeat from one request to the next, such as a list's filter bar (`list.html`)."""
+        try:
+            key = (name, _freeze(context))
+            hash(key)
+        except TypeError:  # a value that cannot be a key: draw it each time
+            return self._draw(name, context)
+        found = self._fragments.get(key)
+        if found is None:
+            found = self._fragments[key] = self._draw(name, context)
+            if len(self._fragments) > 256:
+                self._fragments.popitem(last=False)
+        else:
+            self._fragments.move_to_end(key)
+        return found
+
+    def _draw(self, name: str, context: dict[str, Any]) -> Any:
+        return Markup(self.env.get_template(name).render(context))  # noqa: S704 - autoescaped
 
     def _draw_sidebar(self, items: Any) -> Any:
         return Markup(self.env.get_template("_sidebar.html").render(nav=items))  # noqa: S704

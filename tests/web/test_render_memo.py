@@ -82,3 +82,28 @@ def test_compiled_templates_are_shared_and_a_changed_file_is_compiled_again(
     fresh.env.bytecode_cache = None
     k = _renderer(config).env.get_template("_macros.html").module
     assert k.icon("menu") == fresh.env.get_template("_macros.html").module.icon("menu")
+
+
+def test_fragments_are_drawn_per_distinct_context(config: Config) -> None:
+    """The list's filter bar: the same values give the kept output, any change a new one."""
+    r = _renderer(config)
+    filters = [
+        {"name": "status", "label": "Status", "kind": "choice", "values": ("open",),
+         "gte": "", "lte": "", "options": (("open", "Open"), ("done", "Done")),
+         "tones": {"open": "info", "done": "success"}},
+    ]  # fmt: skip
+    ctx = {"slug": "jobs", "title": "Jobs", "q": "", "search_enabled": True, "chips": []}
+    template = r.env.get_template("admin/_list_filters.html")
+    first = r.fragment("admin/_list_filters.html", filters=filters, **ctx)
+    assert first == template.render(filters=filters, **ctx)
+    assert 'value="open" checked' in first and 'value="done">' in first
+    again = r.fragment("admin/_list_filters.html", filters=filters, **ctx)
+    assert again is first  # kept
+    other = [{**filters[0], "values": ("done",)}]
+    changed = r.fragment("admin/_list_filters.html", filters=other, **ctx)
+    assert 'value="done" checked' in changed and 'value="open" checked' not in changed
+    searched = r.fragment("admin/_list_filters.html", filters=filters, **{**ctx, "q": "<b>"})
+    assert 'value="&lt;b&gt;"' in searched  # escaped, and not the kept bar
+    # A value that cannot be a key is drawn every time, still correctly.
+    odd = [{**filters[0], "values": [{"x"}]}]
+    assert "Status" in r.fragment("admin/_list_filters.html", filters=odd, **ctx)
