@@ -27,7 +27,6 @@ from app.errors import Invalid
 from app.names import ROUTE_SLUG
 from app.web import keys
 from app.web.auth import require
-from app.web.csrf import token_for
 from app.web.forms import read_form
 from app.web.render import crumbs, render
 
@@ -231,7 +230,6 @@ def list_context(
         "actions": [
             {"name": a.name, "label": a.label, "confirm": a.confirm} for a in b.resource.actions
         ],
-        "csrf_token": token_for(request),
         "filtered": lq.filtered,
         "selectable": renderer.selectable,
         "read_only_reason": b.read_only_reason,

@@ -47,6 +47,11 @@ def _nav_key(items: list[dict[str, Any]]) -> Any:
     return tuple([tuple(item.items()) for item in items])
 
 
+# Macros whose arguments never repeat: `csrf` draws this request's masked form token, new on
+# every page, so a memo would only fill with outputs never asked for again.
+_NOT_MEMOISED = frozenset({"csrf"})
+
+
 class MemoMacros:
     """`_macros.html` with each macro's output memoised by its arguments, as the global `km`.
 
@@ -65,6 +70,9 @@ class MemoMacros:
         if name.startswith("_"):
             raise AttributeError(name)
         macro = getattr(self._env.get_template("_macros.html").module, name)
+        if name in _NOT_MEMOISED:
+            setattr(self, name, macro)
+            return macro  # type: ignore[no-any-return]
         outputs = self._outputs
 
         def call(*args: Any, **kwargs: Any) -> Any:
