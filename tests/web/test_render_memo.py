@@ -107,3 +107,15 @@ def test_fragments_are_drawn_per_distinct_context(config: Config) -> None:
     # A value that cannot be a key is drawn every time, still correctly.
     odd = [{**filters[0], "values": [{"x"}]}]
     assert "Status" in r.fragment("admin/_list_filters.html", filters=odd, **ctx)
+
+
+def test_freeze_keys_keep_types_apart_in_every_container() -> None:
+    from app.web.render import _freeze
+
+    assert _freeze(["a", 1, None]) == ("a", 1, None) == _freeze(("a", 1, None))
+    assert _freeze({"a": 1, "b": None}) == ("{}", (("a", 1), ("b", None)))
+    # A bool, a float or Markup anywhere keys by type, at any depth, plain neighbours or not.
+    for odd, plain in ((True, 1), (1.0, 1), (Markup("a"), "a")):
+        assert _freeze([plain, odd]) != _freeze([plain, plain])
+        assert _freeze({"x": odd, "y": 2}) != _freeze({"x": plain, "y": 2})
+        assert _freeze([{"x": [odd]}]) != _freeze([{"x": [plain]}])
