@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from markupsafe import escape
@@ -68,9 +69,44 @@ def badge_html(value: str, tone: str) -> str:
     return f'<span class="{cls}">{escape(choice_label(value))}</span>'
 
 
+@lru_cache(maxsize=64)
 def number_formatter(spec: str) -> Callable[[Any], str]:
-    """A declared format (`money:EUR`, `percent`, `integer`, `decimal:2`) as value → text."""
+    """A declared format (`money:EUR`, `percent`, `integer`, `decimal:2`) as value → text.
+    One function per spec for the process, so what it keeps lasts from page to page."""
     kind, _, arg = spec.partition(":")
+    if kind in ("money", "integer", "decimal"):
+        return _kept(_number_formatter(kind, arg))
+    return _number_formatter(kind, arg)
+
+
+# Formatting a Decimal with grouped digits costs microseconds, and a list page formats fifty
+# amounts that repeat across pages: formats that round to fixed places keep their text per
+# value. Only values whose text depends on the value alone are kept: finite, not zero (0 and
+# -0 are equal but print apart) and well inside the precision the rounding needs.
+_KEPT_MAX = 4096
+_KEPT_BOUND = Decimal(10) ** 15
+
+
+def _kept(fn: Callable[[Any], str]) -> Callable[[Any], str]:
+    kept: dict[Decimal, str] = {}
+
+    def call(value: Any) -> str:
+        if type(value) is not Decimal or not value.is_finite():
+            return fn(value)
+        found = kept.get(value)
+        if found is not None:
+            return found
+        text = fn(value)
+        if value and -_KEPT_BOUND < value < _KEPT_BOUND:
+            if len(kept) >= _KEPT_MAX:
+                kept.clear()
+            kept[value] = text
+        return text
+
+    return call
+
+
+def _number_formatter(kind: str, arg: str) -> Callable[[Any], str]:
     if kind == "money":
         code = arg.upper() or ""
         symbol = _SYMBOLS.get(code)
