@@ -76,6 +76,9 @@ async def test_a_signed_in_page_checks_out_one_connection(
     admin: Browser = await sign_in(tiny, database_url, secret_key, role="administrator")
     for path in ("/admin/bookings/7/", "/admin/bookings/"):
         assert (await admin.get(path)).status == 200  # warm: the catalog, the nav
-        before = _checkouts(tiny)
-        assert (await admin.get(path)).status == 200
-        assert _checkouts(tiny) - before == 1, path
+        counts = []
+        for _ in range(3):  # the smallest of three: the sweeper may take one meanwhile
+            before = _checkouts(tiny)
+            assert (await admin.get(path)).status == 200
+            counts.append(_checkouts(tiny) - before)
+        assert min(counts) == 1, (path, counts)
