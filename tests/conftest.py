@@ -22,10 +22,10 @@ import pytest
 from psycopg import sql
 
 from app import sites
-from app.config import Config, load_config
+from app.config import Config
 from app.db import migrate
 from app.devdb import LocalPostgres
-from tests.helpers import SmtpServer, cheap_app, smtp_server
+from tests.helpers import SmtpServer, cheap_app, make_config, smtp_server
 
 # Longest files first across the xdist workers (see tests/schedule.py).
 pytest_plugins = ["tests.schedule", "tests.cpu_meter"]
@@ -160,15 +160,7 @@ def secret_key() -> str:
 
 @pytest.fixture
 def config(database_url: str, secret_key: str) -> Config:
-    return load_config(
-        env={},
-        flags={
-            "database_url": database_url,
-            "secret_key": secret_key,
-            "public_url": "http://127.0.0.1:8000",
-            "pool_min": "1",
-        },
-    )
+    return make_config(database_url, secret_key, pool_min="1")
 
 
 @pytest.fixture

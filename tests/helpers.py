@@ -44,6 +44,21 @@ def cheap_hasher() -> Hasher:
     )
 
 
+def make_config(database_url: str, secret_key: str, **extra: Any) -> Config:
+    """The suite's configuration for an app on `database_url`, with `extra` settings."""
+    from app.config import load_config
+
+    return load_config(
+        env={},
+        flags={
+            "database_url": database_url,
+            "secret_key": secret_key,
+            "public_url": "http://127.0.0.1:8000",
+            **extra,
+        },
+    )
+
+
 def cheap_app(config: Config) -> web.Application:
     """`build_app(config)` hashing with CHEAP_HASHING: for tests whose sign-ins are not about
     hashing (a production Argon2 hash costs 64 MiB and four threads; page tests do hundreds)."""

@@ -11,28 +11,17 @@ from typing import Any
 
 import pytest
 
-from app.config import load_config
 from app.web import keys
 from tests.admin.test_edit_support import Browser, hidden, one, sign_in
-from tests.helpers import cheap_app
+from tests.helpers import cheap_app, make_config
 
 pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture
 async def tiny(aiohttp_client: Any, database_url: str, secret_key: str, seeded: Any) -> Any:
-    config = load_config(
-        env={},
-        flags={
-            "database_url": database_url,
-            "secret_key": secret_key,
-            "public_url": "http://127.0.0.1:8000",
-            "pool_min": 1,
-            "pool_max": 1,
-            # Short: a request waiting for a second connection shows as a 503, not a hang.
-            "pool_timeout": 2,
-        },
-    )
+    # Short pool_timeout: a request waiting for a second connection shows as a 503, not a hang.
+    config = make_config(database_url, secret_key, pool_min=1, pool_max=1, pool_timeout=2)
     return await aiohttp_client(cheap_app(config))
 
 

@@ -11,24 +11,11 @@ import pytest
 from app.admin.registry import site_registry
 from app.admin.resources import register
 from app.admin.setup import REGISTRY
-from app.config import Config, load_config
 from app.web.readonly import always_writable
 from tests.admin.test_edit_support import execute, one, sign_in
-from tests.helpers import cheap_app
+from tests.helpers import cheap_app, make_config
 
 T = "/admin/technicians"
-
-
-def make_config(database_url: str, secret_key: str, **extra: Any) -> Config:
-    return load_config(
-        env={},
-        flags={
-            "database_url": database_url,
-            "secret_key": secret_key,
-            "public_url": "http://127.0.0.1:8000",
-            **extra,
-        },
-    )
 
 
 @pytest.fixture(autouse=True)

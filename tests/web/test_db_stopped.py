@@ -20,11 +20,10 @@ from aiohttp import web
 
 from app import audit
 from app.authority import users
-from app.config import load_config
 from app.db import migrate
 from app.devdb import LocalPostgres
 from app.web import keys
-from tests.helpers import cheap_app, cheap_hasher
+from tests.helpers import cheap_app, cheap_hasher, make_config
 from tests.web.conftest import DEFAULT_PASSWORD, sign_in
 
 pytestmark = pytest.mark.asyncio
@@ -64,15 +63,7 @@ async def test_requests_in_flight_when_postgres_stops_get_503(
 ):
     url = own_postgres.url("postgres")
     email = await _prepare(url, secret_key)
-    config = load_config(
-        env={},
-        flags={
-            "database_url": url,
-            "secret_key": secret_key,
-            "public_url": "http://127.0.0.1:8000",
-            "pool_timeout": 1,
-        },
-    )
+    config = make_config(url, secret_key, pool_timeout=1)
     app = cheap_app(config)
 
     async def sleeping_query(request: web.Request) -> web.Response:

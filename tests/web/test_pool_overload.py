@@ -11,9 +11,8 @@ import asyncio
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from app.config import load_config
 from app.web import keys
-from tests.helpers import cheap_app
+from tests.helpers import cheap_app, make_config
 from tests.web.conftest import sign_in
 
 pytestmark = pytest.mark.asyncio
@@ -30,17 +29,7 @@ async def _wait_for_waiters(pool: AsyncConnectionPool, count: int) -> None:
 async def test_a_full_pool_queue_is_a_503_with_retry_after(
     aiohttp_client, database_url, secret_key, make_user
 ):
-    config = load_config(
-        env={},
-        flags={
-            "database_url": database_url,
-            "secret_key": secret_key,
-            "public_url": "http://127.0.0.1:8000",
-            "pool_min": 1,
-            "pool_max": 1,
-            "pool_timeout": 5,
-        },
-    )
+    config = make_config(database_url, secret_key, pool_min=1, pool_max=1, pool_timeout=5)
     client = await aiohttp_client(cheap_app(config))
     user, password = await make_user("staff")
     assert (await sign_in(client, user.email, password)).status == 303
