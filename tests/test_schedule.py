@@ -6,7 +6,7 @@ from tests.schedule import KNOWN_SLOW, SECONDS_PER_TEST, expected_seconds, longe
 
 
 def test_a_file_with_few_slow_tests_goes_before_one_with_many_quick_ones() -> None:
-    quick = [f"tests/web/test_quick.py::test_{n}" for n in range(20)]
+    quick = [f"tests/web/test_quick.py::test_{n}" for n in range(12)]
     slow = ["tests/browser/test_ui.py::test_a", "tests/browser/test_ui.py::test_b"]
     assert longest_first(quick + slow, {}) == [
         "tests/browser/test_ui.py",
