@@ -78,3 +78,46 @@ async def test_missing_tables_are_left_out_and_hostile_names_are_harmless(databa
 )
 def test_choices_are_parsed_from_in_checks(definition, expected):
     assert parse_choices(definition) == expected
+
+
+async def test_many_tables_in_four_queries_each_as_if_read_alone(database_url):
+    """A start reads every declared table at once: four catalog queries however many there are,
+    with the same answer as reading each table by itself (schemas, the search_path, foreign
+    keys between the tables read together and of a table to itself)."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            "CREATE SCHEMA other;"
+            " CREATE TABLE other.bookings (id int PRIMARY KEY, note text);"
+            " CREATE TABLE other.lines (id int PRIMARY KEY,"
+            "   booking_id bigint NOT NULL REFERENCES public.bookings (id),"
+            "   other_id int REFERENCES other.bookings (id));"
+        )
+        names = [
+            "bookings", "customers", "technicians", "properties", "other.bookings",
+            "other.lines", "public.customers", "nope", "other.nope",
+        ]  # fmt: skip
+        seen: list[str] = []
+
+        class Counting(psycopg.AsyncCursor):  # type: ignore[type-arg]
+            async def execute(self, query, params=None, **kwargs):  # type: ignore[no-untyped-def]
+                seen.append(str(query))
+                return await super().execute(query, params, **kwargs)
+
+        conn.cursor_factory = Counting
+        together = await load_catalog(conn, names)
+        assert len(seen) == 4
+        alone = {n: (await load_catalog(conn, [n])).get(n) for n in names}
+    assert list(together) == [n for n in names if "nope" not in n]
+    assert together == {n: t for n, t in alone.items() if t is not None}
+    assert together["bookings"].schema == "public"
+    assert together["other.bookings"].column_names == ("id", "note")
+    assert together["public.customers"] == together["customers"]
+    lines = together["other.lines"]
+    assert [(fk.target_schema, fk.target_table) for fk in lines.foreign_keys] == [
+        ("public", "bookings"), ("other", "bookings"),
+    ]  # fmt: skip
+    assert [fk.table for fk in together["other.bookings"].referenced_by] == ["lines"]
+    assert "lines" in [fk.table for fk in together["bookings"].referenced_by]
+    tech = together["technicians"]
+    assert "technicians_supervisor_id_fkey" in [fk.name for fk in tech.foreign_keys]
+    assert "technicians_supervisor_id_fkey" in [fk.name for fk in tech.referenced_by]
