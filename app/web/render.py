@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 from aiohttp import web
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from app import __version__
 from app.admin.values import choice_label, choice_options
+from app.authority.principal import Principal
 from app.config import Config
 from app.sites import Site
 from app.web import keys
@@ -58,6 +60,20 @@ def _nav_key(items: list[dict[str, Any]]) -> Any:
 # Macros whose arguments never repeat: `csrf` draws this request's masked form token, new on
 # every page, so a memo would only fill with outputs never asked for again.
 _NOT_MEMOISED = frozenset({"csrf"})
+
+
+class ChromeUser(NamedTuple):
+    """All the chrome (`_chrome.html`) knows of the signed-in user: the account menu shows the
+    name, the email and the role, and nothing else of the user may change what it draws."""
+
+    email: str
+    role: str
+    display_name: str
+
+
+# Drawn in the kept chrome where this request's form token goes, then replaced by the token.
+# Random per process, so no name, email or search text can contain it.
+_CSRF_MARK = "keel-csrf-" + secrets.token_hex(16)
 
 
 class MemoMacros:
@@ -170,6 +186,7 @@ class Renderer:
             km=MemoMacros(self.env),
             sidebar=self.sidebar,
             fragment=self.fragment,
+            chrome=self.chrome,
         )
         # A stored choice in its human form (`no_show` → "No show"), as list cells show it.
         self.env.filters["choice_label"] = choice_label
@@ -181,6 +198,7 @@ class Renderer:
         self._icon = lru_cache(maxsize=256)(self._render_icon)
         self._sidebars: OrderedDict[Any, Any] = OrderedDict()
         self._fragments: OrderedDict[Any, Any] = OrderedDict()
+        self._chromes: OrderedDict[Any, tuple[str, ...]] = OrderedDict()
 
     def _render_icon(self, name: str, label: str | None, size: str | None) -> Any:
         return self.env.get_template("_macros.html").module.icon(name, label, size)  # type: ignore[attr-defined]
@@ -225,6 +243,77 @@ class Renderer:
         else:
             self._fragments.move_to_end(key)
         return found
+
+    # How many distinct chromes are kept: one per (user, page of the sidebar, theme) in use.
+    CHROME_MEMO_SIZE = 512
+
+    def chrome(
+        self,
+        user: Any,
+        nav: list[dict[str, Any]],
+        *,
+        theme: Any,
+        search_q: Any,
+        insecure: Any,
+        csrf_token: Any,
+    ) -> Markup:
+        """`_chrome.html`: the top bar, banners and sidebar of base.html, up to `<main>`.
+
+        Kept per distinct input (LRU, `CHROME_MEMO_SIZE`): the user's email, role and name;
+        the nav items, which this request built from the permissions it read, with the active
+        page marked; the theme; the transport warning. A revoked permission changes the items,
+        so the very next page draws a new chrome: nothing here is read from a cache that a
+        revocation could miss. The form token, new on every page, is put in afterwards. Drawn
+        fresh, not kept: a search's text (it rarely repeats), and a user that is not a
+        `Principal` (a test's stand-in)."""
+        if search_q or not (user is None or isinstance(user, Principal)):
+            return self.draw_chrome(
+                user, nav, theme=theme, search_q=search_q, insecure=insecure, csrf_token=csrf_token
+            )
+        who = None if user is None else ChromeUser(user.email, user.role, user.display_name)
+        marked = bool(csrf_token)
+        try:
+            key = (who, _nav_key(nav), theme, bool(insecure), marked)
+            hash(key)
+        except TypeError:  # a value that cannot be a key: draw it each time
+            return self.draw_chrome(
+                user, nav, theme=theme, search_q=search_q, insecure=insecure, csrf_token=csrf_token
+            )
+        parts = self._chromes.get(key)
+        if parts is None:
+            token = _CSRF_MARK if marked else csrf_token
+            drawn = self.draw_chrome(
+                who, nav, theme=theme, search_q="", insecure=insecure, csrf_token=token
+            )
+            parts = self._chromes[key] = tuple(drawn.split(_CSRF_MARK))
+            if len(self._chromes) > self.CHROME_MEMO_SIZE:
+                self._chromes.popitem(last=False)
+        else:
+            self._chromes.move_to_end(key)
+        if len(parts) == 1:
+            return Markup(parts[0])  # noqa: S704 - drawn autoescaped
+        return Markup(str(escape(csrf_token)).join(parts))  # noqa: S704 - the token escaped
+
+    def draw_chrome(
+        self,
+        user: Any,
+        nav: list[dict[str, Any]],
+        *,
+        theme: Any,
+        search_q: Any,
+        insecure: Any,
+        csrf_token: Any,
+    ) -> Markup:
+        """`_chrome.html` drawn now, without the memo (what `chrome` keeps)."""
+        context = {
+            "user": user,
+            "nav": nav,
+            "theme": theme,
+            "search_q": search_q,
+            "insecure_transport": insecure,
+            "csrf_token": csrf_token,
+        }
+        return self._draw("_chrome.html", context)  # type: ignore[no-any-return]
 
     def _draw(self, name: str, context: dict[str, Any]) -> Any:
         return Markup(self.env.get_template(name).render(context))  # noqa: S704 - autoescaped

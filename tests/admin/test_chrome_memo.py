@@ -1,0 +1,143 @@
+"""The kept page chrome (`Renderer.chrome`): the same HTML as drawing it, a form token of its
+own on every page, bounded, and never older than the permissions read on this request
+(UI-1..3, AUTHZ-5)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+from aiohttp.test_utils import TestClient
+
+from app.authority.principal import Principal
+from app.config import Config
+from app.web import keys
+from app.web.render import Renderer
+
+
+def _renderer(config: Config) -> Renderer:
+    return Renderer(config, lambda name: f"/static/{name}")
+
+
+def _nav(active: str = "/admin/") -> list[dict[str, Any]]:
+    return [
+        {"label": "Dashboard", "url": "/admin/", "active": active == "/admin/",
+         "section": "Overview", "icon": "home"},
+        {"label": "B <&>", "url": "/admin/b/", "active": active == "/admin/b/",
+         "section": "Data", "icon": "list"},
+        {"label": "Account", "url": "/account", "active": False, "section": "Your account",
+         "icon": "user", "count": 3},
+    ]  # fmt: skip
+
+
+def _who(role: str = "staff", name: str = "Ada <Lovelace>") -> Principal:
+    return Principal(user_id=7, email="ada@example.com", role=role, display_name=name)
+
+
+def test_the_kept_chrome_is_what_the_template_draws(config: Config) -> None:
+    """Cold and warm, for every shape of input: the memo returns the drawing, with this call's
+    form token in both places a drawing would put it."""
+    r = _renderer(config)
+    cases: list[tuple[Any, list[dict[str, Any]], dict[str, Any]]] = [
+        (None, [], {"theme": None, "search_q": "", "insecure": False, "csrf_token": None}),
+        (None, [], {"theme": "dark", "search_q": "", "insecure": True, "csrf_token": "t0"}),
+        (_who(), _nav(), {"theme": None, "search_q": "", "insecure": True, "csrf_token": "a1"}),
+        (_who(), _nav("/admin/b/"), {"theme": "light", "search_q": "", "insecure": False,
+                                     "csrf_token": "b2"}),
+        (_who("user", ""), _nav(), {"theme": None, "search_q": "", "insecure": False,
+                                    "csrf_token": ""}),
+        (_who("administrator"), _nav(), {"theme": None, "search_q": "<q>", "insecure": False,
+                                         "csrf_token": "c3"}),
+    ]  # fmt: skip
+    for _ in range(2):
+        for user, nav, kw in cases:
+            assert r.chrome(user, nav, **kw) == r.draw_chrome(user, nav, **kw), (user, kw)
+    # A warm entry with another token: that token, and no trace of the one drawn first.
+    user, nav, kw = cases[2]
+    again = r.chrome(user, nav, **{**kw, "csrf_token": "<fresh&>"})
+    assert again == r.draw_chrome(user, nav, **{**kw, "csrf_token": "<fresh&>"})
+    assert 'value="&lt;fresh&amp;&gt;"' in again and 'value="a1"' not in again
+    assert "keel-csrf-" not in again
+    assert "Ada &lt;Lovelace&gt;" in again and "B &lt;&amp;&gt;" in again
+
+
+def test_the_memo_keys_by_what_the_chrome_shows(config: Config) -> None:
+    """Another name, role, active page or theme is another chrome; a search's text is drawn
+    fresh each time and not kept."""
+    r = _renderer(config)
+    kw: dict[str, Any] = {"theme": None, "search_q": "", "insecure": False, "csrf_token": "t"}
+    base = r.chrome(_who(), _nav(), **kw)
+    assert r.chrome(_who(name="Grace"), _nav(), **kw) != base
+    assert r.chrome(_who(role="administrator"), _nav(), **kw) != base
+    assert r.chrome(_who(), _nav("/admin/b/"), **kw) != base
+    assert r.chrome(_who(), _nav()[:1], **kw) != base
+    assert r.chrome(_who(), _nav(), **{**kw, "theme": "dark"}) != base
+    kept = len(r._chromes)
+    assert 'value="hello"' in r.chrome(_who(), _nav(), **{**kw, "search_q": "hello"})
+    assert len(r._chromes) == kept
+
+
+def test_the_memo_is_bounded(config: Config) -> None:
+    r = _renderer(config)
+    r.CHROME_MEMO_SIZE = 4
+    kw: dict[str, Any] = {"theme": None, "search_q": "", "insecure": False, "csrf_token": "t"}
+    for i in range(20):
+        nav = [{"label": f"L{i}", "url": f"/admin/t{i}/", "active": True, "section": "Data"}]
+        assert f"L{i}" in r.chrome(_who(), nav, **kw)
+        assert len(r._chromes) <= 4
+
+
+def _normalised(page: str) -> str:
+    """A page with its per-request parts (form token, request id) blanked."""
+    page = re.sub(r'name="csrf_token" value="[^"]*"', 'name="csrf_token" value=""', page)
+    return re.sub(r'<span class="k-mono">[^<]*</span>', '<span class="k-mono"></span>', page)
+
+
+async def _db(database_url: str, query: str, *params: Any) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(query, params)
+
+
+async def test_pages_with_the_kept_chrome_equal_pages_drawn_without_it(
+    signed_in: Any, client: TestClient, seeded: Any
+) -> None:
+    """The dashboard and an edit page, served twice (memo cold, then warm), equal the same
+    pages with the memo off, apart from the form token and the request id."""
+    s = await signed_in("administrator", full_name="Ada Lovelace")
+    renderer = client.server.app[keys.RENDERER]
+    for path in ("/admin/", "/admin/bookings/1/", "/account"):
+        first = await s.get(path)
+        assert first.status == 200, path
+        cold = await first.text()
+        warm = await (await s.get(path)).text()
+        renderer.CHROME_MEMO_SIZE = 0  # every chrome drawn, then dropped at once
+        fresh = await (await s.get(path)).text()
+        del renderer.CHROME_MEMO_SIZE
+        assert 'class="k-sidebar"' in cold and "Ada Lovelace" in cold, path
+        assert _normalised(cold) == _normalised(warm) == _normalised(fresh), path
+        tokens = re.findall(r'name="csrf_token" value="([^"]*)"', warm)
+        assert tokens and len(set(tokens)) == 1 and tokens[0] != "", path
+
+
+async def test_a_revoked_permission_leaves_the_sidebar_on_the_next_page(
+    signed_in: Any, database_url: str
+) -> None:
+    """AUTHZ-5 with the memo warm: the chrome is keyed by the permissions this request read,
+    so the page after a revocation (or a rename) no longer shows what was taken away."""
+    s = await signed_in("staff", full_name="Ada Lovelace")
+    await _db(
+        database_url,
+        "INSERT INTO keel_user_permissions (user_id, permission) VALUES (%s, 'bookings.view')",
+        s.user.id,
+    )
+    for _ in range(2):  # the second serves the kept chrome
+        body = await (await s.get("/account")).text()
+        assert 'href="/admin/bookings/"' in body and "Ada Lovelace" in body
+    await _db(database_url, "DELETE FROM keel_user_permissions WHERE user_id = %s", s.user.id)
+    await _db(
+        database_url, "UPDATE keel_users SET full_name = 'Grace Hopper' WHERE id = %s", s.user.id
+    )
+    body = await (await s.get("/account")).text()
+    assert 'href="/admin/bookings/"' not in body
+    assert "Grace Hopper" in body and "Ada Lovelace" not in body
