@@ -187,6 +187,7 @@ class Renderer:
             sidebar=self.sidebar,
             fragment=self.fragment,
             chrome=self.chrome,
+            shell=self.shell,
         )
         # A stored choice in its human form (`no_show` → "No show"), as list cells show it.
         self.env.filters["choice_label"] = choice_label
@@ -199,6 +200,7 @@ class Renderer:
         self._sidebars: OrderedDict[Any, Any] = OrderedDict()
         self._fragments: OrderedDict[Any, Any] = OrderedDict()
         self._chromes: OrderedDict[Any, tuple[str, ...]] = OrderedDict()
+        self._shells: dict[Any, tuple[Markup, Markup]] = {}
 
     def _render_icon(self, name: str, label: str | None, size: str | None) -> Any:
         return self.env.get_template("_macros.html").module.icon(name, label, size)  # type: ignore[attr-defined]
@@ -242,6 +244,23 @@ class Renderer:
                 self._fragments.popitem(last=False)
         else:
             self._fragments.move_to_end(key)
+        return found
+
+    def shell(self, name: str, *args: Any) -> tuple[Markup, Markup]:
+        """What `_macros.html`'s macro `name` draws before and after its caller block, for
+        these arguments: `{{ s[0] }}…{{ s[1] }}` draws what `{% call k.name(*args) %}…{% endcall %}`
+        does, without a macro call and a caller macro per use. Kept per distinct call (plain
+        arguments only, at most 256; beyond that drawn each time)."""
+        plain = all(type(a) is str for a in args)
+        key = (name, *args)
+        found = self._shells.get(key) if plain else None
+        if found is None:
+            macro = getattr(self.env.get_template("_macros.html").module, name)
+            mark = "keel-caller-" + secrets.token_hex(8)
+            before, after = str(macro(*args, caller=lambda: Markup(mark))).split(mark)  # noqa: S704
+            found = (Markup(before), Markup(after))  # noqa: S704 - drawn autoescaped
+            if plain and len(self._shells) < 256:
+                self._shells[key] = found
         return found
 
     # How many distinct chromes are kept: one per (user, page of the sidebar, theme) in use.

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 from aiohttp.test_utils import TestClient
+from markupsafe import Markup
 
 from app.authority.principal import Principal
 from app.config import Config
@@ -141,3 +142,24 @@ async def test_a_revoked_permission_leaves_the_sidebar_on_the_next_page(
     body = await (await s.get("/account")).text()
     assert 'href="/admin/bookings/"' not in body
     assert "Grace Hopper" in body and "Ada Lovelace" not in body
+
+
+def test_a_macro_shell_draws_what_its_call_block_draws(config: Config) -> None:
+    """`shell("fieldset", …)` around a body equals `{% call k.fieldset(…) %}body{% endcall %}`,
+    escaping included; arguments that are not plain text are drawn, not kept."""
+    r = _renderer(config)
+    page = r.env.from_string(
+        '{% import "_macros.html" as k %}'
+        "{% call k.fieldset(legend, desc) %}<b>body</b>{% endcall %}"
+    )
+    for legend, desc in (("Dates", None), ("A <b> & c", "Kept <by> the database.")):
+        for _ in range(2):
+            before, after = (
+                r.shell("fieldset", legend, desc) if desc else r.shell("fieldset", legend)
+            )
+            drawn = str(before) + "<b>body</b>" + str(after)
+            assert drawn == page.render(legend=legend, desc=desc)
+    assert "A &lt;b&gt; &amp; c" in r.shell("fieldset", "A <b> & c")[0]
+    kept = len(r._shells)
+    r.shell("fieldset", Markup("<i>x</i>"))
+    assert len(r._shells) == kept
