@@ -295,9 +295,12 @@ def displayed(bound: BoundResource, row: Mapping[str, Any]) -> dict[str, str]:
     return {s.name: forms.format_value(s, row.get(s.name)) for s in field_specs(bound)}
 
 
-def original_json(row: Mapping[str, Any]) -> str:
-    """What this editor saw, so a conflict can show what someone else changed (EDIT-4)."""
-    return json.dumps({k: audit.jsonable(v) for k, v in row.items()}, separators=(",", ":"))
+def original_json(row: Mapping[str, Any], values: Mapping[str, Any] | None = None) -> str:
+    """What this editor saw, so a conflict can show what someone else changed (EDIT-4).
+    `values`: the row's values through `audit.jsonable` already, when the caller has them."""
+    if values is None:
+        values = {k: audit.jsonable(v) for k, v in row.items()}
+    return json.dumps(values, separators=(",", ":"))
 
 
 def parse_original(text: str | None) -> dict[str, Any] | None:
@@ -515,10 +518,11 @@ async def edit_page(request: web.Request) -> web.Response:
     check_params(request, {"back", "saved"})
     pk = path_key(bound, request.match_info["pk"])
     row, labels = await load_row_and_labels(request, bound, pk)
+    values = {k: audit.jsonable(v) for k, v in row.items()}  # once, for both below
     raw = {
         **displayed(bound, row),
-        "_version": writes.row_version(bound.table, row),
-        "_original": original_json(row),
+        "_version": writes.row_version(bound.table, row, values),
+        "_original": original_json(row, values),
         "_label": writes.label_of(bound, row),
     }
     flashes = [{"kind": "success", "text": "Saved."}] if request.query.get("saved") == "1" else []
