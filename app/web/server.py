@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import signal
@@ -146,6 +147,12 @@ async def serve(
             except OSError as exc:
                 raise _listen_error(site, config, exc) from None
         names = ", ".join(s.name for s in sites)
+        # What start-up built (modules, settings, the catalog, routes) lives as long as the
+        # process. Moved out of the collector's reach, a full collection (every thousand or so
+        # requests) no longer walks all of it again: tens of milliseconds less each time, a
+        # pause every request in flight waits out. Garbage from start-up is collected first.
+        gc.collect()
+        gc.freeze()
         memory = memory_mib()
         rss = round(memory[0], 1) if memory else None
         log.info(
