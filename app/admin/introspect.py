@@ -22,7 +22,7 @@ from app.admin.resources import (
     filter_kind,
     inherent_read_only,
 )
-from app.db.catalog import TEXT_TYPES, TIME_TYPES, Column, Table, load_table
+from app.db.catalog import TEXT_TYPES, TIME_TYPES, Column, Table, load_catalog
 from app.errors import KeelError
 from app.names import RESERVED_SLUGS
 
@@ -128,11 +128,8 @@ async def generate_declarations(
         named = {f[1] for f in picked} | {f"{f[0]}.{f[1]}" for f in picked}
         _missing("table", [t for t in tables if t not in named])
         found = picked
-    loaded: list[Table] = []
-    for schema, name in found:
-        table = await load_table(conn, f"{schema}.{name}")
-        if table is not None and table.columns:
-            loaded.append(table)
+    catalog = await load_catalog(conn, [f"{schema}.{name}" for schema, name in found])
+    loaded: list[Table] = [t for t in catalog.values() if t.columns]
     stats = await _stats(conn, sorted({t.schema for t in loaded}))
     plans = _plans(loaded, stats)
     return _source(plans, schemas, tables)
