@@ -285,19 +285,21 @@ class Renderer:
         revocation could miss. The form token, new on every page, is put in afterwards. Drawn
         fresh, not kept: a search's text (it rarely repeats), and a user that is not a
         `Principal` (a test's stand-in)."""
-        if search_q or not (user is None or isinstance(user, Principal)):
+
+        def fresh() -> Markup:
             return self.draw_chrome(
                 user, nav, theme=theme, search_q=search_q, insecure=insecure, csrf_token=csrf_token
             )
+
+        if search_q or not (user is None or isinstance(user, Principal)):
+            return fresh()
         who = None if user is None else ChromeUser(user.email, user.role, user.display_name)
         marked = bool(csrf_token)
         try:
             key = (who, _nav_key(nav), theme, bool(insecure), marked)
             hash(key)
         except TypeError:  # a value that cannot be a key: draw it each time
-            return self.draw_chrome(
-                user, nav, theme=theme, search_q=search_q, insecure=insecure, csrf_token=csrf_token
-            )
+            return fresh()
         parts = self._chromes.get(key)
         if parts is None:
             token = _CSRF_MARK if marked else csrf_token
