@@ -156,6 +156,8 @@ def diff(
 
 def clean_text(value: str) -> str:
     """PostgreSQL text refuses NUL and lone surrogates; hostile input must not make a 500."""
+    if value.isascii() and "\x00" not in value:
+        return value  # most text: nothing to replace, and no copy made
     return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
@@ -183,7 +185,12 @@ def jsonable(value: Any) -> Any:
 
 
 def iso(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = at.astimezone(UTC)
+    if utc.year < 1000:
+        # strftime writes such years unpadded; sealed rows hold that text, so it stays.
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as the strftime above, without parsing a format on every call.
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:

@@ -170,13 +170,12 @@ async def row_with_labels(
     shape = tuple((r.field, r.table.schema, r.table.name, r.display, r.key) for r in usable)
     select = writes.row_select(bound.table, "t")
     query = _row_query(bound.table.schema, bound.table.name, select, bound.key, shape)
-    _where, params = writes.key_where(bound, pk)
-    cur = await conn.execute(query, params)
+    cur = await conn.execute(query, writes.key_params(bound, pk))
     row = await cur.fetchone()
     if row is None:
         return None
     n = len(row) - len(usable)
-    names = [d.name for d in (cur.description or ())][:n]
+    names = [c.name for c in bound.table.columns]  # row_select's columns, in its order
     return dict(zip(names, row[:n], strict=True)), {
         r.field: row[n + i] for i, r in enumerate(usable)
     }

@@ -123,14 +123,19 @@ def key_where(
 ) -> tuple[sql.Composable, dict[str, Any]]:
     """`key = value` for every key column (a composite key's `pk` is a tuple), as named
     parameters `__k0`, `__k1`…"""
-    values = pk if bound.composite else (pk,)
     conds = [
         sql.SQL("{} = %({})s").format(
             sql.Identifier(alias, k) if alias else sql.Identifier(k), sql.SQL(f"__k{i}")
         )
         for i, k in enumerate(bound.key)
     ]
-    return sql.SQL(" AND ").join(conds), {f"__k{i}": v for i, v in enumerate(values)}
+    return sql.SQL(" AND ").join(conds), key_params(bound, pk)
+
+
+def key_params(bound: BoundResource, pk: Any) -> dict[str, Any]:
+    """The parameters `key_where`'s condition names, for a query that has the condition already."""
+    values = pk if bound.composite else (pk,)
+    return {f"__k{i}": v for i, v in enumerate(values)}
 
 
 def _ident(bound: BoundResource) -> sql.Composed:

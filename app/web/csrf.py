@@ -95,7 +95,9 @@ def _mask(mac: str) -> str:
     the same bytes: a compressed page cannot leak it to a size-watching attacker (BREACH).
     Pad and masked half-MAC (128 bits) keep the 64 hex characters of the bare token."""
     pad = secrets.token_bytes(16)
-    return (pad + bytes(a ^ b for a, b in zip(pad, bytes.fromhex(mac)[:16], strict=True))).hex()
+    # XOR of the two 16-byte strings, done on integers: one operation instead of 16.
+    masked = int.from_bytes(pad, "big") ^ int.from_bytes(bytes.fromhex(mac[:32]), "big")
+    return (pad + masked.to_bytes(16, "big")).hex()
 
 
 def _matches(mac: str, sent: str) -> bool:

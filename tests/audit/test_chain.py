@@ -246,3 +246,20 @@ async def test_doctor_reports_the_chain(
     assert check.status == "fail" and f"row {ids[5]}" in check.detail
     [check] = await audit.doctor_check(config.with_values(secret_key=""))
     assert check.status == "warn"
+
+
+def test_sealed_text_of_times_and_strings_is_what_earlier_versions_wrote() -> None:
+    """The chain seals `iso` and `clean_text` output: a faster path must write the same text,
+    or rows sealed before an upgrade stop verifying."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]
+    for year in (1, 9, 99, 999, 1000, 1970, 2026, 9999):
+        for tz in zones:
+            for micro in (0, 7, 999_999):
+                at = datetime(year, 6, 15, 12, 30, 5, micro, tzinfo=tz)
+                old = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                assert audit.iso(at) == old
+    for text in ("plain", "", "nul\x00here", "é café", "lone \udc80 surrogate", "\x00"):
+        old = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+        assert audit.clean_text(text) == old
