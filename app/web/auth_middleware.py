@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from app.authority import reauth, sessions
+from app.authority.principal import Principal
 from app.errors import PermissionDenied
 from app.ops.logging import user_id_var
 from app.web import bearer, keys, mfa_keys
@@ -35,6 +38,7 @@ from app.web.csrf import (
     session_cookie,
     token_for,
 )
+from app.web.render import Nav
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("keel.auth")
@@ -126,16 +130,52 @@ def _finish(
     return response
 
 
+# Sidebars kept by what they are built from (below), per application (its resources and
+# providers are its own); a few hundred pages' worth each.
+NAV_MEMO_SIZE = 256
+_NAVS: weakref.WeakKeyDictionary[web.Application, OrderedDict[tuple[Any, ...], Nav]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def _nav(request: web.Request) -> list[dict[str, Any]]:
+    """The sidebar items of this request, kept per (page path, role, permission names).
+
+    Nav providers (`add_nav_provider`) build their items from those three only, so equal
+    inputs give equal items. The permission names are the ones this request's session lookup
+    read: a revoked permission or a changed role is a different key, and the next page builds
+    its sidebar afresh (AUTHZ-5). The kept list is shared, so nothing may change it."""
     who = principal(request)
     if who is None:
         return []
-    items: list[dict[str, Any]] = []
+    key = ("nav", request.path, who.role, request.get(PERMISSIONS))
+    kept = _NAVS.get(request.app)
+    if kept is None:
+        kept = _NAVS[request.app] = OrderedDict()
+    found = kept.get(key)
+    if found is not None:
+        kept.move_to_end(key)
+        return found
+    items, complete = await _build_nav(request, who)
+    # A provider that failed this time may not fail the next: such items are neither kept nor
+    # keyed by the inputs (the chrome is then kept by what the items hold).
+    if complete:
+        items.key = key
+        kept[key] = items
+        if len(kept) > NAV_MEMO_SIZE:
+            kept.popitem(last=False)
+    return items
+
+
+async def _build_nav(request: web.Request, who: Principal) -> tuple[Nav, bool]:
+    items = Nav()
+    complete = True
     for provider in request.app.get(NAV_PROVIDERS, []):
         try:
             items.extend(await provider(request, who))
         except Exception:  # a broken menu must not take the page down
             log.exception("navigation provider %r failed", provider)
+            complete = False
     items.extend(
         {"label": label, "url": url, "icon": icon, "section": "Your account"}
         for label, url, icon in (
@@ -149,7 +189,7 @@ async def _nav(request: web.Request) -> list[dict[str, Any]]:
         item.setdefault(
             "active", request.path == url or (url.endswith("/") and request.path.startswith(url))
         )
-    return items
+    return items, complete
 
 
 def template_context(request: web.Request) -> dict[str, Any]:

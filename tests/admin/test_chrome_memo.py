@@ -13,7 +13,9 @@ from markupsafe import Markup
 
 from app.authority.principal import Principal
 from app.config import Config
-from app.web import keys
+from app.web import auth_middleware, keys
+from app.web.auth import NAV_PROVIDERS
+from app.web.auth_middleware import NAV_MEMO_SIZE
 from app.web.render import Renderer
 
 
@@ -113,8 +115,12 @@ async def test_pages_with_the_kept_chrome_equal_pages_drawn_without_it(
         cold = await first.text()
         warm = await (await s.get(path)).text()
         renderer.CHROME_MEMO_SIZE = 0  # every chrome drawn, then dropped at once
-        fresh = await (await s.get(path)).text()
-        del renderer.CHROME_MEMO_SIZE
+        auth_middleware.NAV_MEMO_SIZE = 0  # and every sidebar built afresh
+        try:
+            fresh = await (await s.get(path)).text()
+        finally:
+            del renderer.CHROME_MEMO_SIZE
+            auth_middleware.NAV_MEMO_SIZE = NAV_MEMO_SIZE
         assert 'class="k-sidebar"' in cold and "Ada Lovelace" in cold, path
         assert _normalised(cold) == _normalised(warm) == _normalised(fresh), path
         tokens = re.findall(r'name="csrf_token" value="([^"]*)"', warm)
@@ -142,6 +148,55 @@ async def test_a_revoked_permission_leaves_the_sidebar_on_the_next_page(
     body = await (await s.get("/account")).text()
     assert 'href="/admin/bookings/"' not in body
     assert "Grace Hopper" in body and "Ada Lovelace" not in body
+
+
+async def test_a_role_change_or_a_group_grant_shows_in_the_next_sidebar(
+    signed_in: Any, database_url: str
+) -> None:
+    """The kept sidebar is keyed by the role and the permission names this request read: a
+    new role, or a permission that arrives through a group, is on the very next page."""
+    s = await signed_in("staff")
+    for _ in range(2):  # warm
+        body = await (await s.get("/admin/")).text()
+        assert 'href="/admin/bookings/"' not in body and 'href="/admin/users/"' not in body
+    await _db(
+        database_url,
+        "WITH g AS (INSERT INTO keel_groups (name) VALUES ('Desk') RETURNING id),"
+        " m AS (INSERT INTO keel_group_members (group_id, user_id) SELECT id, %s FROM g)"
+        " INSERT INTO keel_group_permissions (group_id, permission)"
+        " SELECT id, 'bookings.view' FROM g",
+        s.user.id,
+    )
+    body = await (await s.get("/admin/")).text()
+    assert 'href="/admin/bookings/"' in body and 'href="/admin/users/"' not in body
+    await _db(database_url, "UPDATE keel_users SET role = 'administrator' WHERE id = %s", s.user.id)
+    body = await (await s.get("/admin/")).text()
+    assert 'href="/admin/customers/"' in body and 'href="/admin/users/"' in body
+
+
+async def test_the_sidebar_is_kept_per_page_and_not_when_a_provider_failed(
+    signed_in: Any, client: TestClient
+) -> None:
+    """Two requests for one page share the sidebar built for the first; another page builds
+    its own; a sidebar a provider failed on is shown without its items and built again."""
+    s = await signed_in("administrator")
+    calls: list[str] = []
+
+    async def flaky(request: Any, who: Principal) -> list[dict[str, Any]]:
+        calls.append(request.path)
+        if len(calls) == 1:
+            raise RuntimeError("the menu's database is away")
+        return [{"label": "Flaky", "url": "/flaky", "section": "Extra", "icon": "list"}]
+
+    client.server.app[NAV_PROVIDERS].append(flaky)
+    auth_middleware._NAVS.clear()  # what signing in kept was built without this provider
+    first = await (await s.get("/admin/")).text()
+    assert first.count('class="k-sidebar"') == 1 and "Flaky" not in first
+    for _ in range(2):
+        assert "Flaky" in await (await s.get("/admin/")).text()
+    assert calls == ["/admin/", "/admin/"]  # built again once, then kept
+    assert "Flaky" in await (await s.get("/admin/customers/")).text()
+    assert calls == ["/admin/", "/admin/", "/admin/customers/"]
 
 
 def test_a_macro_shell_draws_what_its_call_block_draws(config: Config) -> None:
