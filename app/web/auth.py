@@ -216,5 +216,9 @@ def audit_context(request: web.Request) -> Context:
 
 
 def add_nav_provider(app: web.Application, provider: NavProvider) -> None:
-    """Register sidebar items (e.g. the admin's resources); called from a feature's setup()."""
+    """Register sidebar items (e.g. the admin's resources); called from a feature's setup().
+
+    The items may depend only on the request's path, the principal's role and the permission
+    names this request read (`can`): the session middleware keeps each sidebar per those three
+    (app/web/auth_middleware.py `_nav`)."""
     app.setdefault(NAV_PROVIDERS, []).append(provider)
