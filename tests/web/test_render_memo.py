@@ -119,3 +119,67 @@ def test_freeze_keys_keep_types_apart_in_every_container() -> None:
         assert _freeze([plain, odd]) != _freeze([plain, plain])
         assert _freeze({"x": odd, "y": 2}) != _freeze({"x": plain, "y": 2})
         assert _freeze([{"x": [odd]}]) != _freeze([{"x": [plain]}])
+
+
+def test_km_keys_plain_and_frozen_arguments_apart(config: Config) -> None:
+    """Plain arguments key a call as they are, others frozen: equal-looking calls of the two
+    kinds (1 and True, a list and its items) are drawn each as the macro draws it."""
+    r = _renderer(config)
+    k = r.env.get_template("_macros.html").module
+    km = r.env.globals["km"]
+    calls = [
+        (("n", "N", 1), {"type": "number"}),
+        (("n", "N", True), {"type": "number"}),
+        (("n", "N", 1), {}),
+        (("n", "N"), {"value": 1}),
+        (("n", "N"), {"value": True}),
+        (("n", "N", None), {"type": "number"}),
+    ]
+    for _ in range(2):
+        for args, kwargs in calls:
+            assert km.field(*args, **kwargs) == k.field(*args, **kwargs), (args, kwargs)
+
+
+def test_templates_call_functions_methods_and_macros_as_jinja_does(config: Config) -> None:
+    """The shorter call path (`_Context.call`) keeps Jinja's rules: a function that asks for
+    the context, the evaluation context or the environment gets it; a StopIteration becomes an
+    undefined value; macros get their loop and caller arguments."""
+    import jinja2
+
+    r = _renderer(config)
+
+    @jinja2.pass_context
+    def who(ctx: jinja2.runtime.Context, greeting: str) -> str:
+        return f"{greeting} {ctx['name']}"
+
+    @jinja2.pass_environment
+    def env_name(env: jinja2.Environment) -> str:
+        return type(env).__name__
+
+    @jinja2.pass_eval_context
+    def escaping(ectx: jinja2.nodes.EvalContext) -> str:
+        return str(ectx.autoescape)
+
+    def stops() -> str:
+        raise StopIteration
+
+    class Callable:
+        @jinja2.pass_context
+        def __call__(self, ctx: jinja2.runtime.Context) -> str:
+            return "object " + ctx["name"]
+
+    def plain(a: str, b: str = "") -> str:
+        return a + b
+
+    template = r.env.from_string(
+        "{% macro m(x) %}[{{ x }}{{ caller() if caller else '' }}]{% endmacro %}"
+        "{{ who('hi') }}|{{ env_name() }}|{{ escaping() }}|{{ stops() is undefined }}|"
+        "{{ obj() }}|{{ plain('a', b='b') }}|{{ shell }}|"
+        "{% for i in [1, 2] %}{{ m(i) }}{{ plain(loop.index|string) }}{% endfor %}|"
+        "{% call m('c') %}in{% endcall %}"
+    )
+    out = template.render(
+        name="Ada", who=who, env_name=env_name, escaping=escaping, stops=stops,
+        obj=Callable(), plain=plain, shell=r.shell("fieldset", "T")[0][:9],
+    )  # fmt: skip
+    assert out == ("hi Ada|_Environment|True|True|object Ada|ab|<fieldset|[1]1[2]2|[cin]")
