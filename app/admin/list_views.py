@@ -209,6 +209,9 @@ def list_context(
         "row_count": len(page.rows),
         "filters": _filters(b, grouped, slugs_by_table(request.app)),
         "chips": chips,
+        # What the filter bar is drawn from (above: the resource, this app's slugs and the
+        # list's query), standing for it in the drawn bar's memo key.
+        "filter_bar_key": (id(b), b.slug, state),
         "clear_url": base if state else None,
         "q": lq.q,
         "search_enabled": bool(b.resource.search_fields or b.resource.tsvector_field),

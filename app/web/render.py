@@ -237,6 +237,7 @@ class Renderer:
             km=MemoMacros(self.env),
             sidebar=self.sidebar,
             fragment=self.fragment,
+            fragment_by=self.fragment_by,
             chrome=self.chrome,
             shell=self.shell,
         )
@@ -295,6 +296,25 @@ class Renderer:
                 self._fragments.popitem(last=False)
         else:
             self._fragments.move_to_end(key)
+        return found
+
+    def fragment_by(self, name: str, key: Any, **context: Any) -> Any:
+        """`fragment`, kept under `key` instead of the frozen context: for a context that is
+        large to freeze and wholly decided by a small key (a list's filter bar: the resource
+        and the list's query). The caller vouches that equal keys mean equal contexts; the
+        key is tagged, so it never meets a `fragment` key."""
+        try:
+            tagged = (name, "by", key)
+            hash(tagged)
+        except TypeError:
+            return self._draw(name, context)
+        found = self._fragments.get(tagged)
+        if found is None:
+            found = self._fragments[tagged] = self._draw(name, context)
+            if len(self._fragments) > 256:
+                self._fragments.popitem(last=False)
+        else:
+            self._fragments.move_to_end(tagged)
         return found
 
     def shell(self, name: str, *args: Any) -> tuple[Markup, Markup]:

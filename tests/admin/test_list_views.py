@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -80,3 +81,16 @@ async def test_bad_list_parameters_answer_400_with_a_message(admin):
 
 async def test_unknown_resources_are_404(admin):
     assert (await admin.get("/admin/nothing_here/")).status == 404
+
+
+async def test_a_list_shows_the_filter_bar_of_its_own_query(signed_in: Any, seeded: Any) -> None:
+    """The bar is kept per resource and query: each query's page shows its own selection."""
+    s = await signed_in("administrator")
+    for _ in range(2):  # drawn, then kept
+        plain = await (await s.get("/admin/bookings/")).text()
+        cancelled = await (await s.get("/admin/bookings/?status=cancelled")).text()
+        searched = await (await s.get("/admin/bookings/?q=late")).text()
+        assert 'value="cancelled" checked' in cancelled
+        assert 'value="cancelled" checked' not in plain
+        assert 'id="list-q" type="search" name="q" value="late"' in searched
+        assert 'value="late"' not in plain

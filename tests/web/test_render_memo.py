@@ -109,6 +109,23 @@ def test_fragments_are_drawn_per_distinct_context(config: Config) -> None:
     assert "Status" in r.fragment("admin/_list_filters.html", filters=odd, **ctx)
 
 
+def test_fragments_kept_by_a_key_are_drawn_once_per_key(config: Config) -> None:
+    """`fragment_by`: the caller's key stands for the context; another key is another
+    drawing, an unhashable key draws every time, and the kept drawings never meet
+    `fragment`'s."""
+    r = _renderer(config)
+    name = "admin/_list_filters.html"
+    ctx = {"slug": "jobs", "title": "Jobs", "search_enabled": True, "filters": [], "chips": []}
+    template = r.env.get_template(name)
+    first = r.fragment_by(name, ("jobs", ()), q="", **ctx)
+    assert first == template.render(q="", **ctx)
+    assert r.fragment_by(name, ("jobs", ()), q="", **ctx) is first
+    other = r.fragment_by(name, ("jobs", (("q", "x"),)), q="x", **ctx)
+    assert 'value="x"' in other and other is not first
+    assert 'value="y"' in r.fragment_by(name, ["unhashable"], q="y", **ctx)
+    assert 'value="z"' in r.fragment(name, q="z", **ctx)  # its own key, not a kept bar
+
+
 def test_freeze_keys_keep_types_apart_in_every_container() -> None:
     from app.web.render import _freeze
 
