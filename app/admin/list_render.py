@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 from app.admin.listing import Page
 from app.admin.resources import BoundResource
 from app.admin.rowkey import path_segment
-from app.admin.values import badge_html, choice_tones, number_formatter
+from app.admin.values import ascii_html, badge_html, choice_tones, number_formatter
 from app.db.catalog import NUMBER_TYPES, Column
 
 # markupsafe's own C escaper without the Markup wrapping: the same text, a tenth of the cost.
@@ -26,7 +26,7 @@ _escape_str: Callable[[str], str] = getattr(markupsafe, "_escape_inner", None) o
     lambda s: str(escape(s))
 )
 
-NULL = '<td><span class="k-null">—</span></td>'
+NULL = '<td><span class="k-null">&mdash;</span></td>'
 MAX_CELL = 120  # characters shown in a cell; the edit page shows the rest
 
 
@@ -129,8 +129,9 @@ def value_formatter(col: Column, b: BoundResource | None = None) -> Text:
     t = col.type_name
     if b is not None and col.name in b.resource.formats and col.type_name in NUMBER_TYPES:
         fmt = number_formatter(b.resource.formats[col.name])
+        # A currency sign as a character reference: the page stays ASCII (`ascii_html`).
         return lambda v: (
-            _escape_str(fmt(v)) if isinstance(v, int | float | Decimal) else _generic(v)
+            ascii_html(_escape_str(fmt(v))) if isinstance(v, int | float | Decimal) else _generic(v)
         )
     if col.choices and col.type_name not in NUMBER_TYPES:
         declared = b.resource.badges.get(col.name) if b is not None else None

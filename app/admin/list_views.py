@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
+from markupsafe import Markup
 from multidict import MultiDict
 
 from app.admin import saved_filters, types
@@ -198,7 +199,10 @@ def list_context(
             {"label": f"Search: {lq.q}", "remove_url": base + "?" + querystring(state, q=None)}
         )
     first = len(page.rows)
-    summary = f"{first:,} shown · {total.text()} {'matching' if lq.filtered else 'in total'}"
+    # In ASCII, like the rest of the page (see `values.ascii_html`): numbers and fixed words.
+    summary = Markup(  # noqa: S704
+        f"{first:,} shown &middot; {total.html()} {'matching' if lq.filtered else 'in total'}"
+    )
     return {
         "resource": b,
         "slug": b.slug,
@@ -215,7 +219,7 @@ def list_context(
         "clear_url": base if state else None,
         "q": lq.q,
         "search_enabled": bool(b.resource.search_fields or b.resource.tsvector_field),
-        "total_text": total.text(),
+        "total_text": total.html(),
         "summary": summary,
         "first_url": f"{base}?{plain}" if not page.at_start else None,
         "prev_url": f"{base}?{querystring(state, cursor=page.prev_cursor)}"

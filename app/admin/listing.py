@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
+from markupsafe import Markup, escape
 from psycopg import sql
 
 from app.admin.list_params import (
@@ -24,6 +25,7 @@ from app.admin.list_params import (
     parse_value,
 )
 from app.admin.resources import BoundResource, search_kind
+from app.admin.values import ascii_html
 from app.db.catalog import Column
 from app.errors import Invalid
 
@@ -615,6 +617,10 @@ class Total:
         if self.estimate:
             return f"≈ {self.value:,}"
         return f"{self.value:,}+" if self.capped else f"{self.value:,}"
+
+    def html(self) -> Markup:
+        """`text()` for a page, in ASCII (`&#8776;` for the sign; see `values.ascii_html`)."""
+        return Markup(ascii_html(str(escape(self.text()))))  # noqa: S704 - escaped
 
 
 def _exact_capped_query(b: BoundResource, where: sql.Composable) -> sql.Composed:

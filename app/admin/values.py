@@ -12,6 +12,18 @@ from typing import Any
 
 from markupsafe import escape
 
+
+def ascii_html(html: str) -> str:
+    """`html` with every non-ASCII character as a character reference (`€` → `&#8364;`).
+
+    Keel's own page text is ASCII (entities where a sign is wanted), so a page whose data is
+    ASCII stays ASCII end to end. One non-ASCII character anywhere makes CPython store the
+    whole page two or four bytes a character and encode it to UTF-8 the slow way: about 60 µs
+    for a 48 KB list page, against 4 µs in ASCII. Used for text Keel makes itself (a
+    currency sign, an estimate's sign), not for stored data, which is sent as it is."""
+    return html if html.isascii() else html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
 # Common status words and the colour their meaning suggests; anything else is coloured by its
 # position among the column's choices, so neighbouring values never share a colour.
 _MEANING: Mapping[str, str] = {

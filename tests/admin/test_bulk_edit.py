@@ -51,7 +51,7 @@ async def test_selected_rows_are_changed_in_one_statement_with_one_event(
     )  # fmt: skip
     page = await resp.text()
     assert resp.status == 200 and "Change 3 bookings?" in page
-    assert "Status → completed" in page and "Amount" not in page  # amount was not ticked
+    assert "Status &rarr; completed" in page and "Amount" not in page  # amount was not ticked
     assert await statuses(database_url, [1, 2, 3]) != ["completed"] * 3, "a preview writes nothing"
     resp = await admin.post(BOOKINGS, hidden_form(page))
     assert resp.status == 303, await resp.text()
