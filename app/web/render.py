@@ -286,35 +286,28 @@ class Renderer:
         repeat from one request to the next, such as a list's filter bar (`list.html`)."""
         try:
             key = (name, _freeze(context))
-            hash(key)
         except TypeError:  # a value that cannot be a key: draw it each time
             return self._draw(name, context)
-        found = self._fragments.get(key)
-        if found is None:
-            found = self._fragments[key] = self._draw(name, context)
-            if len(self._fragments) > 256:
-                self._fragments.popitem(last=False)
-        else:
-            self._fragments.move_to_end(key)
-        return found
+        return self._kept_fragment(key, name, context)
 
     def fragment_by(self, name: str, key: Any, **context: Any) -> Any:
         """`fragment`, kept under `key` instead of the frozen context: for a context that is
         large to freeze and wholly decided by a small key (a list's filter bar: the resource
         and the list's query). The caller vouches that equal keys mean equal contexts; the
         key is tagged, so it never meets a `fragment` key."""
+        return self._kept_fragment((name, "by", key), name, context)
+
+    def _kept_fragment(self, key: Any, name: str, context: dict[str, Any]) -> Any:
         try:
-            tagged = (name, "by", key)
-            hash(tagged)
-        except TypeError:
+            found = self._fragments.get(key)
+        except TypeError:  # a value that cannot be a key: draw it each time
             return self._draw(name, context)
-        found = self._fragments.get(tagged)
         if found is None:
-            found = self._fragments[tagged] = self._draw(name, context)
+            found = self._fragments[key] = self._draw(name, context)
             if len(self._fragments) > 256:
                 self._fragments.popitem(last=False)
         else:
-            self._fragments.move_to_end(tagged)
+            self._fragments.move_to_end(key)
         return found
 
     def shell(self, name: str, *args: Any) -> tuple[Markup, Markup]:
