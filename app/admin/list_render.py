@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -78,6 +79,17 @@ def _generic(value: Any) -> str:
     return str(escape(format_value(value)))
 
 
+@lru_cache(maxsize=4096)
+def _ascii_refs(text: str) -> str:
+    return ascii_html(text)
+
+
+def _ascii_cell(text: str) -> str:
+    """A formatted number's cell text in ASCII (`ascii_html`: a currency sign or minus as a
+    character reference); the few distinct texts a page repeats are converted once."""
+    return text if text.isascii() else _ascii_refs(text)
+
+
 def _int_text(value: Any) -> str:
     # Digits and a sign need no escaping; anything else takes the general path.
     return str(value) if type(value) is int else _generic(value)
@@ -129,9 +141,10 @@ def value_formatter(col: Column, b: BoundResource | None = None) -> Text:
     t = col.type_name
     if b is not None and col.name in b.resource.formats and col.type_name in NUMBER_TYPES:
         fmt = number_formatter(b.resource.formats[col.name])
-        # A currency sign as a character reference: the page stays ASCII (`ascii_html`).
         return lambda v: (
-            ascii_html(_escape_str(fmt(v))) if isinstance(v, int | float | Decimal) else _generic(v)
+            _ascii_cell(_escape_str(fmt(v)))
+            if isinstance(v, int | float | Decimal)
+            else _generic(v)
         )
     if col.choices and col.type_name not in NUMBER_TYPES:
         declared = b.resource.badges.get(col.name) if b is not None else None
