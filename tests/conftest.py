@@ -25,6 +25,7 @@ from app import sites
 from app.config import Config
 from app.db import migrate
 from app.devdb import LocalPostgres
+from app.web import render
 from tests.helpers import SmtpServer, cheap_app, make_config, smtp_server
 
 # Longest files first across the xdist workers (see tests/schedule.py).
@@ -34,6 +35,9 @@ TEMPLATE = "keel_test_template"
 # Most tests use the demo site's tables as fixtures, so the suite serves the demo site (also in
 # the subprocesses it starts). Tests of plain Keel, or of a site of their own, say so explicitly.
 os.environ["KEEL_SITE_DIR"] = str(sites.demo_site().root)
+# Every edit page a test opens is drawn both ways, kept shape and in full, and must match
+# (app/web/render.py, `Renderer.shaped_response`).
+render.CHECK_SHAPES = True
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -341,50 +341,73 @@ async def render_form(
     drawer = field_html.for_env(
         request.app[keys.RENDERER].env, request.app[keys.CONFIG].template_dir
     )
-    for item in items:
-        item["html"] = drawer.html(item, locked, creating)
-    groups = grouped(bound, items)
-    # Which fields each fieldset shows, and the read-only ones gathered after the save bar
-    # (edit.html's layout), decided here once: as Jinja filter chains they were a twentieth
-    # of the page's CPU.
-    for group in groups:
-        group["shown"] = (
-            group["items"] if locked else [i for i in group["items"] if not i["spec"].readonly]
-        )
-    fixed = [] if locked else [i for g in groups for i in g["items"] if i["spec"].readonly]
-    ctx: dict[str, Any] = {
-        "bound": bound,
-        "page_title": title,
-        "breadcrumbs": breadcrumbs(bound, back, {"label": title}),
-        "groups": groups,
-        "fixed_items": fixed,
-        "creating": creating,
-        "pk": pk,
-        "back": back,
-        "action_url": f"/admin/{bound.slug}/new"
-        if creating
-        else f"/admin/{bound.slug}/{rowkey.segment(pk)}/",
-        "writable": writable,
-        "read_only_reason": why_read_only,
-        "can_delete": not creating and await can(request, who, bound.permission("delete")),
-        "row_version": raw.get("_version", ""),
-        "original": raw.get("_original", ""),
-        "field_errors": errors,
-        # The error summary links each field in the order the form shows them.
-        "error_links": [
-            {"id": f"f-{i['spec'].name}", "label": i["spec"].label, "message": i["error"]}
-            for g in groups
-            for i in g["items"]
-            if i["error"]
-        ],
-        "form_errors": [],
-        "inlines": [],
-        "m2m_fields": [],
-        "edit_inlines": [],
-        **(extra or {}),
-    }
+    htmls = [drawer.html(item, locked, creating) for item in items]
+    action_url = (
+        f"/admin/{bound.slug}/new" if creating else f"/admin/{bound.slug}/{rowkey.segment(pk)}/"
+    )
+    can_delete = not creating and await can(request, who, bound.permission("delete"))
+
+    def context(holes: Sequence[Any]) -> dict[str, Any]:
+        """The template's context; `holes` are the page's per-record values, in the order
+        `shaped` below passes them (`Renderer.shaped_response`)."""
+        title_, action_url_, version_, original_, *htmls_ = holes
+        shown = [{**item, "html": html} for item, html in zip(items, htmls_, strict=True)]
+        groups = grouped(bound, shown)
+        # Which fields each fieldset shows, and the read-only ones gathered after the save
+        # bar (edit.html's layout), decided here once: as Jinja filter chains they were a
+        # twentieth of the page's CPU.
+        for group in groups:
+            group["shown"] = (
+                group["items"] if locked else [i for i in group["items"] if not i["spec"].readonly]
+            )
+        fixed = [] if locked else [i for g in groups for i in g["items"] if i["spec"].readonly]
+        return {
+            "bound": bound,
+            "page_title": title_,
+            "breadcrumbs": breadcrumbs(bound, back, {"label": title_}),
+            "groups": groups,
+            "fixed_items": fixed,
+            "creating": creating,
+            "pk": pk,
+            "back": back,
+            "action_url": action_url_,
+            "writable": writable,
+            "read_only_reason": why_read_only,
+            "can_delete": can_delete,
+            "row_version": version_,
+            "original": original_,
+            "field_errors": errors,
+            # The error summary links each field in the order the form shows them.
+            "error_links": [
+                {"id": f"f-{i['spec'].name}", "label": i["spec"].label, "message": i["error"]}
+                for g in groups
+                for i in g["items"]
+                if i["error"]
+            ],
+            "form_errors": [],
+            "inlines": [],
+            "m2m_fields": [],
+            "edit_inlines": [],
+            **(extra or {}),
+        }
+
+    holes = [title, action_url, raw.get("_version", ""), raw.get("_original", ""), *htmls]
     names = [f"admin/{bound.slug}/edit.html", "admin/edit.html"]
-    return render(request, names, ctx, status=status)
+    # The form as it stands when first opened (no error, message, related block or conflict;
+    # a title the page shows as it is) has one shape per resource and state: drawn once,
+    # then filled with this record's values.
+    if (
+        status == 200
+        and not errors
+        and not any((extra or {}).values())
+        and title == title.strip()
+        and not creating
+    ):
+        key = ("edit", bound.slug, id(bound), locked, writable, can_delete, why_read_only, back)
+        shaped = request.app[keys.RENDERER].shaped_response(request, names, key, holes, context)
+        if shaped is not None:
+            return shaped
+    return render(request, names, context(holes), status=status)
 
 
 def prefill(request: web.Request, bound: BoundResource) -> dict[str, str]:

@@ -38,7 +38,7 @@ from app.web.csrf import (
     session_cookie,
     token_for,
 )
-from app.web.render import Nav
+from app.web.render import Nav, items_key
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("keel.auth")
@@ -144,7 +144,9 @@ async def _nav(request: web.Request) -> list[dict[str, Any]]:
     Nav providers (`add_nav_provider`) build their items from those three only, so equal
     inputs give equal items. The permission names are the ones this request's session lookup
     read: a revoked permission or a changed role is a different key, and the next page builds
-    its sidebar afresh (AUTHZ-5). The kept list is shared, so nothing may change it."""
+    its sidebar afresh (AUTHZ-5). The kept list is shared, so nothing may change it. Its `key`
+    is what the items hold, worked out once here: the chrome and page memos key by it, so the
+    pages of two records (equal items, another path) share them."""
     who = principal(request)
     if who is None:
         return []
@@ -160,7 +162,12 @@ async def _nav(request: web.Request) -> list[dict[str, Any]]:
     # A provider that failed this time may not fail the next: such items are neither kept nor
     # keyed by the inputs (the chrome is then kept by what the items hold).
     if complete:
-        items.key = key
+        try:
+            content = items_key(items)
+            hash(content)
+        except TypeError:  # a value that cannot be a key: kept, but drawn afresh each time
+            content = None
+        items.key = None if content is None else ("nav", content)
         kept[key] = items
         if len(kept) > NAV_MEMO_SIZE:
             kept.popitem(last=False)

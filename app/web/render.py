@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from functools import lru_cache
+from pathlib import Path
 from types import FunctionType, MethodType
 from typing import Any, NamedTuple
 
@@ -50,8 +52,10 @@ _SIMPLE = frozenset({str, bool, type(None)})
 
 
 class Nav(list[dict[str, Any]]):
-    """A request's sidebar items as `session_actor` keeps them: with `key`, the inputs they
-    were built from (app/web/auth_middleware.py), which stand for the items in a memo key."""
+    """A request's sidebar items as `session_actor` keeps them: with `key`, what they hold,
+    worked out once when they were built (app/web/auth_middleware.py), which stands for the
+    items in a memo key. Two pages whose sidebars hold the same items (every record of one
+    resource marks the same entry active) share the key, so they share a chrome and a shape."""
 
     key: tuple[Any, ...] | None = None
 
@@ -59,9 +63,14 @@ class Nav(list[dict[str, Any]]):
 def _nav_key(items: list[dict[str, Any]]) -> Any:
     """`_freeze(items)` for the common case, four times cheaper: when every value is a plain
     str, a bool or None, the pairs themselves are an exact key (no two of those are equal).
-    Items kept with their inputs (`Nav`) are keyed by those, cheaper still."""
+    Items kept with their key (`Nav`) are keyed by it, cheaper still."""
     if type(items) is Nav and items.key is not None:
         return items.key
+    return items_key(items)
+
+
+def items_key(items: list[dict[str, Any]]) -> Any:
+    """What the items hold, as a key (TypeError when a value cannot be part of one)."""
     for item in items:
         for value in item.values():
             if type(value) not in _SIMPLE:
@@ -86,6 +95,23 @@ class ChromeUser(NamedTuple):
 # Drawn in the kept chrome where this request's form token goes, then replaced by the token.
 # Random per process, so no name, email or search text can contain it.
 _CSRF_MARK = "keel-csrf-" + secrets.token_hex(16)
+
+# Set by the test suite: every shaped page is also drawn in full, and a difference between the
+# two fails the request loudly (`Renderer.shaped_response`).
+CHECK_SHAPES = False
+# Keel's own templates: a shaped page is drawn only from these. An override may use a value in
+# another way than inserting it (cut it, count it, branch on it), which a hole cannot follow.
+_OWN_TEMPLATES = str(Path(__file__).resolve().parent / "templates")
+# What every page's shape is drawn from besides its own template (base.html and its parts).
+_PAGE_PARTS = ("base.html", "_chrome.html", "_sidebar.html", "_head_links.html", "_macros.html")
+# The context entries of `page_context` that a shaped page may hold, and how each one counts:
+# holes are per request, the others go into the key (the chrome memo keeps the same ones).
+_PAGE_HOLES = ("csrf_token", "request_id")
+_EMPTY_ONLY = ("flashes", "flash_messages", "breadcrumbs")
+
+
+class ShapeMismatch(AssertionError):
+    """A shaped page that differs from the same page drawn in full (only with CHECK_SHAPES)."""
 
 
 class MemoMacros:
@@ -253,6 +279,10 @@ class Renderer:
         self._fragments: OrderedDict[Any, Any] = OrderedDict()
         self._chromes: OrderedDict[Any, tuple[str, ...]] = OrderedDict()
         self._shells: dict[Any, tuple[Markup, Markup]] = {}
+        self._shapes: OrderedDict[Any, tuple[str | int, ...]] = OrderedDict()
+        self._shapeable: dict[tuple[str, ...], bool] = {}
+        self._hole_mark = "keel-hole-" + secrets.token_hex(8) + "-"
+        self._hole_split = re.compile(re.escape(self._hole_mark) + r"(\d+)-")
 
     def _render_icon(self, name: str, label: str | None, size: str | None) -> Any:
         return self.env.get_template("_macros.html").module.icon(name, label, size)  # type: ignore[attr-defined]
@@ -426,6 +456,101 @@ class Renderer:
         for hook in self.context_hooks:
             ctx.update(hook(request))
         return ctx
+
+    # How many page shapes are kept: a shape per resource, form state and chrome in use.
+    SHAPE_MEMO_SIZE = 256
+
+    def shaped_response(
+        self,
+        request: web.Request,
+        names: list[str],
+        key: Any,
+        holes: Sequence[str | Markup],
+        context: Callable[[Sequence[str | Markup]], dict[str, Any]],
+    ) -> web.Response | None:
+        """The page `names` draws from `context(holes)`, drawn once per shape and then filled.
+
+        A page whose text differs from one request to the next only where a few values are
+        inserted (an edit form: the record's title, its version, each field's HTML) is drawn
+        once with a marker in place of each hole and kept split around the markers; later
+        requests escape their values into the holes, and the form token and request id into
+        two more. The template runs once per shape instead of once per request.
+
+        `key` is the caller's word that equal keys give equal contexts apart from the holes;
+        `context(values)` builds the template context from hole values (markers or real ones),
+        so the page drawn in full and the shaped page come from the same code. Each hole must
+        be inserted as it is: non-empty, not cut, compared or transformed by the templates
+        (a str is escaped like the template would, a Markup is inserted unchanged). Keel's own
+        templates are known to; with an override of any of them, or a page context this
+        cannot key (a flash message, a sidebar without a key, a stand-in user), the answer is
+        None and the caller draws the page as usual. Under CHECK_SHAPES (the test suite) every
+        shaped page is compared with the page drawn in full."""
+        template = self.template(names)
+        if not self._own_templates(template):
+            return None
+        base = self.page_context(request)
+        page_key = self._page_key(base)
+        if page_key is None or not all(holes):
+            return None
+        values = [*holes, base["csrf_token"], base["request_id"]]
+        full_key = (tuple(names), key, page_key, len(values))
+        parts = self._shapes.get(full_key)
+        if parts is None:
+            # Each marker has the type of its value: a str is escaped on the way in, as the
+            # marker is (it holds nothing to escape), a Markup is inserted unchanged.
+            marks = [f"{self._hole_mark}{i}-" for i in range(len(values))]
+            typed: list[str | Markup] = [
+                Markup(m) if isinstance(v, Markup) else m  # noqa: S704 - a marker
+                for m, v in zip(marks, values, strict=True)
+            ]
+            ctx = {**base, **context(typed[: len(holes)])}
+            ctx["csrf_token"], ctx["request_id"] = typed[-2], typed[-1]
+            pieces = self._hole_split.split(template.render(ctx))
+            parts = tuple(int(p) if i % 2 else p for i, p in enumerate(pieces) if p or i % 2)
+            self._shapes[full_key] = parts
+            if len(self._shapes) > self.SHAPE_MEMO_SIZE:
+                self._shapes.popitem(last=False)
+        else:
+            self._shapes.move_to_end(full_key)
+        filled = [v if isinstance(v, Markup) else escape(v) for v in values]
+        text = "".join([p if isinstance(p, str) else filled[p] for p in parts])
+        if CHECK_SHAPES:
+            whole = template.render({**base, **context(holes)})
+            if whole != text:
+                raise ShapeMismatch(f"shaped page {names[0]} differs from the page drawn in full")
+        return web.Response(text=text, content_type="text/html", charset="utf-8")
+
+    def _own_templates(self, template: jinja2.Template) -> bool:
+        """Whether the page and every part of base.html come from Keel's own templates."""
+        name = template.name or ""
+        found = self._shapeable.get((name,))
+        if found is None:
+            drawn_from = [template, *(self.env.get_template(n) for n in _PAGE_PARTS)]
+            found = all((t.filename or "").startswith(_OWN_TEMPLATES) for t in drawn_from)
+            self._shapeable[(name,)] = found
+        return found
+
+    def _page_key(self, base: dict[str, Any]) -> Any:
+        """What of `page_context` a page's shape depends on, or None when it cannot be keyed."""
+        user, nav = base.get("user"), base.get("nav")
+        if not (user is None or isinstance(user, Principal)):
+            return None
+        if nav and not (type(nav) is Nav and nav.key is not None):
+            return None
+        if any(base.get(name) for name in _EMPTY_ONLY):
+            return None
+        if not all(base.get(name) for name in _PAGE_HOLES):
+            return None
+        who = None if user is None else ChromeUser(user.email, user.role, user.display_name)
+        rest = {
+            k: v for k, v in base.items() if k not in ("user", "nav", *_PAGE_HOLES, *_EMPTY_ONLY)
+        }
+        try:
+            key = (who, nav.key if nav else (), _freeze(rest))
+            hash(key)
+        except TypeError:
+            return None
+        return key
 
     def render_text(self, names: str | list[str], context: dict[str, Any]) -> str:
         return self.template(names).render(context)
