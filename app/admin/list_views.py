@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -103,7 +103,36 @@ async def list_view(request: web.Request) -> web.StreamResponse:
         {"id": s.id, "name": s.name, "url": f"/admin/{b.slug}/?{s.query}", "query": s.query}
         for s in saved
     ]
-    return render(request, [f"admin/{b.slug}/list.html", "admin/list.html"], ctx)
+    names = [f"admin/{b.slug}/list.html", "admin/list.html"]
+    shaped = _shaped(request, b, lq, names, ctx) if ctx["row_count"] else None
+    return shaped or render(request, names, ctx)
+
+
+# What a list page inserts rather than decides: its rows, the counts and the page links.
+# Everything else it shows follows from the resource, the list's query (filters, search,
+# order, page size) and the user's saved views, which key its shape.
+_LIST_HOLES = ("rows_html", "summary", "total_text")
+_PAGE_LINKS = ("first_url", "prev_url", "next_url", "last_url")
+
+
+def _shaped(
+    request: web.Request, b: BoundResource, lq: ListQuery, names: list[str], ctx: dict[str, Any]
+) -> web.Response | None:
+    """The list page drawn once per shape and filled with this page's rows
+    (`Renderer.shaped_response`); None when it must be drawn in full."""
+    present = tuple(ctx[name] is not None for name in _PAGE_LINKS)
+    holes = [ctx[name] for name in _LIST_HOLES] + [ctx[n] for n in _PAGE_LINKS if ctx[n]]
+    saved = tuple(tuple(s.items()) for s in ctx["saved_filters"])
+    key = ("list", b.slug, id(b), lq.state, present, ctx["selectable"], saved)
+
+    def context(values: Sequence[Any]) -> dict[str, Any]:
+        filled = dict(zip(_LIST_HOLES, values, strict=False))
+        links = iter(values[len(_LIST_HOLES) :])
+        for name, shown in zip(_PAGE_LINKS, present, strict=True):
+            filled[name] = next(links) if shown else None
+        return {**ctx, **filled}
+
+    return request.app[keys.RENDERER].shaped_response(request, names, key, holes, context)
 
 
 def _headers(b: BoundResource, lq: ListQuery) -> list[dict[str, Any]]:

@@ -136,3 +136,34 @@ def test_an_override_of_a_page_part_turns_shapes_off(tmp_path: Path, config: Con
         lambda name: f"/static/{name}",
     )
     assert not overridden._own_templates(overridden.template(["admin/edit.html"]))
+
+
+async def test_list_pages_are_shaped_by_their_query_and_saved_views(
+    signed_in: Any, client: TestClient, seeded: Any, database_url: str
+) -> None:
+    """A list page's rows, counts and page links are filled per request; its query (filters,
+    search, order) and the user's saved views decide its shape, so a saved view shows at once
+    and another order is another shape."""
+    s = await signed_in("administrator")
+    renderer = client.server.app[keys.RENDERER]
+    await _db(database_url, "UPDATE properties SET name = %s WHERE id = 2", NASTY)
+    one = await (await s.get("/admin/properties/")).text()
+    shapes = len(renderer._shapes)
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in one and "<script>alert" not in one
+    again = await (await s.get("/admin/properties/")).text()
+    assert len(renderer._shapes) == shapes and _normalised(again) == _normalised(one)
+    other = await (await s.get("/admin/properties/?o=-id")).text()
+    assert len(renderer._shapes) == shapes + 1 and other != one
+    await _db(database_url, "UPDATE properties SET name = 'Renamed yard' WHERE id = 1")
+    assert "Renamed yard" in await (await s.get("/admin/properties/")).text()
+    await _db(
+        database_url,
+        "INSERT INTO keel_saved_filters (user_id, resource, name, query)"
+        " VALUES (%s, 'properties', 'By newest <b>', 'o=-id')",
+        s.user.id,
+    )
+    saved = await (await s.get("/admin/properties/?o=-id")).text()
+    assert "By newest &lt;b&gt;" in saved
+    assert 'aria-current="page">By newest &lt;b&gt;</a>' in saved
+    for page in (one, other, saved):
+        assert "keel-hole-" not in page
