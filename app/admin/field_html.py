@@ -45,7 +45,7 @@ class FieldHtml:
         )
         # An override may do more with a value than insert it: then every field is drawn.
         self.enabled = not overridden
-        self.shapes: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        self.shapes: dict[tuple[Any, ...], tuple[str | int, ...]] = {}
 
     def _macro(self, item: Mapping[str, Any], locked: bool, creating: bool) -> Markup:
         module = self.env.get_template(FIELDS_TEMPLATE).module
@@ -74,23 +74,26 @@ class FieldHtml:
             parts = _split(drawn, self.value_mark, self.label_mark)
             if len(self.shapes) < MAX_SHAPES:
                 self.shapes[key] = parts
-        holes = {self.value_mark: str(escape(value)), self.label_mark: str(escape(label or ""))}
-        return Markup("".join(holes.get(p, p) for p in parts))  # noqa: S704 - holes escaped
+        holes = (escape(value), escape(label or "") if label else "")
+        return Markup("".join([p if isinstance(p, str) else holes[p] for p in parts]))  # noqa: S704 - holes escaped
 
 
-def _split(text: str, *marks: str) -> tuple[str, ...]:
-    """`text` cut around every marker, markers kept as their own parts."""
-    parts = [text]
-    for mark in marks:
-        cut: list[str] = []
+def _split(text: str, *marks: str) -> tuple[str | int, ...]:
+    """`text` cut around every marker; each marker becomes its index in `marks`."""
+    parts: list[str | int] = [text]
+    for index, mark in enumerate(marks):
+        cut: list[str | int] = []
         for part in parts:
+            if type(part) is not str:
+                cut.append(part)
+                continue
             pieces = part.split(mark)
             for i, piece in enumerate(pieces):
                 if i:
-                    cut.append(mark)
+                    cut.append(index)
                 cut.append(piece)
         parts = cut
-    return tuple(p for p in parts if p)
+    return tuple(p for p in parts if p != "")
 
 
 _BY_ENV: weakref.WeakKeyDictionary[jinja2.Environment, FieldHtml] = weakref.WeakKeyDictionary()
