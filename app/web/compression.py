@@ -112,13 +112,6 @@ def compress_response(request: web.Request, response: web.StreamResponse) -> Non
     response.headers.popall(hdrs.CONTENT_LENGTH, None)
 
 
-@web.middleware
-async def compression(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    compress_response(request, response)
-    return response
-
-
 def stream_compression(request: web.Request, response: web.StreamResponse) -> None:
     """For a response a handler streams itself (exports): gzip as it goes, before `prepare`."""
     add_vary(response)

@@ -244,12 +244,13 @@ class GuardedRunner(web.AppRunner):
 _body_cut = Quiet()
 
 
-@web.middleware
-async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+def body_deadline(request: web.Request) -> asyncio.TimerHandle | None:
     """Close the connection when the body has not fully arrived `http_body_timeout` after
-    the head: a client trickling or withholding it would hold the handler forever."""
+    the head: a client trickling or withholding it would hold the handler forever. The timer
+    is started before the handler runs and cancelled when it has answered
+    (app/web/middleware.py); None for a request with no body still to come."""
     if not request.body_exists or request.content.is_eof():
-        return await handler(request)
+        return None
     timeout = request.app[keys.CONFIG].http_body_timeout
 
     def cut() -> None:
@@ -260,8 +261,4 @@ async def body_deadline(request: web.Request, handler: Handler) -> web.StreamRes
             )
             transport.abort()
 
-    timer = asyncio.get_running_loop().call_later(timeout, cut)
-    try:
-        return await handler(request)
-    finally:
-        timer.cancel()
+    return asyncio.get_running_loop().call_later(timeout, cut)

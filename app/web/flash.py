@@ -111,13 +111,11 @@ def template_context(request: web.Request) -> dict[str, Any]:
     return {"flash_messages": read(request)}
 
 
-@web.middleware
-async def clear_shown(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Clear the cookie once a page showed it (and not on redirects, which show nothing)."""
-    response = await handler(request)
+def clear_shown(request: web.Request, response: web.StreamResponse) -> None:
+    """Clear the cookie once a page showed it (and not on redirects, which show nothing).
+    Called on every response on its way out, error pages included (app/web/middleware.py)."""
     if request.get(_SHOWN) and not response.prepared and COOKIE not in response.cookies:
         clear_cookie(response, request, COOKIE)
-    return response
 
 
 def setup(app: web.Application) -> None:

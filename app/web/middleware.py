@@ -1,4 +1,9 @@
-"""The middleware list, written once (docs/decisions.md says why this order): log+id → headers → errors → the rest."""
+"""The middleware list, written once (docs/decisions.md says why this order): log+id → headers → errors → the rest.
+
+The outermost middleware also does the response's way out, which four middlewares of their own
+used to do around the error pages: flash cleared, security headers, compression, then the
+request id. Written as calls in one place, in that order, the request path stays readable and
+every request is spared four coroutine layers (each one resumed at every database wait)."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from app.web import keys
 from app.web.auth import PRINCIPAL
 from app.web.auth_middleware import login_required, session_actor
 from app.web.bearer import CHALLENGE, is_api
-from app.web.compression import compression
+from app.web.compression import compress_response
 from app.web.connections import body_deadline
 from app.web.csrf import csrf_guard
 from app.web.flash import clear_shown
@@ -71,7 +76,8 @@ def mask_path(path: str) -> str:
 
 @web.middleware
 async def request_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id (AUDIT-6), client facts, and one access-log line without the query (OPS-3)."""
+    """Request id (AUDIT-6), client facts, the response's way out (module docstring) and one
+    access-log line without the query (OPS-3)."""
     config = request.app[keys.CONFIG]
     rid = request_id_from(request)
     request[keys.REQUEST_ID] = rid
@@ -80,8 +86,16 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
     token = request_id_var.set(rid)
     started = time.perf_counter()
     status, size = 500, 0
+    deadline = body_deadline(request)  # a body that does not arrive in time closes the connection
     try:
         response = await handler(request)
+        # The way out, for error pages too (they are made inside): a page that showed a
+        # message clears it, then SEC-2's headers, then compression, outside everything
+        # that renders a body.
+        clear_shown(request, response)
+        if not response.prepared:
+            apply_security_headers(request, response)
+        compress_response(request, response)
         status = response.status
         size = (
             response.body_length
@@ -91,6 +105,8 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         response.headers["X-Request-ID"] = rid
         return response
     finally:
+        if deadline is not None:
+            deadline.cancel()
         path = mask_path(request.path)
         extra: dict[str, object] = {
             "method": request.method,
@@ -116,15 +132,6 @@ def apply_security_headers(request: web.Request, response: web.StreamResponse) -
         response.headers["Strict-Transport-Security"] = HSTS
     if keys.REQUEST_ID in request:
         response.headers["X-Request-ID"] = request[keys.REQUEST_ID]
-
-
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """SEC-2 on every response, error pages included."""
-    response = await handler(request)
-    if not response.prepared:
-        apply_security_headers(request, response)
-    return response
 
 
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
@@ -255,11 +262,7 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 MIDDLEWARES = [
-    request_log,
-    body_deadline,  # a body that does not arrive in time closes the connection
-    compression,  # outside everything that renders a body, error pages included
-    security_headers,
-    clear_shown,  # after error pages rendered, so a 403 page that showed a message clears it
+    request_log,  # and the response's way out: flash cleared, security headers, compression
     error_pages,
     csrf_guard,  # SEC-1
     session_actor,  # SESS-3, AUTHZ-5
