@@ -280,7 +280,7 @@ class Renderer:
         self._chromes: OrderedDict[Any, tuple[str, ...]] = OrderedDict()
         self._shells: dict[Any, tuple[Markup, Markup]] = {}
         self._shapes: OrderedDict[Any, tuple[str | int, ...]] = OrderedDict()
-        self._shapeable: dict[tuple[str, ...], bool] = {}
+        self._shapeable: dict[str, bool] = {}
         self._hole_mark = "keel-hole-" + secrets.token_hex(8) + "-"
         self._hole_split = re.compile(re.escape(self._hole_mark) + r"(\d+)-")
 
@@ -523,11 +523,11 @@ class Renderer:
     def _own_templates(self, template: jinja2.Template) -> bool:
         """Whether the page and every part of base.html come from Keel's own templates."""
         name = template.name or ""
-        found = self._shapeable.get((name,))
+        found = self._shapeable.get(name)
         if found is None:
             drawn_from = [template, *(self.env.get_template(n) for n in _PAGE_PARTS)]
             found = all((t.filename or "").startswith(_OWN_TEMPLATES) for t in drawn_from)
-            self._shapeable[(name,)] = found
+            self._shapeable[name] = found
         return found
 
     def _page_key(self, base: dict[str, Any]) -> Any:
