@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -42,23 +43,77 @@ class JsonFormatter(logging.Formatter):
         return f"{self._second[1]}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
+        extra = {
+            k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")
+        }
+        if record.exc_info:
+            extra["exc"] = self.formatException(record.exc_info)
+        return self.line(
+            record.created, level=record.levelname, name=record.name, msg=record.getMessage(),
+            extra=extra,
+        )  # fmt: skip
+
+    def line(
+        self, created: float, *, level: str, name: str, msg: str, extra: dict[str, Any]
+    ) -> str:
+        """The JSON line of one message (`log_direct` writes it without a LogRecord)."""
         out: dict[str, Any] = {
-            "time": self._stamp(record.created, record.msecs),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
+            "time": self._stamp(created, (created - int(created)) * 1000),
+            "level": level.lower(),
+            "logger": name,
+            "msg": msg,
         }
         rid, uid = request_id_var.get(), user_id_var.get()
         if rid:
             out["request_id"] = rid
         if uid is not None:
             out["user_id"] = uid
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+        out.update(extra)
         return self._encoder.encode(out)
+
+
+# The handler setup_logging installed, while it writes JSON: `log_direct` may write to it.
+_direct: list[logging.StreamHandler[TextIO]] = []
+
+
+def log_direct(logger: logging.Logger, msg: str, extra: dict[str, Any]) -> None:
+    """`logger.info(msg, extra=extra)`, the same line, at a fraction of the cost.
+
+    The access log writes a line for every request. Through `logging`, that line builds a
+    LogRecord (two dozen attributes), walks the handlers and filters, and picks the extra
+    fields back out of the record: about a twentieth of the CPU of a small page. When nothing
+    but the JSON handler of setup_logging would see the line (no filter, no other handler,
+    no level that drops it; a test's log capture is another handler), it is formatted and
+    written here directly. Otherwise it goes through `logging` as usual."""
+    handler = _direct[0] if _direct else None
+    if handler is None or not _only_to(logger, handler):
+        logger.info(msg, extra=extra)
+        return
+    formatter = handler.formatter
+    assert isinstance(formatter, JsonFormatter)  # _direct is set only with one
+    text = formatter.line(time.time(), level="INFO", name=logger.name, msg=msg, extra=extra)
+    try:
+        with handler.lock or contextlib.nullcontext():
+            handler.stream.write(text + handler.terminator)
+            handler.flush()
+    except (OSError, ValueError):
+        pass  # a closed or broken stream: as `logging` would, the request goes on without it
+
+
+def _only_to(logger: logging.Logger, handler: logging.Handler) -> bool:
+    """Whether an INFO line of `logger` reaches `handler` alone, unfiltered and unchanged."""
+    if not logger.isEnabledFor(logging.INFO) or handler.level > logging.INFO or handler.filters:
+        return False
+    node: logging.Logger | None = logger
+    while node is not None:
+        if node.filters or node.disabled:
+            return False
+        if node.handlers:
+            return node.handlers == [handler] and node.parent is None
+        if not node.propagate:
+            return False
+        node = node.parent
+    return False
 
 
 class TextFormatter(logging.Formatter):
@@ -86,11 +141,11 @@ class TextFormatter(logging.Formatter):
 def setup_logging(fmt: str, level: str, stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(
-        JsonFormatter() if choose_format(fmt, stream) == "json" else TextFormatter()
-    )
+    json_lines = choose_format(fmt, stream) == "json"
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    _direct[:] = [handler] if json_lines else []
     # Neither format prints the caller's file and line, the thread, the process or its name,
     # yet by default every record looks them up (a walk up the stack, a getpid() system call):
     # a few per cent of a page's CPU for the access line alone. The logging HOWTO's

@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from psycopg_pool import PoolTimeout, TooManyRequests
 
 from app.errors import Invalid, KeelError, PermissionDenied
-from app.ops.logging import request_id_var
+from app.ops.logging import log_direct, request_id_var
 from app.web import keys
 from app.web.auth import PRINCIPAL
 from app.web.auth_middleware import login_required, session_actor
@@ -119,7 +119,7 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         who = request.get(PRINCIPAL)
         if who is not None:
             extra["user_id"] = who.user_id  # the id only: an email is personal data (OPS-3)
-        log.info("%s %s %s", request.method, path, status, extra=extra)
+        log_direct(log, f"{request.method} {path} {status}", extra)
         request_id_var.reset(token)
 
 

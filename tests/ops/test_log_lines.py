@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
 import uuid
 
-from app.ops.logging import JsonFormatter, request_id_var, user_id_var
+from app.ops import logging as keel_logging
+from app.ops.logging import JsonFormatter, log_direct, request_id_var, setup_logging, user_id_var
 from app.web.requestinfo import uuid7
 
 
@@ -45,3 +47,41 @@ def test_request_ids_are_uuid7_text() -> None:
         assert re.fullmatch(
             r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", text
         )
+
+
+def test_the_direct_access_line_equals_the_logging_one_and_gives_way_to_other_handlers() -> None:
+    """`log_direct` skips `logging` only when the JSON handler alone would see the line."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    stream = io.StringIO()
+    log = logging.getLogger("keel.access")
+    rid, uid = request_id_var.set("r1"), user_id_var.set(42)
+    try:
+        setup_logging("json", "info", stream)
+        extra = {"method": "GET", "path": "/a%s", "status": 200, "user_id": 42}
+        log_direct(log, "GET /a%s 200", extra)
+        log.info("GET /a%s 200", extra=extra)
+        direct, usual = (json.loads(line) for line in stream.getvalue().splitlines())
+        assert direct.pop("time")[:10] == usual.pop("time")[:10]
+        assert direct == usual
+        assert list(direct) == list(usual)  # the same keys in the same order
+        # A second handler (a test's capture, an operator's extra file) sees the line too.
+        seen: list[logging.LogRecord] = []
+        other = logging.Handler()
+        other.emit = seen.append  # type: ignore[method-assign]
+        root.addHandler(other)
+        log_direct(log, "GET /b 200", {"status": 200})
+        assert [r.getMessage() for r in seen] == ["GET /b 200"]
+        assert len(stream.getvalue().splitlines()) == 3
+        root.removeHandler(other)
+        # A level that drops INFO drops the direct line as well.
+        log.setLevel(logging.WARNING)
+        log_direct(log, "GET /c 200", {})
+        assert len(stream.getvalue().splitlines()) == 3
+    finally:
+        log.setLevel(logging.NOTSET)
+        request_id_var.reset(rid)
+        user_id_var.reset(uid)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        keel_logging._direct.clear()  # as if setup_logging had not run
