@@ -296,7 +296,7 @@ MAX_OFFSET = 10_000_000
 def _signed(key: bytes, payload_items: list[Any]) -> str:
     payload = json.dumps(payload_items, separators=(",", ":"))
     raw = payload.encode()
-    mac = hmac.new(key, raw, hashlib.sha256).digest()[:16]
+    mac = hmac.digest(key, raw, "sha256")[:16]
     return base64.urlsafe_b64encode(raw + mac).decode().rstrip("=")
 
 
@@ -328,7 +328,7 @@ def unsign_cursor(key: bytes, token: str) -> Any:
         return None
     raw, mac = blob[:-16], blob[-16:]
     if len(blob) <= 16 or not any(
-        hmac.compare_digest(mac, hmac.new(k, raw, hashlib.sha256).digest()[:16])
+        hmac.compare_digest(mac, hmac.digest(k, raw, "sha256")[:16])
         for k in (key, *getattr(key, "older", ()))
     ):
         return None

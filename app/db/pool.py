@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from contextvars import ContextVar
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -139,40 +140,74 @@ class KeelPool(AsyncConnectionPool):
     at once: nested use while the held one is busy (or use from another task, such as one a
     handler started, which copies the context) goes to the pool as before."""
 
-    @asynccontextmanager
-    async def request_connection(self) -> AsyncIterator[Held]:
-        held = Held(self, await self.getconn())
-        token = _HELD.set(held)
-        try:
-            yield held
-        finally:
-            _HELD.reset(token)
-            await held.release()
+    def request_connection(self) -> _RequestConnection:
+        """`async with pool.request_connection() as held:` the request's one connection."""
+        return _RequestConnection(self)
 
-    @asynccontextmanager
-    async def connection(self, timeout: float | None = None) -> AsyncIterator[Conn]:  # noqa: ASYNC109 (psycopg_pool's signature)
+    def connection(self, timeout: float | None = None) -> _Lent:  # type: ignore[override]
+        """`async with pool.connection() as conn:` the request's held connection when it is
+        free and this is the request's own task, otherwise one from the pool as usual."""
+        return _Lent(self, timeout)
+
+
+# The two context managers below are classes rather than @asynccontextmanager generators:
+# they are entered for every query of every page, and a generator-based one costs a
+# generator, a wrapper object and two extra coroutine steps each time.
+
+
+class _RequestConnection:
+    __slots__ = ("held", "pool", "token")
+
+    def __init__(self, pool: KeelPool) -> None:
+        self.pool = pool
+
+    async def __aenter__(self) -> Held:
+        self.held = Held(self.pool, await self.pool.getconn())
+        self.token = _HELD.set(self.held)
+        return self.held
+
+    async def __aexit__(self, *exc: object) -> None:
+        _HELD.reset(self.token)
+        await self.held.release()
+
+
+class _Lent:
+    __slots__ = ("conn", "held", "outer", "pool", "timeout")
+
+    def __init__(self, pool: KeelPool, timeout: float | None) -> None:
+        self.pool, self.timeout = pool, timeout
+        self.held: Held | None = None
+        self.outer: AbstractAsyncContextManager[Conn] | None = None
+
+    async def __aenter__(self) -> Conn:
         held = _HELD.get()
         if (
             held is None
             or held.conn is None
             or held.busy
-            or held.pool is not self
+            or held.pool is not self.pool
             or held.task is not asyncio.current_task()
         ):
-            async with super().connection(timeout) as conn:
-                yield conn
-            return
-        conn = held.conn
+            self.outer = AsyncConnectionPool.connection(self.pool, self.timeout)
+            return await self.outer.__aenter__()
+        self.held, self.conn = held, held.conn
         held.busy = True
+        return held.conn
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        if self.outer is not None:
+            return await self.outer.__aexit__(kind, exc, tb)
+        held = self.held
+        assert held is not None
         try:
-            yield conn
-        except BaseException:
-            await _tidy(held, conn, commit=False)
-            raise
-        else:
-            await _tidy(held, conn, commit=True)
+            # Commit when the block ended normally, roll back when it raised (the pool's own
+            # `connection()` does the same); the error itself goes on.
+            await _tidy(held, self.conn, commit=kind is None)
         finally:
             held.busy = False
+        return None
 
 
 async def _tidy(held: Held, conn: Conn, *, commit: bool) -> None:

@@ -36,7 +36,7 @@ def _key(app: web.Application) -> bytes:
 
 
 def _sign(key: bytes, payload: bytes) -> str:
-    return hmac.new(key, payload, hashlib.sha256).hexdigest()[:32]
+    return hmac.digest(key, payload, "sha256").hex()[:32]
 
 
 Link = tuple[str, str]  # (label, same-site path)
