@@ -45,7 +45,10 @@ class FieldHtml:
         )
         # An override may do more with a value than insert it: then every field is drawn.
         self.enabled = not overridden
-        self.shapes: dict[tuple[Any, ...], tuple[str | int, ...]] = {}
+        # Keyed by the spec's id, not the spec: hashing a spec hashes its eighteen fields, on
+        # every field of every page. The entry holds the spec, and a hit counts only for that
+        # very object, so an id reused by a later spec never finds another's shape.
+        self.shapes: dict[tuple[Any, ...], tuple[FieldSpec, tuple[str | int, ...]]] = {}
 
     def _macro(self, item: Mapping[str, Any], locked: bool, creating: bool) -> Markup:
         module = self.env.get_template(FIELDS_TEMPLATE).module
@@ -62,9 +65,11 @@ class FieldHtml:
         ):
             return self._macro(item, locked, creating)
         by_value = spec.widget in BY_VALUE
-        key = (spec, locked, creating, item.get("lookup_url"), value if by_value else None)
-        parts = self.shapes.get(key)
-        if parts is None:
+        key = (id(spec), locked, creating, item.get("lookup_url"), value if by_value else None)
+        found = self.shapes.get(key)
+        if found is not None and found[0] is spec:
+            parts = found[1]
+        else:
             shape = dict(item)
             if not by_value:
                 shape["value"] = self.value_mark
@@ -72,8 +77,8 @@ class FieldHtml:
                 shape["value_label"] = self.label_mark
             drawn = str(self._macro(shape, locked, creating))
             parts = _split(drawn, self.value_mark, self.label_mark)
-            if len(self.shapes) < MAX_SHAPES:
-                self.shapes[key] = parts
+            if len(self.shapes) < MAX_SHAPES or key in self.shapes:
+                self.shapes[key] = (spec, parts)
         holes = (escape(value), escape(label or "") if label else "")
         return Markup("".join([p if isinstance(p, str) else holes[p] for p in parts]))  # noqa: S704 - holes escaped
 
