@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
+from multidict import CIMultiDict
 from psycopg_pool import PoolTimeout, TooManyRequests
 
 from app.errors import Invalid, KeelError, PermissionDenied
@@ -102,7 +103,6 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
             if response.prepared
             else len(getattr(response, "body", b"") or b"")
         )
-        response.headers["X-Request-ID"] = rid
         return response
     finally:
         if deadline is not None:
@@ -123,8 +123,14 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         request_id_var.reset(token)
 
 
+# The same headers with their names made case-insensitive once, not on every response.
+_SECURITY_HEADERS = CIMultiDict(SECURITY_HEADERS)
+
+
 def apply_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.update(SECURITY_HEADERS)
+    """SEC-2's headers and the request id, on every response before it is sent: by the
+    outermost middleware, or by `on_prepare` for a response a handler streams itself."""
+    response.headers.update(_SECURITY_HEADERS)
     response.headers["Server"] = SERVER
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
