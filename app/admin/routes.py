@@ -51,6 +51,16 @@ def routes() -> list[web.RouteDef]:
         web.delete(f"{_API}/{edit_views.PK}", api.delete_api),
         # the read side: lists, exports, saved filters
         web.get(f"{_LIST}/", list_views.list_view),
+        # A record's page next: aiohttp tries the routes under /admin one by one, a coroutine
+        # and a pattern each, and this is the page opened most. No route above it or moved
+        # past it matches a path of the form /admin/<resource>/<key>/ (they end without a
+        # slash, or have more segments), so which route answers a path is unchanged.
+        # Every other admin address ends in "/": the same with a slash is a redirect, not an
+        # edit page of the record "new" (registered before the row's own, which would take it).
+        web.get(f"{_EDIT}/{{pk:{edit_views.RESERVED}}}/", edit_views.reserved_or_edit_page),
+        web.post(f"{_EDIT}/{{pk:{edit_views.RESERVED}}}/", edit_views.reserved_or_edit_submit),
+        web.get(f"{_ROW}/", edit_views.edit_page),
+        web.post(f"{_ROW}/", edit_views.edit_submit),
         web.get(f"{_LIST}/export.csv", export.export_csv),
         web.get(f"{_LIST}/export.jsonl", export.export_jsonl),
         web.post(f"{_LIST}/saved-filters", list_views.save_filter),
@@ -68,15 +78,9 @@ def routes() -> list[web.RouteDef]:
         web.post(f"{_EDIT}/import", import_views.upload_submit),
         web.get(f"{_EDIT}/import/{import_views.TOKEN}", import_views.preview_page),
         web.post(f"{_EDIT}/import/{import_views.TOKEN}", import_views.apply_submit),
-        # Every other admin address ends in "/": the same with a slash is a redirect, not an
-        # edit page of the record "new" (registered before the row's own, which would take it).
-        web.get(f"{_EDIT}/{{pk:{edit_views.RESERVED}}}/", edit_views.reserved_or_edit_page),
-        web.post(f"{_EDIT}/{{pk:{edit_views.RESERVED}}}/", edit_views.reserved_or_edit_submit),
         web.get(f"{_EDIT}/bulk/{{action}}/", edit_views.without_slash),
         web.get(f"{_ROW}/delete/", edit_views.without_slash),
         web.get(f"{_ROW}/history/", edit_views.without_slash),
-        web.get(f"{_ROW}/", edit_views.edit_page),
-        web.post(f"{_ROW}/", edit_views.edit_submit),
         web.get(f"{_ROW}/delete", delete_views.delete_page),
         web.post(f"{_ROW}/delete", delete_views.delete_submit),
         web.get(f"{_ROW}/history", edit_views.history_page),
