@@ -117,3 +117,36 @@ async def test_without_public_url_the_origin_must_be_the_requests_own_host(
 async def test_unsafe_requests_to_unknown_routes_are_just_404_or_405(client) -> None:
     assert (await client.post("/no-such-page")).status == 404
     assert (await client.delete("/login")).status == 405
+
+
+def test_kept_tokens_equal_computed_ones_and_the_memo_stays_bounded() -> None:
+    from app.web import csrf
+
+    key = csrf.derive_key("k" * 40)
+    first = csrf._mac(key, b"s:", "cookie-1")
+    assert csrf._mac(key, b"s:", "cookie-1") == first  # kept
+    csrf._MACS.clear()
+    assert csrf._mac(key, b"s:", "cookie-1") == first  # computed again: the same
+    assert csrf._mac(key, b"p:", "cookie-1") != first  # the kind is part of the key
+    assert csrf._mac(csrf.derive_key("j" * 40), b"s:", "cookie-1") != first
+    for i in range(csrf.MAC_MEMO_SIZE + 50):
+        csrf._mac(key, b"s:", f"c{i}")
+    assert len(csrf._MACS) <= csrf.MAC_MEMO_SIZE
+
+
+def test_form_token_pads_are_never_reused_not_even_by_a_forked_worker() -> None:
+    import os
+
+    from app.web.csrf import _Pads
+
+    pads = [_Pads.take() for _ in range(600)]  # more than one read from the kernel
+    assert len(set(pads)) == 600 and all(len(p) == 16 for p in pads)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a worker after the supervisor's fork
+        os.write(write, _Pads.take())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.waitpid(pid, 0)
+    assert child != _Pads.take()  # without the at-fork reset, both would take the same pad
