@@ -46,8 +46,8 @@ class FieldHtml:
         # An override may do more with a value than insert it: then every field is drawn.
         self.enabled = not overridden
         # Keyed by the spec's id, not the spec: hashing a spec hashes its eighteen fields, on
-        # every field of every page. The entry holds the spec, and a hit counts only for that
-        # very object, so an id reused by a later spec never finds another's shape.
+        # every field of every page. The entry holds the spec, so that id cannot go to another
+        # spec while the entry lives; a hit is still checked to be the very same object.
         self.shapes: dict[tuple[Any, ...], tuple[FieldSpec, tuple[str | int, ...]]] = {}
 
     def _macro(self, item: Mapping[str, Any], locked: bool, creating: bool) -> Markup:
@@ -77,7 +77,7 @@ class FieldHtml:
                 shape["value_label"] = self.label_mark
             drawn = str(self._macro(shape, locked, creating))
             parts = _split(drawn, self.value_mark, self.label_mark)
-            if len(self.shapes) < MAX_SHAPES or key in self.shapes:
+            if len(self.shapes) < MAX_SHAPES:
                 self.shapes[key] = (spec, parts)
         holes = (escape(value), escape(label or "") if label else "")
         return Markup("".join([p if isinstance(p, str) else holes[p] for p in parts]))  # noqa: S704 - holes escaped
