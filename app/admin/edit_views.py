@@ -27,9 +27,9 @@ from app.admin.resources import BoundResource, display_column_of
 from app.admin.setup import ADMIN, get_resource
 from app.authority.principal import Principal
 from app.db.catalog import Table
-from app.errors import Conflict, Invalid, NotFound
+from app.errors import Conflict, Invalid, KeelError, NotFound
 from app.names import ROUTE_SLUG
-from app.web import flash, keys
+from app.web import flash, keys, prefetch
 from app.web.auth import audit_context, require
 from app.web.auth import can as may
 from app.web.forms import read_form
@@ -560,20 +560,41 @@ async def edit_page(request: web.Request) -> web.Response:
 async def load_row_and_labels(
     request: web.Request, bound: BoundResource, pk: Any
 ) -> tuple[dict[str, Any], dict[str, str | None]]:
-    """The row and the names of the rows its foreign keys point to, in one query (EDIT-1)."""
+    """The row and the names of the rows its foreign keys point to, in one query (EDIT-1).
+
+    A GET usually finds it already read, with the session (`plan_row`)."""
+    q = row_query(request, bound, pk)
+    rows = prefetch.take(request, q.statement)
+    if rows is None:
+        async with request.app[keys.POOL].connection() as conn:
+            rows = await (await conn.execute(q.query, q.params)).fetchall()
+    found = lookup.read_row(bound, q, rows)
+    if found is None:
+        raise NotFound(
+            f"{bound.title} {str(pk)[:60]} does not exist", fix="it may have been deleted"
+        )
+    return found
+
+
+def row_query(request: web.Request, bound: BoundResource, pk: Any) -> lookup.RowQuery:
     refs = []
     for spec in field_specs(bound):
         target, table = fk_target(request, bound, spec)
         if spec.widget == "autocomplete" and table is not None and spec.fk_column:
             display = target.display_column if target else display_column_of(table)
             refs.append(lookup.Ref(spec.name, table, display, spec.fk_column))
-    async with request.app[keys.POOL].connection() as conn:
-        found = await lookup.row_with_labels(conn, bound, pk, refs)
-    if found is None:
-        raise NotFound(
-            f"{bound.title} {str(pk)[:60]} does not exist", fix="it may have been deleted"
-        )
-    return found
+    return lookup.row_query(bound, pk, refs)
+
+
+def plan_row(request: web.Request) -> prefetch.Statement | None:
+    """The edit page's row query, from its address alone (app/web/prefetch.py): sent with
+    the session lookup, read by `load_row_and_labels` once `edit_page` has checked that the
+    user may view the resource. An address that names no record plans nothing."""
+    try:
+        bound = get_resource(request)
+        return row_query(request, bound, path_key(bound, request.match_info["pk"])).statement
+    except KeelError:
+        return None
 
 
 async def edit_submit(request: web.Request) -> web.StreamResponse:

@@ -159,25 +159,42 @@ class Ref:
     key: str  # the target column the FK points to
 
 
-async def row_with_labels(
-    conn: psycopg.AsyncConnection[Any], bound: BoundResource, pk: Any, refs: Sequence[Ref]
-) -> tuple[dict[str, Any], dict[str, str | None]] | None:
+@dataclass(frozen=True)
+class RowQuery:
+    """The edit page's one query: the row and its foreign keys' names (`row_query`)."""
+
+    query: sql.SQL
+    params: dict[str, Any]
+    refs: tuple[Ref, ...]  # the ones named, in the order of the query's last columns
+
+    @property
+    def statement(self) -> tuple[sql.SQL, dict[str, Any]]:
+        return self.query, self.params
+
+
+def row_query(bound: BoundResource, pk: Any, refs: Sequence[Ref]) -> RowQuery:
     """The row (as `writes.fetch_row` reads it) and, per FK field, its target's name: one query.
 
     Each name is a scalar subquery on the target's key, so the page costs one round trip
     however many foreign keys it shows; a dangling or empty key names nothing (None)."""
-    usable = [r for r in refs if r.table.column(r.display) and r.table.column(r.key)]
+    usable = tuple(r for r in refs if r.table.column(r.display) and r.table.column(r.key))
     shape = tuple((r.field, r.table.schema, r.table.name, r.display, r.key) for r in usable)
     select = writes.row_select(bound.table, "t")
     query = _row_query(bound.table.schema, bound.table.name, select, bound.key, shape)
-    cur = await conn.execute(query, writes.key_params(bound, pk))
-    row = await cur.fetchone()
-    if row is None:
+    return RowQuery(query, writes.key_params(bound, pk), usable)
+
+
+def read_row(
+    bound: BoundResource, q: RowQuery, rows: Sequence[tuple[Any, ...]]
+) -> tuple[dict[str, Any], dict[str, str | None]] | None:
+    """The row and its names from what `q` returned; None when no row has that key."""
+    if not rows:
         return None
-    n = len(row) - len(usable)
+    row = rows[0]
+    n = len(row) - len(q.refs)
     names = [c.name for c in bound.table.columns]  # row_select's columns, in its order
     return dict(zip(names, row[:n], strict=True)), {
-        r.field: row[n + i] for i, r in enumerate(usable)
+        r.field: row[n + i] for i, r in enumerate(q.refs)
     }
 
 

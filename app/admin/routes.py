@@ -24,6 +24,7 @@ from app.admin import (
 )
 from app.admin.builtin import ENTITIES
 from app.authority.principal import Principal
+from app.web import prefetch
 from app.web.auth import add_nav_provider
 
 _LIST = f"/admin/{list_views.SLUG}"
@@ -107,3 +108,5 @@ def setup(app: web.Application) -> None:
     add_nav_provider(app, dashboard.nav_items)
     add_nav_provider(app, entity_nav)
     app.router.add_routes(routes())
+    # A record's page: its row is read with the session, one round trip (app/web/prefetch.py).
+    prefetch.declare(app, edit_views.edit_page, edit_views.plan_row)

@@ -6,11 +6,13 @@ import hashlib
 import re
 import secrets
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from app import audit
 from app import audit_events as events
@@ -41,6 +43,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _UA_MAX = 300
 
 Conn = psycopg.AsyncConnection[Any]
+Query = str | bytes | sql.SQL | sql.Composed
 
 
 def new_token() -> str:
@@ -141,8 +144,74 @@ async def lookup_with_permissions(
     if not well_formed(token):
         return None
     at = _now(now)
-    cur = await conn.execute(_LOOKUP, (hash_token(token), at, at - timedelta(seconds=idle)))
-    row = await cur.fetchone()
+    cur = await conn.execute(_LOOKUP, _lookup_params(token, at, idle))
+    return await _found(conn, await cur.fetchone(), at)
+
+
+async def lookup_along(
+    conn: Conn,
+    token: str,
+    statement: tuple[Query, Mapping[str, Any]],
+    *,
+    now: datetime | None = None,
+    idle: float,
+) -> tuple[tuple[Session, Principal, frozenset[str]] | None, list[tuple[Any, ...]] | None]:
+    """`lookup_with_permissions` and a one-row `statement` (named parameters) in one query:
+    one round trip for the session and the page's first question (app/web/prefetch.py).
+
+    The statement is joined to the session, so its row leaves the database only with a live
+    session; `([], …)` when it found none. Its rows are None when it failed: the caller runs
+    it again on its own and meets the error where that is handled."""
+    if not well_formed(token):
+        return None, None
+    at = _now(now)
+    query, params = statement
+    bound = {
+        "keel_token": hash_token(token),
+        "keel_at": at,
+        "keel_seen": at - timedelta(seconds=idle),
+    }
+    try:
+        cur = await conn.execute(_joined(query), {**params, **bound})
+        row = await cur.fetchone()
+    except psycopg.Error:
+        if conn.closed or conn.broken:
+            raise  # the database went away: the same error the plain lookup would meet
+        return await lookup_with_permissions(conn, token, now=at, idle=idle), None
+    if row is None:
+        return None, None
+    found = await _found(conn, row[:_WIDTH], at)
+    return found, [] if row[_WIDTH] is None else [row[_WIDTH + 1 :]]
+
+
+# Joined statements by their text: one per page kind (a resource's record page, say).
+_JOINED: dict[bytes | str, sql.SQL] = {}
+_JOINED_MAX = 512
+
+
+def _joined(query: Query) -> sql.SQL:
+    text = query.as_string(None) if isinstance(query, sql.Composable) else query
+    found = _JOINED.get(text)
+    if found is None:
+        if len(_JOINED) >= _JOINED_MAX:
+            _JOINED.clear()
+        inner = text.decode() if isinstance(text, bytes) else text
+        # `keel_hit` tells "no row" from a row of nulls.
+        found = _JOINED[text] = sql.SQL(
+            f"SELECT l.*, a.* FROM ({_LOOKUP_NAMED}) AS l LEFT JOIN LATERAL"
+            f" (SELECT true AS keel_hit, x.* FROM ({inner}) AS x) AS a ON true"
+        )
+    return found
+
+
+def _lookup_params(token: str, at: datetime, idle: float) -> tuple[bytes, datetime, datetime]:
+    return hash_token(token), at, at - timedelta(seconds=idle)
+
+
+async def _found(
+    conn: Conn, row: tuple[Any, ...] | None, at: datetime
+) -> tuple[Session, Principal, frozenset[str]] | None:
+    """The session, principal and permission names of a `_LOOKUP` row."""
     if row is None:
         return None
     sess = Session(*row[:10])
@@ -167,15 +236,22 @@ async def lookup_with_permissions(
     return sess, who, frozenset(names or ())
 
 
-_LOOKUP = (
+_SELECT = (
     f"SELECT {_COLUMNS}, u.email, u.role, coalesce(nullif(u.display_name, ''),"
     " nullif(u.full_name, ''), u.email), u.must_change_password,"
     " u.mfa_enabled_at IS NOT NULL, "
     + effective_names_sql("u.id")
     + " FROM keel_sessions s JOIN keel_users u ON u.id = s.user_id"
-    " WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s"
+)
+_LOOKUP = (
+    _SELECT + " WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s"
     " AND s.last_seen_at > %s AND u.is_active"
 )
+_LOOKUP_NAMED = (
+    _SELECT + " WHERE s.token_hash = %(keel_token)s AND s.revoked_at IS NULL"
+    " AND s.expires_at > %(keel_at)s AND s.last_seen_at > %(keel_seen)s AND u.is_active"
+)
+_WIDTH = 16  # the columns of a `_SELECT` row
 
 
 async def get(conn: Conn, session_id: int) -> Session | None:

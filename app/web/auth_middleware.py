@@ -16,7 +16,7 @@ from app.authority import reauth, sessions
 from app.authority.principal import Principal
 from app.errors import PermissionDenied
 from app.ops.logging import user_id_var
-from app.web import bearer, keys, mfa_keys
+from app.web import bearer, keys, mfa_keys, prefetch
 from app.web.auth import (
     NAV,
     NAV_PROVIDERS,
@@ -90,9 +90,17 @@ async def session_actor(request: web.Request, handler: Handler) -> web.StreamRes
     config = request.app[keys.CONFIG]
     async with request.app[keys.POOL].request_connection() as held:
         assert held.conn is not None
-        found = await sessions.lookup_with_permissions(
-            held.conn, token, now=now(request.app), idle=config.session_idle
-        )
+        ahead = prefetch.plan(request)
+        if ahead is not None:
+            found, rows = await sessions.lookup_along(
+                held.conn, token, ahead, now=now(request.app), idle=config.session_idle
+            )
+            if found is not None and rows is not None:
+                prefetch.keep(request, ahead, rows)
+        else:
+            found = await sessions.lookup_with_permissions(
+                held.conn, token, now=now(request.app), idle=config.session_idle
+            )
         if found is None:
             await held.release()
         else:

@@ -243,6 +243,20 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         # The client went away, or body_deadline closed a connection whose body did not come,
         # while the body was being read: nobody is left to answer, and nothing is broken.
         return web.Response(status=408, text="The request body did not arrive.")
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+        # A table or column Keel read from the catalog at start-up is gone: it was changed
+        # behind the running server (a migration run by hand, a dropped column). Retrying will
+        # not help; the operator has to look, so the page says what to do.
+        first = str(exc).strip().splitlines()[0]
+        errlog.warning(
+            "schema changed under %s %s: %s", request.method, mask_path(request.path), first
+        )
+        return _error_page(
+            request, 503, _TITLES[503],
+            "A table this page reads has changed since the server started.",
+            why="Keel reads the tables' columns when it starts; one of them is no longer there.",
+            fix="run `keel doctor` to see what differs from the declarations, then restart Keel",
+        )  # fmt: skip
     except psycopg.OperationalError as exc:
         # The connection broke under a request in flight (PostgreSQL stopped, restarted or
         # failed over; a network cut) or a query ran past statement_timeout: the same 503 the

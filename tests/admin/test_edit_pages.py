@@ -410,3 +410,12 @@ async def test_create_leaves_untouched_defaults_to_the_database(
         (cid,),
     )
     assert fresh is True
+
+
+async def test_an_error_page_says_why_and_how_to_fix_it(admin: Browser) -> None:
+    """Problem, why and fix reach the page, not only the JSON answer and the CLI."""
+    resp = await admin.get(f"{TECH}/1/?colour=blue")
+    text = await resp.text()
+    main = text[text.find("<main") :]
+    assert resp.status == 400
+    assert "Unknown query parameter" in main and "To fix it:</strong> remove it" in main

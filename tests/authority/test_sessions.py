@@ -430,3 +430,28 @@ async def test_lookup_reads_effective_permissions_fresh_with_the_session(conn) -
     await conn.execute("DELETE FROM keel_group_members WHERE user_id = %s", (uid,))
     found = await sessions.lookup_with_permissions(conn, token, now=T0, idle=IDLE)
     assert found is not None and found[2] == {"bookings.view", "customers.view"}
+
+
+async def test_lookup_along_reads_the_session_and_one_row_in_one_statement(conn) -> None:
+    """app/web/prefetch.py: the page's first row comes with the session, and only with a live
+    one; a failing statement still finds the session and says the rows are unknown."""
+    uid, _ = await make_user(conn, password=None)
+    token, _sess = await sessions.create(conn, user_id=uid, now=T0, absolute=ABSOLUTE)
+    alone = await sessions.lookup_with_permissions(conn, token, now=T0, idle=IDLE)
+    row = ("SELECT %(n)s::int AS n, 'x' || %(n)s AS label", {"n": 7})
+    found, rows = await sessions.lookup_along(conn, token, row, now=T0, idle=IDLE)
+    assert found == alone and rows == [(7, "x7")]
+    none = ("SELECT 1 AS n WHERE %(n)s::int < 0", {"n": 7})
+    assert await sessions.lookup_along(conn, token, none, now=T0, idle=IDLE) == (alone, [])
+    # Nulls are a row too: "no row" is told apart from a row of nulls.
+    nulls = ("SELECT NULL::int AS n WHERE %(n)s::int > 0", {"n": 7})
+    assert await sessions.lookup_along(conn, token, nulls, now=T0, idle=IDLE) == (alone, [(None,)])
+    # A session that is not live gets nothing, the row included.
+    for dead in (sessions.new_token(), "not a token"):
+        assert await sessions.lookup_along(conn, dead, row, now=T0, idle=IDLE) == (None, None)
+    later = T0 + timedelta(seconds=IDLE + 1)
+    assert await sessions.lookup_along(conn, token, row, now=later, idle=IDLE) == (None, None)
+    # A statement that fails: the session alone, rows unknown, the connection still usable.
+    broken = ("SELECT %(n)s::int / 0 AS n", {"n": 7})
+    assert await sessions.lookup_along(conn, token, broken, now=T0, idle=IDLE) == (alone, None)
+    assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)
