@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -111,6 +112,43 @@ def effective_names_sql(user_id: str) -> str:
         " JOIN keel_group_permissions gp ON gp.group_id = m.group_id"
         f" WHERE m.user_id = {user_id})"
     )
+
+
+# The change counter (migration 0014): a scalar subquery a lookup reads with the session.
+GENERATION_SQL = "(SELECT g.n FROM keel_authz_generation g)"
+# Each user's effective names, with the generation they were read at (`names_at`). Bounded:
+# the least recently used user is forgotten first.
+NAMES_KEPT = 4096
+_NAMES: OrderedDict[int, tuple[int, frozenset[str]]] = OrderedDict()
+
+
+async def names_at(
+    conn: psycopg.AsyncConnection[Any], user_id: int, generation: int
+) -> frozenset[str]:
+    """The user's effective permission names, as of `generation` or later (AUTHZ-4, AUTHZ-5).
+
+    The lookup that asks has just read `generation` from the database, on this request. Names
+    kept from a read at that generation are the names now: any change to any grant, group
+    permission or membership moves the counter in its own transaction (by trigger, so no
+    writer can forget to). Otherwise they are read again, with the counter they were read at,
+    in one statement (so the two agree). A revocation therefore still applies to the next
+    request on every host; what is saved is the query, on every request of every user in
+    between, and it was a third of the session lookup's work in PostgreSQL."""
+    kept = _NAMES.get(user_id)
+    if kept is not None and kept[0] == generation:
+        _NAMES.move_to_end(user_id)
+        return kept[1]
+    cur = await conn.execute(
+        f"SELECT {GENERATION_SQL}, {effective_names_sql('%(u)s')}", {"u": user_id}
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    read_at, names = int(row[0]), frozenset(row[1] or ())
+    _NAMES[user_id] = (read_at, names)
+    _NAMES.move_to_end(user_id)
+    while len(_NAMES) > NAMES_KEPT:
+        _NAMES.popitem(last=False)
+    return names
 
 
 async def has_permission(conn: psycopg.AsyncConnection[Any], user_id: int, perm: str) -> bool:

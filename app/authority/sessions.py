@@ -16,7 +16,7 @@ from psycopg import sql
 
 from app import audit
 from app import audit_events as events
-from app.authority.permissions import effective_names_sql
+from app.authority.permissions import GENERATION_SQL, names_at
 from app.authority.principal import Principal
 
 # SESS-4: the closed list of reasons (the migration's CHECK holds the same list).
@@ -136,11 +136,12 @@ async def lookup(
 async def lookup_with_permissions(
     conn: Conn, token: str, *, now: datetime | None = None, idle: float
 ) -> tuple[Session, Principal, frozenset[str]] | None:
-    """`lookup`, plus the user's effective permission names read in the same query.
+    """`lookup`, plus the user's effective permission names.
 
-    One round trip answers "who is this and what may they do" for the whole request; nothing
-    is kept beyond it, so a revocation or a removed permission applies to the next request on
-    every host (AUTHZ-5)."""
+    One round trip answers "who is this and what may they do" for the whole request. The
+    query reads the permission counter with the session; the names are the ones kept for
+    that counter or, after any change, read again (`permissions.names_at`), so a revocation
+    or a removed permission applies to the next request on every host (AUTHZ-5)."""
     if not well_formed(token):
         return None
     at = _now(now)
@@ -215,7 +216,7 @@ async def _found(
     if row is None:
         return None
     sess = Session(*row[:10])
-    email, role, display, must_change, mfa_on, names = row[10:]
+    email, role, display, must_change, mfa_on, generation = row[10:]
     if sess.last_seen_at <= at - TOUCH_INTERVAL:
         # Conditional, so two hosts touching at once write once (SESS-3).
         await conn.execute(
@@ -233,15 +234,14 @@ async def _found(
         must_change_password=bool(must_change),
         mfa_enabled=bool(mfa_on),
     )
-    return sess, who, frozenset(names or ())
+    return sess, who, await names_at(conn, sess.user_id, generation)
 
 
 _SELECT = (
     f"SELECT {_COLUMNS}, u.email, u.role, coalesce(nullif(u.display_name, ''),"
     " nullif(u.full_name, ''), u.email), u.must_change_password,"
-    " u.mfa_enabled_at IS NOT NULL, "
-    + effective_names_sql("u.id")
-    + " FROM keel_sessions s JOIN keel_users u ON u.id = s.user_id"
+    f" u.mfa_enabled_at IS NOT NULL, {GENERATION_SQL}"
+    " FROM keel_sessions s JOIN keel_users u ON u.id = s.user_id"
 )
 _LOOKUP = (
     _SELECT + " WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s"

@@ -309,8 +309,9 @@ async def list_made_for_others(conn: Conn, creator_id: int) -> list[ApiToken]:
 async def lookup(
     conn: Conn, token: str, *, now: datetime | None = None, ip: str | None = None
 ) -> tuple[ApiToken, Principal, frozenset[str]] | None:
-    """The live token, its active owner and the owner's effective permission names, read in
-    one query; None for an unknown, revoked or expired token or an inactive owner."""
+    """The live token, its active owner and the owner's effective permission names (kept
+    while the permission counter read with the token has not moved: `permissions.names_at`);
+    None for an unknown, revoked or expired token or an inactive owner."""
     if not well_formed(token):
         return None
     at = now or datetime.now(UTC)
@@ -320,7 +321,7 @@ async def lookup(
     if row is None:
         return None
     found = ApiToken(*row[:11])
-    email, role, display, must_change, mfa_on, names = row[11:]
+    email, role, display, must_change, mfa_on, generation = row[11:]
     if found.last_used_at is None or found.last_used_at <= at - TOUCH_INTERVAL:
         # Conditional, so two hosts touching at once write once.
         await conn.execute(
@@ -336,14 +337,13 @@ async def lookup(
         must_change_password=bool(must_change),
         mfa_enabled=bool(mfa_on),
     )
-    return found, who, frozenset(names or ())
+    return found, who, await permissions.names_at(conn, found.user_id, generation)
 
 
 _LOOKUP = (
     f"SELECT {_COLUMNS}, u.email, u.role, coalesce(nullif(u.display_name, ''),"
     " nullif(u.full_name, ''), u.email), u.must_change_password,"
-    " u.mfa_enabled_at IS NOT NULL, "
-    + permissions.effective_names_sql("u.id")
-    + " FROM keel_api_tokens t JOIN keel_users u ON u.id = t.user_id"
+    f" u.mfa_enabled_at IS NOT NULL, {permissions.GENERATION_SQL}"
+    " FROM keel_api_tokens t JOIN keel_users u ON u.id = t.user_id"
     " WHERE t.token_hash = %s AND t.revoked_on IS NULL AND t.expires_at > %s AND u.is_active"
 )
