@@ -114,28 +114,29 @@ def effective_names_sql(user_id: str) -> str:
     )
 
 
-# The change counter (migration 0014): a scalar subquery a lookup reads with the session.
-GENERATION_SQL = "(SELECT g.n FROM keel_authz_generation g)"
-# Each user's effective names, with the generation they were read at (`names_at`). Bounded:
-# the least recently used user is forgotten first.
+# The permission version (migration 0014): a scalar subquery a lookup reads with the session.
+GENERATION_SQL = "(SELECT g.version FROM keel_authz_generation g)"
+# Each user's effective names, with the version they were read at (`names_at`). Bounded: the
+# least recently used user is forgotten first.
 NAMES_KEPT = 4096
-_NAMES: OrderedDict[int, tuple[int, frozenset[str]]] = OrderedDict()
+_NAMES: OrderedDict[int, tuple[object, frozenset[str]]] = OrderedDict()
 
 
 async def names_at(
-    conn: psycopg.AsyncConnection[Any], user_id: int, generation: int
+    conn: psycopg.AsyncConnection[Any], user_id: int, version: object
 ) -> frozenset[str]:
-    """The user's effective permission names, as of `generation` or later (AUTHZ-4, AUTHZ-5).
+    """The user's effective permission names, as of `version` or later (AUTHZ-4, AUTHZ-5).
 
-    The lookup that asks has just read `generation` from the database, on this request. Names
-    kept from a read at that generation are the names now: any change to any grant, group
-    permission or membership moves the counter in its own transaction (by trigger, so no
-    writer can forget to). Otherwise they are read again, with the counter they were read at,
-    in one statement (so the two agree). A revocation therefore still applies to the next
-    request on every host; what is saved is the query, on every request of every user in
-    between, and it was a third of the session lookup's work in PostgreSQL."""
+    The lookup that asks has just read `version` from the database, on this request. Names
+    kept from a read at that version are the names now: any change to any grant, group
+    permission or membership replaces the version in its own transaction (by trigger, so no
+    writer can forget to), with a random value no other database or earlier state shares.
+    Otherwise they are read again, with the version they were read at, in one statement (so
+    the two agree). A revocation therefore still applies to the next request on every host;
+    what is saved is the query, on every request of every user in between, and it was a
+    third of the session lookup's work in PostgreSQL."""
     kept = _NAMES.get(user_id)
-    if kept is not None and kept[0] == generation:
+    if kept is not None and kept[0] == version:
         _NAMES.move_to_end(user_id)
         return kept[1]
     cur = await conn.execute(
@@ -143,7 +144,7 @@ async def names_at(
     )
     row = await cur.fetchone()
     assert row is not None
-    read_at, names = int(row[0]), frozenset(row[1] or ())
+    read_at, names = row[0], frozenset(row[1] or ())
     _NAMES[user_id] = (read_at, names)
     _NAMES.move_to_end(user_id)
     while len(_NAMES) > NAMES_KEPT:

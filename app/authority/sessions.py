@@ -216,7 +216,7 @@ async def _found(
     if row is None:
         return None
     sess = Session(*row[:10])
-    email, role, display, must_change, mfa_on, generation = row[10:]
+    email, role, display, must_change, mfa_on, version = row[10:]
     if sess.last_seen_at <= at - TOUCH_INTERVAL:
         # Conditional, so two hosts touching at once write once (SESS-3).
         await conn.execute(
@@ -234,7 +234,7 @@ async def _found(
         must_change_password=bool(must_change),
         mfa_enabled=bool(mfa_on),
     )
-    return sess, who, await names_at(conn, sess.user_id, generation)
+    return sess, who, await names_at(conn, sess.user_id, version)
 
 
 _SELECT = (

@@ -321,7 +321,7 @@ async def lookup(
     if row is None:
         return None
     found = ApiToken(*row[:11])
-    email, role, display, must_change, mfa_on, generation = row[11:]
+    email, role, display, must_change, mfa_on, version = row[11:]
     if found.last_used_at is None or found.last_used_at <= at - TOUCH_INTERVAL:
         # Conditional, so two hosts touching at once write once.
         await conn.execute(
@@ -337,7 +337,7 @@ async def lookup(
         must_change_password=bool(must_change),
         mfa_enabled=bool(mfa_on),
     )
-    return found, who, await permissions.names_at(conn, found.user_id, generation)
+    return found, who, await permissions.names_at(conn, found.user_id, version)
 
 
 _LOOKUP = (

@@ -1,9 +1,9 @@
-"""The permission counter (migration 0014) and the names kept against it (AUTHZ-4, AUTHZ-5).
+"""The permission version (migration 0014) and the names kept against it (AUTHZ-4, AUTHZ-5).
 
-Each process keeps a user's effective permission names with the counter they were read at;
-every request reads the counter with its session. So the whole guarantee rests on one fact:
-no change to who holds what can leave the counter where it was. These tests make every kind
-of change, through the services and behind their back, and check the counter and the next
+Each process keeps a user's effective permission names with the version they were read at;
+every request reads the version with its session. So the whole guarantee rests on one fact:
+no change to who holds what can leave the version as it was. These tests make every kind of
+change, through the services and behind their back, and check the version and the next
 lookup."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.asyncio
 Conn = psycopg.AsyncConnection[Any]
 
 
-async def counter(conn: Conn) -> int:
-    return int((await (await conn.execute("SELECT n FROM keel_authz_generation")).fetchone())[0])
+async def version(conn: Conn) -> object:
+    return (await (await conn.execute("SELECT version FROM keel_authz_generation")).fetchone())[0]
 
 
 async def group(conn: Conn, name: str, *perms: str) -> int:
@@ -37,10 +37,10 @@ async def group(conn: Conn, name: str, *perms: str) -> int:
     return int(gid)
 
 
-async def test_every_kind_of_change_moves_the_counter(conn: Conn) -> None:
+async def test_every_kind_of_change_replaces_the_version(conn: Conn) -> None:
     uid, _ = await make_user(conn, password=None)
     other, _ = await make_user(conn, password=None)
-    gid = await group(conn, "counter-a", "bookings.view")
+    gid = await group(conn, "version-a", "bookings.view")
     changes: list[tuple[str, str, tuple[Any, ...]]] = [
         ("direct grant", "INSERT INTO keel_user_permissions VALUES (%s, 'bookings.view')", (uid,)),
         ("renamed grant", "UPDATE keel_user_permissions SET permission = 'bookings.change'"
@@ -59,18 +59,18 @@ async def test_every_kind_of_change_moves_the_counter(conn: Conn) -> None:
         ("members emptied", "TRUNCATE keel_group_members", ()),
     ]  # fmt: skip
     for what, statement, params in changes:
-        before = await counter(conn)
+        before = await version(conn)
         await conn.execute(statement, params)  # type: ignore[arg-type]
-        assert await counter(conn) > before, what
+        assert await version(conn) != before, what
     await conn.execute("INSERT INTO keel_user_permissions VALUES (%s, 'bookings.view')", (other,))
-    before = await counter(conn)
+    before = await version(conn)
     await conn.execute("DELETE FROM keel_users WHERE id = %s", (other,))  # its grants cascade
-    assert await counter(conn) > before, "user deleted (cascade)"
-    # A change rolled back leaves it where it was: nothing changed.
-    before = await counter(conn)
+    assert await version(conn) != before, "user deleted (cascade)"
+    # A change rolled back leaves it as it was: nothing changed.
+    before = await version(conn)
     async with conn.transaction(force_rollback=True):
         await conn.execute("INSERT INTO keel_user_permissions VALUES (%s, 'x.y')", (uid,))
-    assert await counter(conn) == before
+    assert await version(conn) == before
 
 
 async def test_the_names_are_kept_until_any_change_and_read_again_after_it(
@@ -78,7 +78,7 @@ async def test_the_names_are_kept_until_any_change_and_read_again_after_it(
 ) -> None:
     uid, _ = await make_user(conn, password=None)
     token, _s = await sessions.create(conn, user_id=uid, now=T0, absolute=ABSOLUTE)
-    gid = await group(conn, "counter-b", "bookings.view")
+    gid = await group(conn, "version-b", "bookings.view")
 
     async def names() -> frozenset[str]:
         found = await sessions.lookup_with_permissions(conn, token, now=T0, idle=IDLE)
@@ -101,14 +101,14 @@ async def test_the_names_are_kept_until_any_change_and_read_again_after_it(
             (lambda: there.execute(
                 "DELETE FROM keel_group_permissions WHERE group_id = %s", (gid,)
             ), frozenset({"customers.view"})),
-            # Someone else's change moves the counter too: the names are read again, the same.
-            (lambda: group(there, "counter-c", "customers.change"),
+            # Someone else's change replaces the version too: the names are read again, the same.
+            (lambda: group(there, "version-c", "customers.change"),
              frozenset({"customers.view"})),
         ]  # fmt: skip
         for change, expected in steps:
-            before = await counter(conn)
+            before = await version(conn)
             await change()
-            assert await counter(conn) > before
+            assert await version(conn) != before
             assert await names() == expected
     # The kept set is bounded.
     assert len(permissions._NAMES) <= permissions.NAMES_KEPT
