@@ -115,7 +115,7 @@ def effective_names_sql(user_id: str) -> str:
 
 
 # The permission version (migration 0014): a scalar subquery a lookup reads with the session.
-GENERATION_SQL = "(SELECT g.version FROM keel_authz_generation g)"
+VERSION_SQL = "(SELECT g.version FROM keel_authz_generation g)"
 # Each user's effective names, with the version they were read at (`names_at`). Bounded: the
 # least recently used user is forgotten first.
 NAMES_KEPT = 4096
@@ -140,7 +140,7 @@ async def names_at(
         _NAMES.move_to_end(user_id)
         return kept[1]
     cur = await conn.execute(
-        f"SELECT {GENERATION_SQL}, {effective_names_sql('%(u)s')}", {"u": user_id}
+        f"SELECT {VERSION_SQL}, {effective_names_sql('%(u)s')}", {"u": user_id}
     )
     row = await cur.fetchone()
     assert row is not None

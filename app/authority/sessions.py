@@ -16,7 +16,7 @@ from psycopg import sql
 
 from app import audit
 from app import audit_events as events
-from app.authority.permissions import GENERATION_SQL, names_at
+from app.authority.permissions import VERSION_SQL, names_at
 from app.authority.principal import Principal
 
 # SESS-4: the closed list of reasons (the migration's CHECK holds the same list).
@@ -139,8 +139,8 @@ async def lookup_with_permissions(
     """`lookup`, plus the user's effective permission names.
 
     One round trip answers "who is this and what may they do" for the whole request. The
-    query reads the permission counter with the session; the names are the ones kept for
-    that counter or, after any change, read again (`permissions.names_at`), so a revocation
+    query reads the permission version with the session; the names are the ones kept for
+    that version or, after any change, read again (`permissions.names_at`), so a revocation
     or a removed permission applies to the next request on every host (AUTHZ-5)."""
     if not well_formed(token):
         return None
@@ -240,7 +240,7 @@ async def _found(
 _SELECT = (
     f"SELECT {_COLUMNS}, u.email, u.role, coalesce(nullif(u.display_name, ''),"
     " nullif(u.full_name, ''), u.email), u.must_change_password,"
-    f" u.mfa_enabled_at IS NOT NULL, {GENERATION_SQL}"
+    f" u.mfa_enabled_at IS NOT NULL, {VERSION_SQL}"
     " FROM keel_sessions s JOIN keel_users u ON u.id = s.user_id"
 )
 _LOOKUP = (

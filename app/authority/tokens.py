@@ -310,7 +310,7 @@ async def lookup(
     conn: Conn, token: str, *, now: datetime | None = None, ip: str | None = None
 ) -> tuple[ApiToken, Principal, frozenset[str]] | None:
     """The live token, its active owner and the owner's effective permission names (kept
-    while the permission counter read with the token has not moved: `permissions.names_at`);
+    while the permission version read with the token is unchanged: `permissions.names_at`);
     None for an unknown, revoked or expired token or an inactive owner."""
     if not well_formed(token):
         return None
@@ -343,7 +343,7 @@ async def lookup(
 _LOOKUP = (
     f"SELECT {_COLUMNS}, u.email, u.role, coalesce(nullif(u.display_name, ''),"
     " nullif(u.full_name, ''), u.email), u.must_change_password,"
-    f" u.mfa_enabled_at IS NOT NULL, {permissions.GENERATION_SQL}"
+    f" u.mfa_enabled_at IS NOT NULL, {permissions.VERSION_SQL}"
     " FROM keel_api_tokens t JOIN keel_users u ON u.id = t.user_id"
     " WHERE t.token_hash = %s AND t.revoked_on IS NULL AND t.expires_at > %s AND u.is_active"
 )
