@@ -577,13 +577,23 @@ async def load_row_and_labels(
 
 
 def row_query(request: web.Request, bound: BoundResource, pk: Any) -> lookup.RowQuery:
-    refs = []
-    for spec in field_specs(bound):
-        target, table = fk_target(request, bound, spec)
-        if spec.widget == "autocomplete" and table is not None and spec.fk_column:
-            display = target.display_column if target else display_column_of(table)
-            refs.append(lookup.Ref(spec.name, table, display, spec.fk_column))
-    return lookup.row_query(bound, pk, refs)
+    """The record page's query for `pk`; its text is worked out once per resource (the
+    session lookup plans it and the page asks for it again: two calls a page)."""
+    found = _ROW_QUERIES.get(id(bound))
+    if found is None or found[0] is not bound:
+        refs = []
+        for spec in field_specs(bound):
+            target, table = fk_target(request, bound, spec)
+            if spec.widget == "autocomplete" and table is not None and spec.fk_column:
+                display = target.display_column if target else display_column_of(table)
+                refs.append(lookup.Ref(spec.name, table, display, spec.fk_column))
+        if len(_ROW_QUERIES) > 256:  # as _SPECS
+            _ROW_QUERIES.clear()
+        found = _ROW_QUERIES[id(bound)] = (bound, *lookup.row_shape(bound, refs))
+    return lookup.RowQuery(found[1], writes.key_params(bound, pk), found[2])
+
+
+_ROW_QUERIES: dict[int, tuple[BoundResource, Any, tuple[lookup.Ref, ...]]] = {}
 
 
 def plan_row(request: web.Request) -> prefetch.Statement | None:

@@ -177,11 +177,16 @@ def row_query(bound: BoundResource, pk: Any, refs: Sequence[Ref]) -> RowQuery:
 
     Each name is a scalar subquery on the target's key, so the page costs one round trip
     however many foreign keys it shows; a dangling or empty key names nothing (None)."""
+    query, usable = row_shape(bound, refs)
+    return RowQuery(query, writes.key_params(bound, pk), usable)
+
+
+def row_shape(bound: BoundResource, refs: Sequence[Ref]) -> tuple[sql.SQL, tuple[Ref, ...]]:
+    """`row_query`'s text and the refs it names, which depend on the resource alone."""
     usable = tuple(r for r in refs if r.table.column(r.display) and r.table.column(r.key))
     shape = tuple((r.field, r.table.schema, r.table.name, r.display, r.key) for r in usable)
     select = writes.row_select(bound.table, "t")
-    query = _row_query(bound.table.schema, bound.table.name, select, bound.key, shape)
-    return RowQuery(query, writes.key_params(bound, pk), usable)
+    return _row_query(bound.table.schema, bound.table.name, select, bound.key, shape), usable
 
 
 def read_row(
