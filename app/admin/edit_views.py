@@ -92,6 +92,11 @@ def path_key(bound: BoundResource, raw: str) -> Any:
             why=bound.read_only_reason or "it has no primary key",
             fix=f"use the list at /admin/{bound.slug}/",
         )
+    if not bound.composite:  # the common case, on every record page: one value, as it is
+        try:
+            return forms.parse_key(bound.column(bound.key[0]), raw)  # type: ignore[arg-type]
+        except forms.FieldError as exc:
+            raise Invalid(f"{bound.title}: {exc}; the address names no record.") from None
     parts = rowkey.split_key(raw, len(bound.key))
     if parts is None:
         raise Invalid(

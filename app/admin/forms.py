@@ -523,11 +523,14 @@ def format_value(spec: FieldSpec, value: object) -> str:
     return str(value)
 
 
+_WHOLE = re.compile(r"-?\d{1,19}")
+
+
 def parse_key(column: ColumnLike, text: str) -> Any:
     """A primary key from a URL or a form, typed by its column (SEC-3); FieldError otherwise."""
     t = column.type_name
     if t in INT_RANGES:
-        if not re.fullmatch(r"-?\d{1,19}", text):
+        if not _WHOLE.fullmatch(text):
             raise FieldError(f"{text[:40]!r} is not a whole number")
         value = int(text)
         lo, hi = INT_RANGES[t]
