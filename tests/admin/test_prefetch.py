@@ -36,6 +36,11 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return seen
 
 
+@pytest.fixture
+async def admin(client: Any, database_url: str, secret_key: str, seeded: Any) -> Browser:
+    return await sign_in(client, database_url, secret_key, role="administrator")
+
+
 async def test_a_record_page_shows_the_row_read_with_the_session(
     client: Any, database_url: str, secret_key: str, seeded: Any, taken: list[bool]
 ) -> None:
@@ -68,9 +73,8 @@ async def test_a_session_that_is_not_live_gets_no_row(
 
 
 async def test_a_missing_record_is_a_404_and_a_deleted_one_too(
-    client: Any, database_url: str, secret_key: str, seeded: Any, taken: list[bool]
+    admin: Browser, database_url: str, taken: list[bool]
 ) -> None:
-    admin = await sign_in(client, database_url, secret_key, role="administrator")
     resp = await admin.get("/admin/bookings/99999/")
     assert resp.status == 404 and "does not exist" in await resp.text()
     assert (await admin.get("/admin/bookings/12/")).status == 200
@@ -80,9 +84,8 @@ async def test_a_missing_record_is_a_404_and_a_deleted_one_too(
 
 
 async def test_an_address_that_names_no_record_plans_nothing(
-    client: Any, database_url: str, secret_key: str, seeded: Any, taken: list[bool]
+    admin: Browser, taken: list[bool]
 ) -> None:
-    admin = await sign_in(client, database_url, secret_key, role="administrator")
     resp = await admin.get("/admin/bookings/not-a-number/")
     assert resp.status == 400 and "names no record" in await resp.text()
     assert (await admin.get("/admin/no-such-thing/1/")).status == 404
