@@ -18,6 +18,7 @@ from app import audit
 from app import audit_events as events
 from app.authority.permissions import VERSION_SQL, names_at
 from app.authority.principal import Principal
+from app.db.pool import Query
 
 # SESS-4: the closed list of reasons (the migration's CHECK holds the same list).
 REASONS = frozenset(
@@ -43,7 +44,6 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _UA_MAX = 300
 
 Conn = psycopg.AsyncConnection[Any]
-Query = str | bytes | sql.SQL | sql.Composed
 
 
 def new_token() -> str:

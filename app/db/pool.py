@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
@@ -106,6 +107,8 @@ async def connect(
 
 
 Conn = psycopg.AsyncConnection[Any]
+# What `execute` takes (psycopg.abc.Query less the template strings it does not).
+Query = str | bytes | sql.SQL | sql.Composed
 
 
 class Held:

@@ -20,10 +20,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-from psycopg import sql
 
-# What `execute` takes (psycopg.abc.Query less the template strings it does not).
-Query = str | bytes | sql.SQL | sql.Composed
+from app.db.pool import Query
+
 # A statement and its named parameters, compared by value: the handler's and the plan's must
 # be equal for the kept row to be used.
 Statement = tuple[Query, Mapping[str, Any]]
