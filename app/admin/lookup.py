@@ -213,7 +213,9 @@ def _row_query(
 ) -> sql.SQL:
     """Built once per resource: composing SQL costs more than running this query."""
     names = [
-        sql.SQL(", (SELECT {}::text FROM {} AS r WHERE r.{} = t.{})").format(
+        # Every column qualified: joined to the session lookup (app/web/prefetch.py), a name
+        # the target no longer has would otherwise be found among the session's columns.
+        sql.SQL(", (SELECT r.{}::text FROM {} AS r WHERE r.{} = t.{})").format(
             sql.Identifier(display),
             sql.Identifier(tschema, tname),
             sql.Identifier(key),

@@ -136,7 +136,8 @@ async def names_at(
     what is saved is the query, on every request of every user in between, and it was a
     third of the session lookup's work in PostgreSQL."""
     kept = _NAMES.get(user_id)
-    if kept is not None and kept[0] == version:
+    # No version (its row deleted by hand): nothing can be kept against it, read every time.
+    if kept is not None and version is not None and kept[0] == version:
         _NAMES.move_to_end(user_id)
         return kept[1]
     cur = await conn.execute(

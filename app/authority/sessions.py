@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 from collections import defaultdict
@@ -44,6 +45,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _UA_MAX = 300
 
 Conn = psycopg.AsyncConnection[Any]
+log = logging.getLogger("keel.auth")
 
 
 def new_token() -> str:
@@ -175,9 +177,13 @@ async def lookup_along(
     try:
         cur = await conn.execute(_joined(query), {**params, **bound})
         row = await cur.fetchone()
-    except psycopg.Error:
-        if conn.closed or conn.broken:
-            raise  # the database went away: the same error the plain lookup would meet
+    except psycopg.Error as exc:
+        if conn.closed or conn.broken or isinstance(exc, psycopg.errors.QueryCanceled):
+            # The database went away, or the statement ran out of time: the same error the
+            # plain lookup would meet, without waiting twice for it.
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("the page's first query failed with the session lookup: %s", first)
         return await lookup_with_permissions(conn, token, now=at, idle=idle), None
     if row is None:
         return None, None

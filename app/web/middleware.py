@@ -255,7 +255,8 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
             request, 503, _TITLES[503],
             "A table this page reads has changed since the server started.",
             why="Keel reads the tables' columns when it starts; one of them is no longer there.",
-            fix="run `keel doctor` to see what differs from the declarations, then restart Keel",
+            fix="run `keel doctor` to see what differs (a migration not applied, a column"
+            " dropped), then `keel migrate` or restart Keel",
         )  # fmt: skip
     except psycopg.OperationalError as exc:
         # The connection broke under a request in flight (PostgreSQL stopped, restarted or

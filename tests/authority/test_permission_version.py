@@ -8,13 +8,17 @@ lookup."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from app import audit
 from app.authority import permissions, sessions
+from app.db import migrate as migrations
 from tests.authority.conftest import make_user
 from tests.authority.test_sessions import ABSOLUTE, IDLE, T0
 
@@ -112,3 +116,55 @@ async def test_the_names_are_kept_until_any_change_and_read_again_after_it(
             assert await names() == expected
     # The kept set is bounded.
     assert len(permissions._NAMES) <= permissions.NAMES_KEPT
+
+
+async def test_the_trigger_takes_the_audit_chain_lock_first() -> None:
+    """The migration names the audit chain's lock by number: it must be audit.CHAIN_LOCK."""
+    text = (
+        Path(migrations.__file__).parent / "migrations" / "0014_authz_generation.sql"
+    ).read_text()
+    assert f"pg_advisory_xact_lock({audit.CHAIN_LOCK})" in text
+
+
+async def test_auditing_first_and_changing_first_do_not_deadlock(database_url: str) -> None:
+    """Deleting a user audits (revoking its sessions) before its grants go; granting changes
+    first and audits after. Both orders at once: each waits its turn, neither deadlocks."""
+    async with (
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as setup,
+        await psycopg.AsyncConnection.connect(database_url) as first,
+        await psycopg.AsyncConnection.connect(database_url) as second,
+    ):
+        uid, _ = await make_user(setup, password=None)
+        other, _ = await make_user(setup, password=None)
+        # `first` audits, as the revocation writer would, then changes a grant.
+        await first.execute("SELECT pg_advisory_xact_lock(%s)", (audit.CHAIN_LOCK,))
+        # `second` changes a grant, then audits: its change waits for `first`'s audit lock.
+        changing = asyncio.ensure_future(
+            second.execute(
+                "INSERT INTO keel_user_permissions VALUES (%s, 'bookings.view')", (other,)
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not changing.done()
+        await first.execute(
+            "INSERT INTO keel_user_permissions VALUES (%s, 'bookings.view')", (uid,)
+        )
+        await first.commit()
+        await asyncio.wait_for(changing, 5)
+        await second.execute("SELECT pg_advisory_xact_lock(%s)", (audit.CHAIN_LOCK,))
+        await second.commit()
+
+
+async def test_without_a_version_the_names_are_read_every_time(conn: Conn) -> None:
+    """The version's row deleted by hand: nothing is kept against a missing version."""
+    uid, _ = await make_user(conn, password=None)
+    token, _s = await sessions.create(conn, user_id=uid, now=T0, absolute=ABSOLUTE)
+    await conn.execute("DELETE FROM keel_authz_generation")
+    try:
+        found = await sessions.lookup_with_permissions(conn, token, now=T0, idle=IDLE)
+        assert found is not None and found[2] == frozenset()
+        await conn.execute("INSERT INTO keel_user_permissions VALUES (%s, 'bookings.view')", (uid,))
+        found = await sessions.lookup_with_permissions(conn, token, now=T0, idle=IDLE)
+        assert found is not None and found[2] == {"bookings.view"}
+    finally:
+        await conn.execute("INSERT INTO keel_authz_generation (only_row) VALUES (true)")

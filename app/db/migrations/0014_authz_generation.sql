@@ -12,8 +12,13 @@ CREATE TABLE keel_authz_generation (
 );
 INSERT INTO keel_authz_generation (only_row) VALUES (true);
 
+-- The audit chain's advisory lock (app/audit.py CHAIN_LOCK, "keelaudt") is taken first: every
+-- change of a permission is audited in its transaction, and a transaction that audits before
+-- it changes a permission (deleting a user) and one that does it the other way round
+-- (granting one) must take the two locks in the same order, or they could deadlock.
 CREATE FUNCTION keel_authz_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock(7738703050872022132);
     UPDATE keel_authz_generation SET version = gen_random_uuid();
     RETURN NULL;
 END
@@ -28,3 +33,7 @@ CREATE TRIGGER keel_group_permissions_changed
 CREATE TRIGGER keel_group_members_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON keel_group_members
     FOR EACH STATEMENT EXECUTE FUNCTION keel_authz_changed();
+-- Also when rows are applied as a replica (logical replication, session_replication_role).
+ALTER TABLE keel_user_permissions ENABLE ALWAYS TRIGGER keel_user_permissions_changed;
+ALTER TABLE keel_group_permissions ENABLE ALWAYS TRIGGER keel_group_permissions_changed;
+ALTER TABLE keel_group_members ENABLE ALWAYS TRIGGER keel_group_members_changed;
