@@ -144,8 +144,9 @@ async def can(request: web.Request, perm: str) -> bool:
 
     The same rule as `roles.can`: `user` never, administrators and developers always, others
     when they hold it directly or through a group. The names come from the session lookup of
-    this very request (AUTHZ-5: read fresh per request, never kept across requests); a request
-    without them (no session middleware) reads them once and keeps them for itself."""
+    this very request (AUTHZ-5: valid for the permission version that lookup read, so a
+    change applies to the next request); a request without them (no session middleware)
+    reads them once and keeps them for itself."""
     who = principal(request)
     if who is None or not who.enters_admin:
         return False

@@ -73,8 +73,9 @@ def _under(path: str, prefixes: tuple[str, ...]) -> bool:
 
 @web.middleware
 async def session_actor(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Look the cookie up on every request (AUTHZ-5: no cache, so a revocation or a role
-    change made on any host applies to the very next request here)."""
+    """Look the cookie up on every request (AUTHZ-5: the session, the role and the permission
+    version are read each time, so a revocation or a role change made on any host applies to
+    the very next request here)."""
     token = None
     bearer_token = bearer.sent_token(request)
     if bearer_token is not None:
