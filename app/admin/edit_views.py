@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -179,27 +179,43 @@ def breadcrumbs(bound: BoundResource, back: str, *tail: dict[str, Any]) -> list[
 
 def field_specs(bound: BoundResource) -> tuple[forms.FieldSpec, ...]:
     """The form's fields: built once per resource (declarations and catalog are fixed)."""
-    found = _SPECS.get(id(bound))
-    if found is not None and found[0] is bound:
-        return found[1]
+    return per_resource(_SPECS, bound, _build_specs, bound)
+
+
+def _build_specs(bound: BoundResource) -> tuple[forms.FieldSpec, ...]:
     r = bound.resource
-    order = [n for _t, names in r.fieldsets for n in names]
-    specs = forms.build_fields(
+    return forms.build_fields(
         bound.table.columns,
         readonly_fields=r.readonly_fields,
         labels={c.name: bound.label(c.name) for c in bound.table.columns},
         help_texts=r.help_texts,
         widgets=r.widgets,
-        order=order,
+        order=[n for _t, names in r.fieldsets for n in names],
         keel_filled=writes.keel_filled(bound.table),
     )
-    if len(_SPECS) > 256:  # one entry per resource of each application; tests build many
-        _SPECS.clear()
-    _SPECS[id(bound)] = (bound, specs)
-    return specs
 
 
 _SPECS: dict[int, tuple[BoundResource, tuple[forms.FieldSpec, ...]]] = {}
+_T = TypeVar("_T")
+
+
+def per_resource(
+    kept: dict[int, tuple[BoundResource, _T]],
+    bound: BoundResource,
+    build: Callable[..., _T],
+    *args: Any,
+) -> _T:
+    """`build(*args)`, once per resource: kept by the resource's identity (the entry holds it,
+    so the id cannot be reused while it is kept), a few hundred at most (tests build many).
+    Called on every page, so nothing is made before the kept value is found."""
+    found = kept.get(id(bound))
+    if found is not None and found[0] is bound:
+        return found[1]
+    if len(kept) > 256:
+        kept.clear()
+    value = build(*args)
+    kept[id(bound)] = (bound, value)
+    return value
 
 
 def grouped(bound: BoundResource, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -584,21 +600,23 @@ async def load_row_and_labels(
 def row_query(request: web.Request, bound: BoundResource, pk: Any) -> lookup.RowQuery:
     """The record page's query for `pk`; its text is worked out once per resource (the
     session lookup plans it and the page asks for it again: two calls a page)."""
-    found = _ROW_QUERIES.get(id(bound))
-    if found is None or found[0] is not bound:
-        refs = []
-        for spec in field_specs(bound):
-            target, table = fk_target(request, bound, spec)
-            if spec.widget == "autocomplete" and table is not None and spec.fk_column:
-                display = target.display_column if target else display_column_of(table)
-                refs.append(lookup.Ref(spec.name, table, display, spec.fk_column))
-        if len(_ROW_QUERIES) > 256:  # as _SPECS
-            _ROW_QUERIES.clear()
-        found = _ROW_QUERIES[id(bound)] = (bound, *lookup.row_shape(bound, refs))
-    return lookup.RowQuery(found[1], writes.key_params(bound, pk), found[2])
+    query, refs = per_resource(_ROW_QUERIES, bound, _build_row_shape, request, bound)
+    return lookup.RowQuery(query, writes.key_params(bound, pk), refs)
 
 
-_ROW_QUERIES: dict[int, tuple[BoundResource, Any, tuple[lookup.Ref, ...]]] = {}
+def _build_row_shape(
+    request: web.Request, bound: BoundResource
+) -> tuple[Any, tuple[lookup.Ref, ...]]:
+    refs = []
+    for spec in field_specs(bound):
+        target, table = fk_target(request, bound, spec)
+        if spec.widget == "autocomplete" and table is not None and spec.fk_column:
+            display = target.display_column if target else display_column_of(table)
+            refs.append(lookup.Ref(spec.name, table, display, spec.fk_column))
+    return lookup.row_shape(bound, refs)
+
+
+_ROW_QUERIES: dict[int, tuple[BoundResource, tuple[Any, tuple[lookup.Ref, ...]]]] = {}
 
 
 def plan_row(request: web.Request) -> prefetch.Statement | None:

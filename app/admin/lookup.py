@@ -161,7 +161,7 @@ class Ref:
 
 @dataclass(frozen=True)
 class RowQuery:
-    """The edit page's one query: the row and its foreign keys' names (`row_query`)."""
+    """The edit page's one query for one key: `row_shape`'s text with the key's parameters."""
 
     query: sql.SQL
     params: dict[str, Any]
@@ -172,17 +172,12 @@ class RowQuery:
         return self.query, self.params
 
 
-def row_query(bound: BoundResource, pk: Any, refs: Sequence[Ref]) -> RowQuery:
-    """The row (as `writes.fetch_row` reads it) and, per FK field, its target's name: one query.
+def row_shape(bound: BoundResource, refs: Sequence[Ref]) -> tuple[sql.SQL, tuple[Ref, ...]]:
+    """The text of the query for a row (as `writes.fetch_row` reads it) and, per FK field, its
+    target's name, with the refs it names; both depend on the resource alone.
 
     Each name is a scalar subquery on the target's key, so the page costs one round trip
     however many foreign keys it shows; a dangling or empty key names nothing (None)."""
-    query, usable = row_shape(bound, refs)
-    return RowQuery(query, writes.key_params(bound, pk), usable)
-
-
-def row_shape(bound: BoundResource, refs: Sequence[Ref]) -> tuple[sql.SQL, tuple[Ref, ...]]:
-    """`row_query`'s text and the refs it names, which depend on the resource alone."""
     usable = tuple(r for r in refs if r.table.column(r.display) and r.table.column(r.key))
     shape = tuple((r.field, r.table.schema, r.table.name, r.display, r.key) for r in usable)
     select = writes.row_select(bound.table, "t")
