@@ -50,19 +50,26 @@ def artifact_build_id(artifact: Path) -> str:
         return str(json.loads(zf.read("site-packages/app/_build_info.json"))["build_id"])
 
 
+@pytest.fixture(scope="module")
+def unpacked_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One extraction root for the tests that only run the artifact: unpacking it costs more
+    CPU than a run. Tests about extraction and pruning pass a root of their own."""
+    return tmp_path_factory.mktemp("shiv")
+
+
 @pytest.fixture
-def run_artifact(artifact: Path, host_python: Path, tmp_path: Path) -> Runner:
+def run_artifact(artifact: Path, host_python: Path, unpacked_root: Path, tmp_path: Path) -> Runner:
     """Run the artifact from outside the repository with a minimal environment."""
     home = tmp_path / "home"
     home.mkdir()
 
     def run(
-        *args: str, shiv_root: Path | None = None, **extra_env: str
+        *args: str, shiv_root: Path = unpacked_root, **extra_env: str
     ) -> subprocess.CompletedProcess[str]:
         env = {
             "PATH": f"{host_python}:/usr/bin:/bin",
             "HOME": str(home),
-            "SHIV_ROOT": str(shiv_root or tmp_path / "shiv"),
+            "SHIV_ROOT": str(shiv_root),
             **extra_env,
         }
         return subprocess.run(
@@ -196,8 +203,8 @@ def test_starting_removes_other_builds_but_not_busy_or_current_ones(
     marker = os.open(busy / extraction.IN_USE_MARKER, os.O_RDONLY | os.O_CREAT)
     try:
         fcntl.flock(marker, fcntl.LOCK_SH)
-        first = run_artifact("version")
-        second = run_artifact("version")
+        first = run_artifact("version", shiv_root=root)
+        second = run_artifact("version", shiv_root=root)
     finally:
         os.close(marker)
     assert first.returncode == 0, first.stderr
@@ -278,7 +285,12 @@ def test_prune_keeps_other_names_and_non_build_directories(shiv_root: Path) -> N
 
 
 def test_artifact_migrates_and_serves_from_the_file_alone(
-    artifact: Path, host_python: Path, tmp_path: Path, empty_database_url: str, secret_key: str
+    artifact: Path,
+    host_python: Path,
+    unpacked_root: Path,
+    tmp_path: Path,
+    empty_database_url: str,
+    secret_key: str,
 ) -> None:
     """OPS-7: `keel migrate` and `keel serve` work from dist/keel with no project on the path."""
     import signal
@@ -289,7 +301,7 @@ def test_artifact_migrates_and_serves_from_the_file_alone(
     env = {
         "PATH": f"{host_python}:/usr/bin:/bin",
         "HOME": str(tmp_path),
-        "SHIV_ROOT": str(tmp_path / "shiv"),
+        "SHIV_ROOT": str(unpacked_root),
         "DATABASE_URL": empty_database_url,
         "KEEL_SECRET_KEY": secret_key,
     }

@@ -20,6 +20,7 @@ import tempfile
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -100,14 +101,14 @@ def shiv_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("shiv")
 
 
-@pytest.fixture
-def run(host_python: Path, shiv_root: Path, tmp_path: Path) -> Runner:
-    """Run an executable as on a fresh host: a bare Python, nothing of the repository."""
-    home = tmp_path / "home"
+def runner(host_python: Path, shiv_root: Path, workdir: Path) -> Runner:
+    """Run an executable as on a fresh host: a bare Python, nothing of the repository; HOME
+    and the default working directory in workdir."""
+    home = workdir / "home"
     home.mkdir()
 
-    def runner(
-        exe: Path, *args: str, cwd: Path = tmp_path, root: Path = shiv_root, **extra: str
+    def run(
+        exe: Path, *args: str, cwd: Path = workdir, root: Path = shiv_root, **extra: str
     ) -> subprocess.CompletedProcess[str]:
         env = {
             "PATH": f"{host_python}:/usr/bin:/bin",
@@ -124,7 +125,12 @@ def run(host_python: Path, shiv_root: Path, tmp_path: Path) -> Runner:
             timeout=RUN_TIMEOUT,
         )
 
-    return runner
+    return run
+
+
+@pytest.fixture
+def run(host_python: Path, shiv_root: Path, tmp_path: Path) -> Runner:
+    return runner(host_python, shiv_root, tmp_path)
 
 
 @pytest.fixture
@@ -134,6 +140,7 @@ def keel_exe(keel_artifact: tuple[Path, str]) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
+    """PROJECT in the test's own directory, for tests that change it."""
     return write_project(tmp_path / "acme-project")
 
 
@@ -143,15 +150,42 @@ def build(run: Runner, keel_exe: Path, project: Path, output: Path) -> Path:
     return output
 
 
+@dataclass(frozen=True)
+class Built:
+    """PROJECT (never changed) and the site's executable that dist/keel built from it."""
+
+    project: Path
+    output: Path
+    result: subprocess.CompletedProcess[str]  # what `keel build` printed
+
+
+@pytest.fixture(scope="module")
+def prebuilt(
+    host_python: Path,
+    shiv_root: Path,
+    keel_artifact: tuple[Path, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Built:
+    """PROJECT built once for the module: a build costs two Python starts (the executable and
+    the child that imports the declarations). Tests only read the project and the result;
+    tests that change a project build their own."""
+    base = tmp_path_factory.mktemp("built")
+    project = write_project(base / "acme-project")
+    output = base / "one" / "acme"
+    result = runner(host_python, shiv_root, base)(
+        keel_artifact[0], "build", str(project), "-o", str(output)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return Built(project, output, result)
+
+
 # -- a good build -----------------------------------------------------------------------------
 
 
 def test_build_embeds_the_site_and_is_byte_identical(
-    run: Runner, keel_exe: Path, project: Path, tmp_path: Path
+    run: Runner, keel_exe: Path, prebuilt: Built, project: Path, tmp_path: Path
 ) -> None:
-    first = tmp_path / "one" / "acme"
-    result = run(keel_exe, "build", str(project), "-o", str(first))
-    assert result.returncode == 0, result.stdout + result.stderr
+    first, result = prebuilt.output, prebuilt.result
     info = zip_json(first, INFO)
     base_info = zip_json(keel_exe, INFO)
     # The summary: name, version, build id, size, checksum.
@@ -162,18 +196,21 @@ def test_build_embeds_the_site_and_is_byte_identical(
     assert os.access(first, os.X_OK)
 
     # Same project, another output path: the same bytes.
-    second = build(run, keel_exe, project, tmp_path / "two" / "acme")
+    second = build(run, keel_exe, prebuilt.project, tmp_path / "two" / "acme")
     assert sha256(second) == sha256(first)
-    # DIR defaults to the current directory and -o to ./dist/<site name>.
+    # DIR defaults to the current directory and -o to ./dist/<site name>; the same files in
+    # another directory give the same bytes.
     default = run(keel_exe, "build", cwd=project)
     assert default.returncode == 0, default.stderr
     assert sha256(project / "dist" / "acme") == sha256(first)
     shutil.rmtree(project / "dist")
-    # Checking the declarations imported them without writing bytecode into the project.
-    assert [p.name for p in (project / "__pycache__").iterdir()] == ["resources.cpython-311.pyc"]
     # The site's executable can build the same project again: still the same bytes.
-    again = build(run, first, project, tmp_path / "three" / "acme")
+    again = build(run, first, prebuilt.project, tmp_path / "three" / "acme")
     assert sha256(again) == sha256(first)
+    # Checking the declarations imported them without writing bytecode into the project.
+    for checked in (prebuilt.project, project):
+        pycache = [p.name for p in (checked / "__pycache__").iterdir()]
+        assert pycache == ["resources.cpython-311.pyc"], checked
 
     # What changed against Keel's executable: the site's files and the two build records.
     with zipfile.ZipFile(keel_exe) as base, zipfile.ZipFile(first) as built:
@@ -193,7 +230,7 @@ def test_build_embeds_the_site_and_is_byte_identical(
             )
         assert built.namelist() == sorted(built.namelist())
         for rel in EMBEDDED:
-            assert built.read(EMBED + rel) == (project / rel).read_bytes()
+            assert built.read(EMBED + rel) == (prebuilt.project / rel).read_bytes()
             entry = built.getinfo(EMBED + rel)
             assert entry.external_attr >> 16 == stat.S_IFREG | 0o644
             # Stored: the bytes do not depend on the building host's zlib.
@@ -219,9 +256,9 @@ def test_build_embeds_the_site_and_is_byte_identical(
 
 
 def test_a_changed_template_gives_another_build_id_and_extraction_directory(
-    run: Runner, keel_exe: Path, project: Path, tmp_path: Path
+    run: Runner, keel_exe: Path, prebuilt: Built, project: Path, tmp_path: Path
 ) -> None:
-    old = build(run, keel_exe, project, tmp_path / "old" / "acme")
+    old = prebuilt.output  # PROJECT, as `project` holds it before the change
     (project / "templates/acme/note.html").write_text("<p>Version two.</p>\n", encoding="utf-8")
     new = build(run, keel_exe, project, tmp_path / "new" / "acme")
     old_id, new_id = zip_json(old, INFO)["build_id"], zip_json(new, INFO)["build_id"]
@@ -242,13 +279,13 @@ def test_a_changed_template_gives_another_build_id_and_extraction_directory(
 def test_the_built_site_migrates_and_shows_itself_on_the_status_page(
     run: Runner,
     host_python: Path,
-    keel_exe: Path,
-    project: Path,
+    shiv_root: Path,
+    prebuilt: Built,
     tmp_path: Path,
     empty_database_url: str,
     secret_key: str,
 ) -> None:
-    acme = build(run, keel_exe, project, tmp_path / "out" / "acme")
+    acme = prebuilt.output
     build_id = zip_json(acme, INFO)["build_id"]
     env = {"DATABASE_URL": empty_database_url, "KEEL_SECRET_KEY": secret_key}
     migrated = run(acme, "migrate", **env)
@@ -272,7 +309,7 @@ def test_the_built_site_migrates_and_shows_itself_on_the_status_page(
         env={
             "PATH": f"{host_python}:/usr/bin:/bin",
             "HOME": str(tmp_path),
-            "SHIV_ROOT": str(tmp_path / "shiv"),
+            "SHIV_ROOT": str(shiv_root),  # where `migrate` just unpacked it
             **env,
         },
         stdout=subprocess.PIPE,
@@ -293,14 +330,14 @@ def test_the_built_site_migrates_and_shows_itself_on_the_status_page(
 
 
 def test_keel_build_finds_its_executable_through_a_relative_symlink(
-    run: Runner, keel_exe: Path, project: Path, tmp_path: Path
+    run: Runner, keel_exe: Path, prebuilt: Built, tmp_path: Path
 ) -> None:
     """shiv opens sys.argv[0]; `keel build` must find the same file however it was started."""
     tools = tmp_path / "tools"
     tools.mkdir()
     (tools / "keel-current").symlink_to(keel_exe)
-    direct = build(run, keel_exe, project, tmp_path / "direct" / "acme")
-    result = run(Path("tools/keel-current"), "build", str(project), "-o", "via-link/acme")
+    direct = prebuilt.output  # built by running keel_exe by its path
+    result = run(Path("tools/keel-current"), "build", str(prebuilt.project), "-o", "via-link/acme")
     assert result.returncode == 0, result.stdout + result.stderr
     assert sha256(tmp_path / "via-link" / "acme") == sha256(direct)
 
@@ -417,10 +454,12 @@ def test_output_that_is_a_directory_is_refused(
     assert list(target.iterdir()) == []
 
 
-@pytest.fixture
-def unprivileged(keel_exe: Path) -> Iterator[tuple[Path, list[str]]]:
+@pytest.fixture(scope="module")
+def unprivileged(keel_artifact: tuple[Path, str]) -> Iterator[tuple[Path, list[str]]]:
     """A world-readable scratch directory holding dist/keel, and the command prefix that runs
-    it as a user without root's power to read anything (permissions mean nothing to root)."""
+    it as a user without root's power to read anything (permissions mean nothing to root).
+    One for the module: the cases share the copy and its extraction under home/shiv."""
+    keel_exe = keel_artifact[0]
     scratch = Path(tempfile.mkdtemp(prefix="keel-sitebuild-"))
     try:
         scratch.chmod(0o755)
@@ -467,7 +506,10 @@ def test_an_unreadable_project_is_explained_and_nothing_is_written(
     what: str, expected: str, unprivileged: tuple[Path, list[str]]
 ) -> None:
     scratch, prefix = unprivileged
-    project = write_project(scratch / "acme")
+    case = scratch / what  # each case's own project and output directory
+    case.mkdir(mode=0o755)
+    case.chmod(0o755)
+    project = write_project(case / "acme")
     for path in [project, *project.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     if what == "directory":
@@ -475,8 +517,8 @@ def test_an_unreadable_project_is_explained_and_nothing_is_written(
     else:
         (project / "templates/acme/note.html").chmod(0o000)
     result = subprocess.run(
-        [*prefix, str(scratch / "keel"), "build", str(project), "-o", str(scratch / "out/acme")],
-        cwd=scratch,
+        [*prefix, str(scratch / "keel"), "build", str(project), "-o", str(case / "out/acme")],
+        cwd=case,
         env={
             "PATH": f"{scratch / 'bin'}:/usr/bin:/bin",
             "HOME": str(scratch / "home"),
@@ -490,7 +532,7 @@ def test_an_unreadable_project_is_explained_and_nothing_is_written(
     assert_no_traceback(result)
     assert "Problem: cannot read" in result.stderr and "Fix:" in result.stderr
     assert "read access" in result.stderr
-    assert not (scratch / "out").exists()
+    assert not (case / "out").exists()
 
 
 # -- from a checkout ----------------------------------------------------------------------------
@@ -505,7 +547,7 @@ def test_keel_build_from_a_checkout_says_what_to_run(project: Path) -> None:
 
 
 def test_build_py_site_gives_the_same_executable_as_keel_build(
-    run: Runner, keel_exe: Path, project: Path, tmp_path: Path
+    keel_exe: Path, prebuilt: Built, tmp_path: Path
 ) -> None:
     """`build.py --site DIR` in a copy of the checkout in another directory: dist/keel with the
     very bytes of the run's dist/keel (the reproducibility check for Keel's own build, kept
@@ -518,7 +560,7 @@ def test_build_py_site_gives_the_same_executable_as_keel_build(
     for name in ("build.py", "build-requirements.txt"):
         shutil.copy2(ROOT / name, copy / name)
     result = subprocess.run(
-        [sys.executable, str(copy / "build.py"), "--site", str(project)],
+        [sys.executable, str(copy / "build.py"), "--site", str(prebuilt.project)],
         cwd=copy,
         capture_output=True,
         text=True,
@@ -526,12 +568,11 @@ def test_build_py_site_gives_the_same_executable_as_keel_build(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert sha256(copy / "dist" / "keel") == sha256(keel_exe)
-    expected = build(run, keel_exe, project, tmp_path / "out" / "acme")
-    assert sha256(copy / "dist" / "acme") == sha256(expected)
+    assert sha256(copy / "dist" / "acme") == sha256(prebuilt.output)
     assert f"Built {copy / 'dist' / 'acme'}" in result.stdout
 
     refused = subprocess.run(
-        [sys.executable, str(copy / "build.py"), "--site", str(project / "nowhere")],
+        [sys.executable, str(copy / "build.py"), "--site", str(tmp_path / "nowhere")],
         cwd=copy,
         capture_output=True,
         text=True,

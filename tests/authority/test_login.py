@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +14,9 @@ import pytest
 from app.audit import Context
 from app.authority import login, sessions
 from app.authority.passwords import Hasher
-from tests.authority.conftest import DEFAULT_PASSWORD, make_user
+from tests.authority.conftest import DEFAULT_PASSWORD
+from tests.authority.conftest import make_user as make_user_row
+from tests.helpers import cheap_hasher
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 ABSOLUTE = 43200.0
@@ -23,6 +26,46 @@ ABSOLUTE = 43200.0
 def web_ctx(ctx: Context) -> Context:
     """An anonymous request's context: who is unknown until the password is checked."""
     return replace(ctx, os_actor=None, argv=(), ip="203.0.113.50", user_agent="Firefox/128")
+
+
+@pytest.fixture
+async def hasher() -> AsyncIterator[Hasher]:
+    """Cheap Argon2id (tests.helpers.CHEAP_HASHING): these tests are about throttles, sessions
+    and audit rows, not hashing cost, which tests/authority/test_passwords.py checks at the
+    production parameters (its dummy-verify timing included). Sign-ins here verify users made
+    by `make_user` below with these same parameters, so none is rehashed by the way."""
+    h = cheap_hasher()
+    yield h
+    h.close()
+
+
+@pytest.fixture
+async def production_hasher() -> AsyncIterator[Hasher]:
+    """The production parameters (LOGIN-5), for the one test of upgrading to them."""
+    h = Hasher()
+    yield h
+    h.close()
+
+
+async def make_user(
+    conn_or_url: psycopg.AsyncConnection[Any] | str,
+    hasher: Hasher,
+    *,
+    email: str,
+    active: bool = True,
+    password: str = DEFAULT_PASSWORD,
+) -> tuple[int, str]:
+    """The authority conftest's user row, its password hashed with `hasher` (not at production
+    cost): (id, password)."""
+    if isinstance(conn_or_url, str):
+        async with await psycopg.AsyncConnection.connect(conn_or_url, autocommit=True) as c:
+            return await make_user(c, hasher, email=email, active=active, password=password)
+    uid, _ = await make_user_row(conn_or_url, email=email, active=active, password=None)
+    await conn_or_url.execute(
+        "UPDATE keel_users SET password_hash = %s WHERE id = %s",
+        (await hasher.hash(password), uid),
+    )
+    return uid, password
 
 
 async def _try(conn, ctx, hasher, email, password, at=T0) -> login.LoginResult:
@@ -41,7 +84,7 @@ async def _audit(conn: psycopg.AsyncConnection[Any]) -> list[tuple[str, str | No
 
 async def test_success_creates_a_session_and_audits_it(conn, web_ctx, hasher) -> None:
     """LOGIN-4: login_succeeded, with the new session id on the row."""
-    uid, pw = await make_user(conn, email="ann@example.com")
+    uid, pw = await make_user(conn, hasher, email="ann@example.com")
     result = await _try(conn, web_ctx, hasher, "  Ann@Example.COM ", pw)
     assert result.ok and result.token and result.session and result.session.user_id == uid
     found = await sessions.lookup(conn, result.token, now=T0, idle=1800)
@@ -56,9 +99,9 @@ async def test_success_creates_a_session_and_audits_it(conn, web_ctx, hasher) ->
 
 async def test_every_failure_cause_returns_the_same_shape(conn, web_ctx, hasher) -> None:
     """LOGIN-1, LOGIN-4: unknown email → no audit row; the others → login_failed(reason)."""
-    _, pw = await make_user(conn, email="known@example.com")
-    await make_user(conn, email="gone@example.com", active=False)
-    locked, _ = await make_user(conn, email="locked@example.com")
+    _, pw = await make_user(conn, hasher, email="known@example.com")
+    await make_user(conn, hasher, email="gone@example.com", active=False)
+    locked, _ = await make_user(conn, hasher, email="locked@example.com")
     await conn.execute(
         "UPDATE keel_users SET locked_until = %s WHERE id = %s", (T0 + timedelta(hours=1), locked)
     )
@@ -102,7 +145,7 @@ async def test_hostile_emails_fail_like_unknown_ones(conn, web_ctx, hasher, emai
 
 async def test_five_failures_in_ten_minutes_lock_for_fifteen(conn, web_ctx, hasher) -> None:
     """LOGIN-2: the lock is checked before verifying, so the right password is refused too."""
-    uid, pw = await make_user(conn, email="bob@example.com")
+    uid, pw = await make_user(conn, hasher, email="bob@example.com")
     for i in range(5):
         r = await _try(conn, web_ctx, hasher, "bob@example.com", "nope", T0 + timedelta(minutes=i))
         assert r.reason == "wrong_password"
@@ -126,7 +169,7 @@ async def test_five_failures_in_ten_minutes_lock_for_fifteen(conn, web_ctx, hash
 
 async def test_the_window_slides_and_success_resets_the_count(conn, web_ctx, hasher) -> None:
     """LOGIN-2: failures older than ten minutes no longer count; a success clears them."""
-    _, pw = await make_user(conn, email="cy@example.com")
+    _, pw = await make_user(conn, hasher, email="cy@example.com")
     for i in range(4):
         await _try(conn, web_ctx, hasher, "cy@example.com", "nope", T0 + timedelta(minutes=i))
     for i in range(4):  # 11+ minutes later: the first four slid out of the window
@@ -146,7 +189,7 @@ async def test_concurrent_guesses_get_at_most_five_verifications(database_url, w
     as locked without its password being checked."""
     fast = Hasher(time_cost=1, memory_cost=8192, parallelism=1, max_in_flight=4)
     try:
-        await make_user(database_url, email="dee@example.com")
+        await make_user(database_url, fast, email="dee@example.com")
 
         async def guess(i: int) -> str | None:
             async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
@@ -178,9 +221,12 @@ async def test_per_ip_limit_answers_with_a_wait(conn, web_ctx, hasher) -> None:
     assert later.reason == "unknown"
 
 
-async def test_outdated_hash_is_upgraded_on_success(conn, web_ctx, hasher, fast_hasher) -> None:
+async def test_outdated_hash_is_upgraded_on_success(
+    conn, web_ctx, production_hasher, fast_hasher
+) -> None:
     """LOGIN-5: a hash with old parameters is replaced at the next successful sign-in."""
-    uid, _ = await make_user(conn, email="eve@example.com", password=None)
+    hasher = production_hasher
+    uid, _ = await make_user_row(conn, email="eve@example.com", password=None)
     old = await fast_hasher.hash("an old but valid password")
     await conn.execute("UPDATE keel_users SET password_hash = %s WHERE id = %s", (old, uid))
     assert (await _try(conn, web_ctx, hasher, "eve@example.com", "an old but valid password")).ok
@@ -195,7 +241,7 @@ async def test_outdated_hash_is_upgraded_on_success(conn, web_ctx, hasher, fast_
 
 async def test_signing_in_again_retires_the_browsers_old_session(conn, web_ctx, hasher) -> None:
     """SESS-5: a new token on login; the previous one of this browser stops working."""
-    uid, pw = await make_user(conn, email="fay@example.com")
+    uid, pw = await make_user(conn, hasher, email="fay@example.com")
     first = await _try(conn, web_ctx, hasher, "fay@example.com", pw)
     assert first.session is not None
     second = await login.login(
@@ -208,7 +254,7 @@ async def test_signing_in_again_retires_the_browsers_old_session(conn, web_ctx, 
 
 async def test_check_password_is_throttled_like_a_sign_in(conn, ctx, hasher) -> None:
     """REAUTH-1: a stolen session cannot be used to guess the password without limit."""
-    uid, pw = await make_user(conn, email="gil@example.com")
+    uid, pw = await make_user(conn, hasher, email="gil@example.com")
     for _ in range(5):
         assert not await login.check_password(
             conn, ctx, hasher, user_id=uid, password="nope", now=T0

@@ -1,9 +1,15 @@
 """Two real `keel serve` processes on one database behave as one (OPS-9, LOGIN-2/3, AUTHZ-5,
-MFA-3)."""
+MFA-3).
+
+The two servers are started once for the file, on one database (starting a server costs more
+CPU than most of these tests): each test makes users of its own, and starts with no rate-limit
+events, since every browser here signs in from 127.0.0.1.
+"""
 
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +27,28 @@ from tests.helpers import free_port, keel_env, spawn_keel, wait_http
 _TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def database_url(pg_server: Any, template_db: str) -> Iterator[str]:
+    """One fresh, migrated database for this file's tests and its two servers."""
+    name = pg_server.create_database(template_db)
+    yield pg_server.url(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def secret_key() -> str:
+    """The servers' key, so the tests' audit contexts and MFA key ring match theirs."""
+    return secrets.token_urlsafe(32)
+
+
+@pytest.fixture(autouse=True)
+def no_rate_events(database_url: str) -> None:
+    """Each test starts with no per-address or per-account counts (LOGIN-2/3) from another."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM keel_rate_events")
+
+
+@pytest.fixture(scope="module")
 def servers(database_url: str, secret_key: str) -> Iterator[tuple[str, str]]:
     """Two serve processes sharing the test database, each on its own port."""
     procs: list[subprocess.Popen[str]] = []
