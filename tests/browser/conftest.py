@@ -212,6 +212,48 @@ THEME_JS = """(scheme) => {
 }"""
 
 
+# In the colour rules, a table's body rows that repeat a row already checked are left out.
+# axe-core's colour rules cost per element (a 50-row list page is 900 elements, and its
+# color-contrast run most of a CPU second), while rows drawn from one template have the same
+# colours wherever they are: a row's colours follow from its markup (tags and attributes:
+# classes, inline styles, aria-selected…), its state (checked, disabled, hovered, focused)
+# and its place (first, odd or even, last), nothing else. So the colour rules see the first
+# row of every such kind (each status badge's tone, a selected row, the last row…) and skip
+# its repeats, when there are at least 10 (below that, one whole run costs less than two).
+# Nothing else is skipped: every other rule still runs on the whole page, every row
+# included, and test_journeys.py's own contrast check (CONTRAST_JS) still measures every
+# piece of text in every row at every look. (Checked by hand: a repeated row given a
+# low-contrast inline colour becomes a kind of its own and axe-core reports it.)
+AXE_JS = """async ({options, colourRules, coloursOnly}) => {
+  // A row's kind: its place, its state, and each element's tag, attributes (the values too,
+  // but for those naming the record: links, ids, labels, data-*) and whether it holds text.
+  const mine = /^(href|id|name|value|for|title|datetime|aria-(label|labelledby|describedby|controls)|data-.*)$/;
+  const kindOf = (tr, i, last) => {
+    const parts = [i === 0, i % 2, i === last, tr.matches(":hover"), tr.matches(":focus-within")];
+    for (const el of [tr, ...tr.querySelectorAll("*")]) {
+      parts.push(el.tagName, el.checked, el.matches(":disabled"),
+        [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim()));
+      for (const a of el.attributes) parts.push(mine.test(a.name) ? a.name : a.name + "=" + a.value);
+    }
+    return JSON.stringify(parts);
+  };
+  const repeats = [];
+  for (const tbody of document.querySelectorAll("tbody")) {
+    const kinds = new Set(), rows = [...tbody.rows];
+    rows.forEach((tr, i) => {
+      const kind = kindOf(tr, i, rows.length - 1);
+      if (kinds.has(kind)) repeats.push(tr); else kinds.add(kind);
+    });
+  }
+  const colours = {...options, runOnly: {type: "rule", values: colourRules}};
+  if (repeats.length < 10)
+    return (await axe.run(document, coloursOnly ? colours : options)).violations;
+  const rest = {...options, rules: Object.fromEntries(colourRules.map((r) => [r, {enabled: false}]))};
+  const found = coloursOnly ? [] : (await axe.run(document, rest)).violations;
+  return found.concat((await axe.run({include: [document], exclude: repeats}, colours)).violations);
+}"""
+
+
 async def assert_axe_clean(
     page: Page,
     where: str,
@@ -221,22 +263,27 @@ async def assert_axe_clean(
 ) -> None:
     """axe-core (bundled in `axe-playwright-python`) on the page as it is now: no violation of
     the impacts in `refuse` (serious and critical unless told). The report names each rule, its
-    impact and the first offending nodes. `colours_only` runs AXE_COLOUR_RULES alone."""
+    impact and the first offending nodes. `colours_only` runs AXE_COLOUR_RULES alone; those
+    rules skip a table's repeated rows (AXE_JS says why)."""
     try:
         from axe_playwright_python.async_playwright import Axe
     except ImportError:
         _unavailable(
             "the `axe-playwright-python` package is not installed (pip install -e '.[dev]')"
         )
-    options: dict[str, Any] = {"resultTypes": ["violations"]}
-    if colours_only:
-        options["runOnly"] = {"type": "rule", "values": AXE_COLOUR_RULES}
     # axe-core (half a megabyte of script) goes into a document once: the second theme's run
     # on the same page reuses it.
     if not await page.evaluate("typeof window.axe !== 'undefined'"):
         await page.evaluate(Axe().axe_script)
-    results = await page.evaluate("(options) => axe.run(document, options)", options)
-    bad = [v for v in results["violations"] if v["impact"] in refuse]
+    violations = await page.evaluate(
+        AXE_JS,
+        {
+            "options": {"resultTypes": ["violations"]},
+            "colourRules": AXE_COLOUR_RULES,
+            "coloursOnly": colours_only,
+        },
+    )
+    bad = [v for v in violations if v["impact"] in refuse]
     lines = [
         f"{v['id']} ({v['impact']}): {v['help']} — "
         + "; ".join(" ".join(map(str, n["target"])) for n in v["nodes"][:4])

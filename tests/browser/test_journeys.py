@@ -11,7 +11,8 @@ page state, where that state's markup is richest: on the administrator's walk, w
 every control the editor's and viewer's pages hold (theirs are the same templates with less in
 them), and on the viewer's read-only record, the one page whose markup only a view-only role
 gets. The pages test_axe.py checks already (AXE_ELSEWHERE) are not checked twice. The layout,
-overflow and contrast checks, which are cheap, still run on every page of every role.
+overflow and contrast checks, which are cheap, still run on every page of every role. (On a
+long table axe-core's colour rules see each kind of row once: conftest.AXE_JS says why.)
 
 One server and one database serve all three roles; each role signs in once and each page is
 loaded once, then looked at in four ways (two sizes, two themes) in place, so the walk stays
@@ -159,22 +160,37 @@ CONTRAST_JS = """() => {
 }"""
 
 
+# One look's checks in one round trip to the page: LAYOUT_JS, OVERFLOW_JS and CONTRAST_JS only
+# read the page, so they run as they would one by one; then, on a list page, REACH_JS for each
+# selector given (it scrolls) and back to the top.
+CHECKS_JS = (
+    "(reach) => {\n"
+    f"  const layout = ({LAYOUT_JS})();\n"
+    f"  const overflow = ({OVERFLOW_JS})();\n"
+    f"  const contrast = ({CONTRAST_JS})();\n"
+    f"  const reached = reach.map((sel) => ({REACH_JS})(sel));\n"
+    "  if (reach.length) window.scrollTo(0, 0);\n"
+    "  return {layout, overflow, contrast, reached};\n"
+    "}"
+)
+REACHABLE = ("tbody a.k-row-link", ".k-pagination a[rel=next]")  # the first record, the pager
+
+
 async def check_page(page: Page, state: str, *, list_page: bool = False) -> None:
-    """The layout, overflow and contrast facts of the page as it is now."""
+    """The layout, overflow and contrast facts of the page as it is now; on a list page, the
+    first record and the pager reachable by scrolling the page."""
 
     where = f"{state} at {page.viewport_size}"
-    problems = await page.evaluate(LAYOUT_JS)
-    assert not problems, f"{where}: {problems}"
-    overflow = await page.evaluate(OVERFLOW_JS)
+    found = await page.evaluate(CHECKS_JS, list(REACHABLE) if list_page else [])
+    assert not found["layout"], f"{where}: {found['layout']}"
+    overflow = found["overflow"]
     assert overflow["scrollWidth"] <= overflow["innerWidth"], f"{where}: {overflow}"
     assert not overflow["culprits"], f"{where}: {overflow}"
-    result = await page.evaluate(CONTRAST_JS)
+    result = found["contrast"]
     assert result["checked"] > 5, f"{where}: nothing to check?"
     assert not result["failures"], f"{where}: contrast {result['failures']}"
-    if list_page:
-        assert await page.evaluate(REACH_JS, "tbody a.k-row-link") == "ok", where
-        assert await page.evaluate(REACH_JS, ".k-pagination a[rel=next]") == "ok", where
-        await page.evaluate("window.scrollTo(0, 0)")
+    for sel, reached in zip(REACHABLE, found["reached"], strict=False):
+        assert reached == "ok", f"{where}: {sel}: {reached}"
 
 
 async def each_look(page: Page, state: str, *, list_page: bool = False, axe: bool = True) -> None:
@@ -182,26 +198,32 @@ async def each_look(page: Page, state: str, *, list_page: bool = False, axe: boo
     colour scheme change in place (as a person turning a tablet or switching themes would),
     which costs no reload. With `axe`, axe-core too (see the module's docstring).
 
-    Each resize and each theme switch costs Chromium a full layout (50–100 ms of CPU), so the
-    looks go in the order that needs the fewest: desktop light, desktop dark, phone dark, phone
-    light; then back to the desktop size (in the light theme) for the rest of the walk."""
-    for viewport, schemes in ((DESKTOP, ("light", "dark")), (PHONE, ("dark", "light"))):
+    Each resize and each theme switch costs Chromium a full relayout (50–150 ms of CPU), so
+    the looks need one resize: at the size the page is at, light then dark; at the other size,
+    dark then light. The page is left at that other size, in the light theme; the walk's next
+    page loads at that size and starts from it, so the walk loads about half its pages at
+    each size."""
+    first = page.viewport_size
+    other = PHONE if first == DESKTOP else DESKTOP
+    for viewport, scheme in ((first, "light"), (first, "dark"), (other, "dark"), (other, "light")):
         if page.viewport_size != viewport:
             await page.set_viewport_size(viewport)
             if await page.locator(".k-table-wrap").count():
                 await page.wait_for_timeout(150)  # keel.js measures tables 100 ms after a resize
-        for scheme in schemes:
-            # The theme as the theme menu sets it (the same tokens as the system preference,
-            # which tests/browser/test_ui.py covers), with a full restyle (see THEME_JS).
-            await page.evaluate(THEME_JS, scheme)
-            await check_page(page, f"{state}, {scheme}", list_page=list_page)
-            # axe-core at the desktop size only: the phone layout is the same DOM (same
-            # names, roles, ids, landmarks) restyled by media queries, and its colours are the
-            # same tokens, which CONTRAST_JS above checks at the phone size too. In the dark
-            # theme only the colour rules: conftest.AXE_COLOUR_RULES says why.
-            if viewport == DESKTOP and axe:
-                await assert_axe_clean(page, f"{state}, {scheme}", colours_only=scheme == "dark")
-    await page.set_viewport_size(DESKTOP)
+        # The theme as the theme menu sets it (the same tokens as the system preference, which
+        # tests/browser/test_ui.py covers), with a full restyle (see THEME_JS). Also after a
+        # resize to the theme already shown: in this Chromium a resize leaves the styles of
+        # the old size's media queries in place (a 40 px touch target still 32 px at the phone
+        # size, 150 ms later) until that full restyle; the page then matches the same page
+        # loaded fresh at that size, computed style for computed style.
+        await page.evaluate(THEME_JS, scheme)
+        await check_page(page, f"{state}, {scheme}", list_page=list_page)
+        # axe-core at the desktop size only: the phone layout is the same DOM (same
+        # names, roles, ids, landmarks) restyled by media queries, and its colours are the
+        # same tokens, which CONTRAST_JS above checks at the phone size too. In the dark
+        # theme only the colour rules: conftest.AXE_COLOUR_RULES says why.
+        if viewport == DESKTOP and axe:
+            await assert_axe_clean(page, f"{state}, {scheme}", colours_only=scheme == "dark")
 
 
 # Pages tests/browser/test_axe.py runs axe-core on in both themes (as an administrator).
