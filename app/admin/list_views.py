@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import psycopg
 from aiohttp import web
 from markupsafe import Markup
 from multidict import MultiDict
@@ -15,8 +17,11 @@ from app.admin.list_params import DATE_PRESETS, ListQuery, parse_query
 from app.admin.list_render import RowRenderer, json_rows, querystring
 from app.admin.listing import (
     Page,
+    PageQuery,
     Total,
+    count_question,
     count_rows,
+    page_query,
     read_page,
     start_count,
     start_page,
@@ -24,9 +29,10 @@ from app.admin.listing import (
 from app.admin.resources import BoundResource, filter_kind
 from app.admin.setup import CURSOR_KEY, DISPLAYS, SLUGS, get_resource
 from app.admin.values import choice_options, choice_tones
-from app.errors import Invalid
+from app.authority import sessions
+from app.errors import Invalid, KeelError
 from app.names import ROUTE_SLUG
-from app.web import keys
+from app.web import keys, prefetch
 from app.web.auth import require
 from app.web.forms import read_form
 from app.web.render import crumbs, render
@@ -50,30 +56,87 @@ def wants_json(request: web.Request) -> bool:
     return accept.startswith("application/json")
 
 
+@dataclass(frozen=True)
+class ListPlan:
+    """What `plan_list` worked out from a list's address, and which of its questions it sent."""
+
+    b: BoundResource
+    lq: ListQuery
+    pq: PageQuery
+    count: bool  # the total's first question (`count_question`) is the second statement
+    saved: bool  # the user's saved views are the last one
+
+
+def plan_list(request: web.Request) -> prefetch.Batch | None:
+    """A list page's questions from its address alone (app/web/prefetch.py): the page, the
+    first question of its total and, for the HTML page, the user's saved views, sent in one
+    pipeline with the session lookup. `list_view` reads them once it has checked that the user
+    may view the resource. An address the page would refuse or redirect plans nothing."""
+    if any(v == "" for v in request.query.values()):
+        return None  # `list_view` redirects to the clean address
+    try:
+        b = get_resource(request)
+        lq = parse_query(b, request.query)
+        pq = page_query(b, lq, request.app[CURSOR_KEY], displays(request.app))
+    except KeelError:
+        return None
+    sent = [prefetch.Sent(pq.query, pq.params, pq.prepare, sessions.LIVE)]
+    question = count_question(b, lq)
+    if question is not None:
+        sent.append(prefetch.Sent(*question, None, sessions.NOTHING))
+    saved = not wants_json(request)
+    if saved:
+        sent.append(prefetch.Sent(*saved_filters.for_session(b.slug), None, sessions.USER))
+    return prefetch.Batch(tuple(sent), ListPlan(b, lq, pq, question is not None, saved))
+
+
 async def load_page(
-    request: web.Request, b: BoundResource, lq: ListQuery, user_id: int | None = None
+    request: web.Request,
+    b: BoundResource,
+    lq: ListQuery,
+    user_id: int | None = None,
+    taken: tuple[ListPlan, list[psycopg.AsyncCursor[Any]]] | None = None,
 ) -> tuple[Page, Total, list[saved_filters.SavedFilter]]:
     """One connection, a few short queries: the page with its FK names, the total (LIST-1,
     LIST-4) and, for the HTML page, the user's saved filters (LIST-8).
 
     The page, the first question of the total and the saved filters do not depend on one
-    another: they go in one pipeline (one round trip, and a third less client CPU than three);
-    the FK names are sub-selects of the page query; a count (when one is needed) needs the
-    estimate."""
+    another: they go in one pipeline (one round trip, and a third less client CPU than three),
+    usually the session lookup's (`taken`, from `plan_list`); the FK names are sub-selects of
+    the page query; a count (when one is needed) needs the estimate."""
     key = request.app[CURSOR_KEY]
     async with request.app[keys.POOL].connection() as conn:
-        async with conn.pipeline():
-            page_cur, pq = await start_page(conn, b, lq, key, displays(request.app))
-            count_cur = await start_count(conn, b, lq)
-            saved_cur = (
-                None
-                if user_id is None
-                else await saved_filters.start_for_user(conn, user_id, b.slug)
-            )
+        if taken is not None:
+            plan, cursors = taken
+            pq, page_cur = plan.pq, cursors[0]
+            count_cur = cursors[1] if plan.count else None
+            saved_cur = cursors[-1] if plan.saved else None
+        else:
+            async with conn.pipeline():
+                page_cur, pq = await start_page(conn, b, lq, key, displays(request.app))
+                count_cur = await start_count(conn, b, lq)
+                saved_cur = (
+                    None
+                    if user_id is None
+                    else await saved_filters.start_for_user(conn, user_id, b.slug)
+                )
         page = await read_page(page_cur, b, lq, key, pq)
         saved = [] if saved_cur is None else await saved_filters.read(saved_cur)
         total = await count_rows(conn, b, lq, page, count_cur)
     return page, total, saved
+
+
+def _taken(
+    request: web.Request, b: BoundResource, as_json: bool
+) -> tuple[ListPlan, list[psycopg.AsyncCursor[Any]]] | None:
+    """This page's questions as sent with the session lookup, when they were."""
+    taken = prefetch.take_batch(request)
+    if taken is None:
+        return None
+    plan, cursors = taken
+    if not isinstance(plan, ListPlan) or plan.b is not b or plan.saved == as_json:
+        return None
+    return plan, cursors
 
 
 async def list_view(request: web.Request) -> web.StreamResponse:
@@ -84,9 +147,11 @@ async def list_view(request: web.Request) -> web.StreamResponse:
         # its clean address, which is the one to bookmark, share and save.
         clean = urlencode([(k, v) for k, v in request.query.items() if v != ""])
         raise web.HTTPFound(f"/admin/{b.slug}/" + (f"?{clean}" if clean else ""))
-    lq = parse_query(b, request.query)
     as_json = wants_json(request)
-    page, total, saved = await load_page(request, b, lq, None if as_json else who.user_id)
+    # Only now, with the user's permission checked, are the rows sent with the session used.
+    taken = _taken(request, b, as_json)
+    lq = taken[0].lq if taken is not None else parse_query(b, request.query)
+    page, total, saved = await load_page(request, b, lq, None if as_json else who.user_id, taken)
     if as_json:
         return web.json_response(
             {

@@ -27,6 +27,7 @@ from app.admin.list_params import (
 from app.admin.resources import BoundResource, search_kind
 from app.admin.values import ascii_html
 from app.db.catalog import Column
+from app.db.pool import Query
 from app.errors import Invalid
 
 __all__ = [
@@ -686,17 +687,24 @@ def _explain_query(b: BoundResource, where: sql.Composable) -> sql.Composed:
     )
 
 
+def count_question(b: BoundResource, lq: ListQuery) -> tuple[Query, list[Any]] | None:
+    """The cheap question `count_rows` starts with — the table's estimate, or the planner's
+    for plain filters — with its parameters; None for a search (counted, never estimated).
+    It reads no rows: the catalog or the planner answers it."""
+    if not lq.filtered:
+        return _RELTUPLES, [b.table.schema, b.table.name]
+    if not lq.words:
+        where, params = where_clause(b, lq)
+        return _explain_query(b, where), params
+    return None
+
+
 async def start_count(
     conn: psycopg.AsyncConnection[Any], b: BoundResource, lq: ListQuery
 ) -> psycopg.AsyncCursor[Any] | None:
-    """Send the cheap question `count_rows` starts with — the table's estimate, or the
-    planner's for plain filters — so it can share a pipeline with the page query."""
-    if not lq.filtered:
-        return await conn.execute(_RELTUPLES, (b.table.schema, b.table.name))
-    if not lq.words:
-        where, params = where_clause(b, lq)
-        return await conn.execute(_explain_query(b, where), params)
-    return None
+    """Send `count_question`, so it can share a pipeline with the page query."""
+    question = count_question(b, lq)
+    return None if question is None else await conn.execute(*question)
 
 
 async def count_rows(

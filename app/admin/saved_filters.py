@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from app.authority.sessions import LIVE_USER
 from app.errors import Invalid
 
 MAX_NAME = 80
@@ -51,6 +52,19 @@ async def start_for_user(
         " ORDER BY name LIMIT %s",
         (user_id, resource, MAX_PER_LIST),
     )
+
+
+# `start_for_user`'s question for the user of the request's session, without knowing who
+# that is yet: sent with the session lookup (app/web/prefetch.py), whose parameters follow.
+_FOR_SESSION = (
+    "SELECT id, name, query FROM keel_saved_filters WHERE resource = %s"
+    f" AND user_id = {LIVE_USER} ORDER BY name LIMIT {MAX_PER_LIST}"
+)
+
+
+def for_session(resource: str) -> tuple[str, list[Any]]:
+    """The statement and its own parameters (`sessions.USER` supplies the rest)."""
+    return _FOR_SESSION, [resource]
 
 
 async def read(cur: psycopg.AsyncCursor[Any]) -> list[SavedFilter]:

@@ -7,7 +7,7 @@ import logging
 import re
 import secrets
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -191,6 +191,85 @@ async def lookup_along(
     return found, [] if row[_WIDTH] is None else [row[_WIDTH + 1 :]]
 
 
+# A statement of a batch (app/web/prefetch.py, `Sent`): its text, positional parameters,
+# whether psycopg may prepare it, and what it needs of the session: LIVE (it runs only for a
+# live one), USER (it names the live session's user with `LIVE_USER`, last in its text) or
+# NOTHING (sent as it is).
+Sent = tuple[Query, Sequence[Any], bool | None, str]
+LIVE, USER, NOTHING = "live", "user", "nothing"
+
+
+async def lookup_with_batch(
+    conn: Conn,
+    token: str,
+    batch: Sequence[Sent],
+    *,
+    now: datetime | None = None,
+    idle: float,
+) -> tuple[
+    tuple[Session, Principal, frozenset[str]] | None,
+    list[psycopg.AsyncCursor[Any]] | BaseException | None,
+]:
+    """`lookup_with_permissions` and a page's statements in one pipeline: one round trip for
+    the session and a list page's questions (app/web/prefetch.py).
+
+    A LIVE statement runs inside a condition on the same live session, so a token that names
+    none makes PostgreSQL skip it: a made-up cookie costs the statement's planning and one
+    index lookup more, never its execution (a search, say).
+    Returns the statements' cursors, in order; a timeout they met, for the handler to raise
+    after its checks; or None when one failed otherwise (the caller runs them again on its own
+    and meets the error where that is handled), or when there is no session."""
+    if not well_formed(token):
+        return None, None
+    at = _now(now)
+    bound = _lookup_params(token, at, idle)
+    cursors: list[psycopg.AsyncCursor[Any]] = []
+    failed: psycopg.Error | None = None
+    try:
+        async with conn.pipeline():
+            cur = await conn.execute(_LOOKUP, bound)
+            for query, own, prepare, needs in batch:
+                text = _gated(query) if needs == LIVE else query
+                params = [*own, *bound] if needs in (LIVE, USER) else own
+                cursors.append(await conn.execute(text, params, prepare=prepare))
+    except psycopg.Error as exc:
+        if conn.closed or conn.broken:
+            raise
+        failed = exc
+    try:
+        row = await cur.fetchone()
+    except psycopg.ProgrammingError:  # the lookup itself failed: nothing came back
+        assert failed is not None
+        raise failed from None
+    found = await _found(conn, row, at)
+    if found is None:
+        return None, None
+    if failed is None:
+        return found, cursors
+    if isinstance(failed, psycopg.errors.QueryCanceled):
+        return found, failed  # waiting for it a second time would only double the wait
+    first = str(failed).strip().splitlines()[0] if str(failed).strip() else type(failed).__name__
+    log.warning("the page's queries failed with the session lookup: %s", first)
+    return found, None
+
+
+# Gated statements by their text. The condition is uncorrelated, so PostgreSQL checks it once,
+# before anything else (a one-time filter), and reads nothing when it is false; the statement's
+# own plan and row order stay as they were.
+_GATED: dict[bytes | str, str] = {}
+
+
+def _gated(query: Query) -> str:
+    text = query.as_string(None) if isinstance(query, sql.Composable) else query
+    found = _GATED.get(text)
+    if found is None:
+        if len(_GATED) >= _JOINED_MAX:
+            _GATED.clear()
+        inner = text.decode() if isinstance(text, bytes) else text
+        found = _GATED[text] = f"SELECT x.* FROM ({inner}) AS x WHERE EXISTS ({_LIVE})"
+    return found
+
+
 # Joined statements by their text: one per page kind (a resource's record page, say).
 _JOINED: dict[bytes | str, sql.SQL] = {}
 _JOINED_MAX = 512
@@ -243,20 +322,26 @@ async def _found(
     return sess, who, await names_at(conn, sess.user_id, version)
 
 
+_FROM = " FROM keel_sessions s JOIN keel_users u ON u.id = s.user_id"
 _SELECT = (
     f"SELECT {_COLUMNS}, u.email, u.role, coalesce(nullif(u.display_name, ''),"
     " nullif(u.full_name, ''), u.email), u.must_change_password,"
-    f" u.mfa_enabled_at IS NOT NULL, {VERSION_SQL}"
-    " FROM keel_sessions s JOIN keel_users u ON u.id = s.user_id"
+    f" u.mfa_enabled_at IS NOT NULL, {VERSION_SQL}" + _FROM
 )
-_LOOKUP = (
-    _SELECT + " WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s"
+# A live session: not revoked, not past either lifetime, its user active.
+_WHERE = (
+    " WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s"
     " AND s.last_seen_at > %s AND u.is_active"
 )
-_LOOKUP_NAMED = (
-    _SELECT + " WHERE s.token_hash = %(keel_token)s AND s.revoked_at IS NULL"
-    " AND s.expires_at > %(keel_at)s AND s.last_seen_at > %(keel_seen)s AND u.is_active"
+_LOOKUP = _SELECT + _WHERE
+_LOOKUP_NAMED = _SELECT + (
+    _WHERE.replace("%s", "%(keel_token)s", 1)
+    .replace("%s", "%(keel_at)s", 1)
+    .replace("%s", "%(keel_seen)s", 1)
 )
+_LIVE = "SELECT" + _FROM + _WHERE  # the condition alone, for `_gated`
+# The live session's user, for a USER statement of a batch: its three parameters come last.
+LIVE_USER = "(SELECT s.user_id" + _FROM + _WHERE + ")"
 _WIDTH = 16  # the columns of a `_SELECT` row
 
 

@@ -92,7 +92,13 @@ async def session_actor(request: web.Request, handler: Handler) -> web.StreamRes
     async with request.app[keys.POOL].request_connection() as held:
         assert held.conn is not None
         ahead = prefetch.plan(request)
-        if ahead is not None:
+        if isinstance(ahead, prefetch.Batch):
+            found, results = await sessions.lookup_with_batch(
+                held.conn, token, ahead.sent, now=now(request.app), idle=config.session_idle
+            )
+            if found is not None and results is not None:
+                prefetch.keep_batch(request, ahead, results)
+        elif ahead is not None:
             found, rows = await sessions.lookup_along(
                 held.conn, token, ahead, now=now(request.app), idle=config.session_idle
             )

@@ -1,13 +1,15 @@
-"""A record's page reads its row with the session lookup (app/web/prefetch.py).
+"""A record's page reads its row with the session lookup, and a list page sends its questions
+in the lookup's pipeline (app/web/prefetch.py).
 
 One statement answers "whose session is this" and "what is record 7", so the page costs one
-round trip. What the tests hold it to: the page shows what it showed before; the row is used
+round trip; a list's page, total and saved views go with the lookup in one pipeline. What the tests hold it to: the page shows what it showed before; the row is used
 only after the permission check, only by its own request and only when the handler asks for
 the same statement; a session that is not live gets no row; a statement that fails leaves
 the request exactly where it would have been without it."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -33,6 +35,21 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
         return rows
 
     monkeypatch.setattr(prefetch, "take", spy)
+    return seen
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each list page found its questions already answered (True) or asked them."""
+    seen: list[bool] = []
+    real = prefetch.take_batch
+
+    def spy(request: Any) -> Any:
+        taken = real(request)
+        seen.append(taken is not None)
+        return taken
+
+    monkeypatch.setattr(prefetch, "take_batch", spy)
     return seen
 
 
@@ -112,3 +129,59 @@ async def test_a_failing_statement_leaves_the_request_as_it_was(
     assert taken == [False]
     # The next page is unaffected: the connection went back to the pool usable.
     assert (await admin.get("/admin/customers/3/")).status == 200
+
+
+async def test_a_list_page_shows_what_was_read_with_the_session(
+    admin: Browser, batches: list[bool]
+) -> None:
+    """The page, its total and the user's saved views, for HTML and JSON alike."""
+    await admin.post("/admin/bookings/saved-filters", {"name": "Late", "query": "q=late"})
+    batches.clear()
+    page = await (await admin.get("/admin/bookings/?q=late+arrival")).text()
+    assert "late arrival" in page and ">Late</a>" in page
+    assert re.search(r'<p class="k-page-subtitle">\d+ matching', page)  # counted, not "many"
+    resp = await admin.get("/admin/bookings/?status=cancelled&format=json")
+    body = await resp.json()
+    assert resp.status == 200 and body["rows"] and body["total"] is not None
+    assert {r["status"] for r in body["rows"]} == {"cancelled"}
+    unfiltered = await (await admin.get("/admin/bookings/")).text()
+    assert '<p class="k-page-subtitle">300 in total' in unfiltered  # the estimate, exact here
+    assert batches == [True, True, True]
+
+
+async def test_a_list_is_not_shown_to_a_user_who_may_not_view_it(
+    client: Any, database_url: str, secret_key: str, seeded: Any, batches: list[bool]
+) -> None:
+    staff = await sign_in(client, database_url, secret_key, role="staff", perms=("customers.view",))
+    resp = await staff.get("/admin/bookings/?q=late+arrival")
+    assert resp.status == 403 and "late arrival" not in await resp.text()
+    assert batches == []  # refused before the handler asked for its rows
+    stranger = Browser(client, secrets.token_urlsafe(32), secret_key, "nobody@example.com")
+    resp = await stranger.get("/admin/bookings/?q=late+arrival")
+    assert resp.status == 303 and "late arrival" not in await resp.text()
+    assert batches == []
+
+
+async def test_a_list_address_the_page_refuses_plans_nothing(
+    admin: Browser, batches: list[bool]
+) -> None:
+    assert (await admin.get("/admin/bookings/?nope=1")).status == 400
+    assert (await admin.get("/admin/bookings/?cursor=forged")).status == 400
+    resp = await admin.get("/admin/bookings/?q=&status=cancelled")
+    assert resp.status == 302 and resp.headers["Location"] == "/admin/bookings/?status=cancelled"
+    assert batches == [False, False]  # asked, found nothing sent; the redirect asked nothing
+
+
+async def test_a_failing_list_query_leaves_the_request_as_it_was(
+    admin: Browser, database_url: str, batches: list[bool]
+) -> None:
+    assert (await admin.get("/admin/bookings/")).status == 200
+    batches.clear()
+    await execute(database_url, "ALTER TABLE bookings DROP COLUMN amount")
+    resp = await admin.get("/admin/bookings/")
+    text = await resp.text()
+    assert resp.status == 503, (resp.status, text[:2000])
+    assert "has changed since the server started" in text and "Traceback" not in text
+    assert "/logout" in text  # still signed in: the session was found without the rows
+    assert batches == [False]
+    assert (await admin.get("/admin/customers/")).status == 200

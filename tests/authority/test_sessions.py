@@ -455,3 +455,42 @@ async def test_lookup_along_reads_the_session_and_one_row_in_one_statement(conn)
     broken = ("SELECT %(n)s::int / 0 AS n", {"n": 7})
     assert await sessions.lookup_along(conn, token, broken, now=T0, idle=IDLE) == (alone, None)
     assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)
+
+
+async def test_lookup_with_batch_sends_a_pages_questions_with_the_session(conn) -> None:
+    """app/web/prefetch.py: a list page's statements share the session lookup's pipeline. A
+    LIVE one runs only for a live session (counted here by a sequence it advances), a USER one
+    sees the session's user, and a failure leaves the session found and the rows unknown."""
+    uid, _ = await make_user(conn, password=None)
+    token, _sess = await sessions.create(conn, user_id=uid, now=T0, absolute=ABSOLUTE)
+    alone = await sessions.lookup_with_permissions(conn, token, now=T0, idle=IDLE)
+    await conn.execute("CREATE TEMP SEQUENCE ran")
+    batch = [
+        ("SELECT nextval('ran'), %s::text", ["a"], None, sessions.LIVE),
+        ("SELECT %s::text, " + sessions.LIVE_USER, ["b"], None, sessions.USER),
+        ("SELECT %s::text", ["c"], None, sessions.NOTHING),
+    ]
+    found, results = await sessions.lookup_with_batch(conn, token, batch, now=T0, idle=IDLE)
+    assert found == alone and isinstance(results, list)
+    assert [await c.fetchall() for c in results] == [[(1, "a")], [("b", uid)], [("c",)]]
+    # A session that is not live gets nothing, and its LIVE statement never ran.
+    later = T0 + timedelta(seconds=IDLE + 1)
+    for dead, at in ((sessions.new_token(), T0), ("not a token", T0), (token, later)):
+        assert await sessions.lookup_with_batch(conn, dead, batch, now=at, idle=IDLE) == (
+            None,
+            None,
+        )
+    assert (await (await conn.execute("SELECT nextval('ran')")).fetchone()) == (2,)
+    # A statement that fails: the session alone, rows unknown, the connection still usable.
+    broken = [*batch[:1], ("SELECT %s::int / 0", [7], None, sessions.LIVE)]
+    assert await sessions.lookup_with_batch(conn, token, broken, now=T0, idle=IDLE) == (
+        alone,
+        None,
+    )
+    assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)
+    # A timeout is kept for the page to raise after its checks, not met twice.
+    slow = [("SELECT pg_sleep(%s)", [1], None, sessions.LIVE)]
+    await conn.execute("SET statement_timeout = 50")
+    found, results = await sessions.lookup_with_batch(conn, token, slow, now=T0, idle=IDLE)
+    await conn.execute("SET statement_timeout = 0")
+    assert found == alone and isinstance(results, psycopg.errors.QueryCanceled)
