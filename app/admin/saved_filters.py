@@ -8,7 +8,6 @@ from typing import Any
 
 import psycopg
 
-from app.authority.sessions import LIVE_USER
 from app.errors import Invalid
 
 MAX_NAME = 80
@@ -54,17 +53,23 @@ async def start_for_user(
     )
 
 
-# `start_for_user`'s question for the user of the request's session, without knowing who
-# that is yet: sent with the session lookup (app/web/prefetch.py), whose parameters follow.
+# `start_for_user`'s answer for the user of the request's session, as one JSON value (null for
+# none), without knowing who that is yet: a column of the session lookup's row
+# (app/web/prefetch.py, `sessions.COLUMN`), where `s.user_id` is the session's user.
 _FOR_SESSION = (
-    "SELECT id, name, query FROM keel_saved_filters WHERE resource = %s"
-    f" AND user_id = {LIVE_USER} ORDER BY name LIMIT {MAX_PER_LIST}"
+    "(SELECT json_agg(json_build_array(f.id, f.name, f.query) ORDER BY f.name)"
+    " FROM (SELECT id, name, query FROM keel_saved_filters WHERE user_id = s.user_id"
+    f" AND resource = %s ORDER BY name LIMIT {MAX_PER_LIST}) AS f)"
 )
 
 
 def for_session(resource: str) -> tuple[str, list[Any]]:
-    """The statement and its own parameters (`sessions.USER` supplies the rest)."""
+    """The expression and its parameters; `from_json` reads its value."""
     return _FOR_SESSION, [resource]
+
+
+def from_json(value: list[list[Any]] | None) -> list[SavedFilter]:
+    return [SavedFilter(int(i), str(name), str(query)) for i, name, query in value or ()]
 
 
 async def read(cur: psycopg.AsyncCursor[Any]) -> list[SavedFilter]:

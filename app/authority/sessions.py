@@ -193,10 +193,10 @@ async def lookup_along(
 
 # A statement of a batch (app/web/prefetch.py, `Sent`): its text, positional parameters,
 # whether psycopg may prepare it, and what it needs of the session: LIVE (it runs only for a
-# live one), USER (it names the live session's user with `LIVE_USER`, last in its text) or
-# NOTHING (sent as it is).
+# live one), COLUMN (a one-value expression about the session's user, `s.user_id`, read as one
+# more column of the lookup's own row) or NOTHING (sent as it is).
 Sent = tuple[Query, Sequence[Any], bool | None, str]
-LIVE, USER, NOTHING = "live", "user", "nothing"
+LIVE, COLUMN, NOTHING = "live", "column", "nothing"
 
 
 async def lookup_with_batch(
@@ -206,34 +206,40 @@ async def lookup_with_batch(
     *,
     now: datetime | None = None,
     idle: float,
-) -> tuple[
-    tuple[Session, Principal, frozenset[str]] | None,
-    list[psycopg.AsyncCursor[Any]] | BaseException | None,
-]:
-    """`lookup_with_permissions` and a page's statements in one pipeline: one round trip for
+) -> tuple[tuple[Session, Principal, frozenset[str]] | None, list[Any] | BaseException | None]:
+    """`lookup_with_permissions` and a page's statements in one round trip: one pipeline for
     the session and a list page's questions (app/web/prefetch.py).
 
     A LIVE statement runs inside a condition on the same live session, so a token that names
     none makes PostgreSQL skip it: a made-up cookie costs the statement's planning and one
-    index lookup more, never its execution (a search, say).
-    Returns the statements' cursors, in order; a timeout they met, for the handler to raise
-    after its checks; or None when one failed otherwise (the caller runs them again on its own
-    and meets the error where that is handled), or when there is no session."""
+    index lookup more, never its execution (a search, say). A COLUMN expression rides in the
+    lookup's row: no statement of its own, which in a pipeline costs the client about as much
+    as a small page's rows. Returns, in the batch's order, each statement's cursor or each
+    column's value; a timeout they met, for the handler to raise after its checks; or None
+    when one failed otherwise (the caller runs them again on its own and meets the error where
+    that is handled), or when there is no session."""
     if not well_formed(token):
         return None, None
     at = _now(now)
     bound = _lookup_params(token, at, idle)
+    columns = [(_text(q), own) for q, own, _, needs in batch if needs == COLUMN]
+    lookup = _lookup_with(tuple(q for q, _ in columns))
+    lookup_params = [*(p for _, own in columns for p in own), *bound]
+    sent = [(q, own, prepare, needs) for q, own, prepare, needs in batch if needs != COLUMN]
     cursors: list[psycopg.AsyncCursor[Any]] = []
     failed: psycopg.Error | None = None
     try:
-        async with conn.pipeline():
-            cur = await conn.execute(_LOOKUP, bound)
-            for query, own, prepare, needs in batch:
-                text = _gated(query) if needs == LIVE else query
-                params = [*own, *bound] if needs in (LIVE, USER) else own
-                cursors.append(await conn.execute(text, params, prepare=prepare))
+        if not sent:
+            cur = await conn.execute(lookup, lookup_params)
+        else:
+            async with conn.pipeline():
+                cur = await conn.execute(lookup, lookup_params)
+                for query, own, prepare, needs in sent:
+                    text = _gated(query) if needs == LIVE else query
+                    params = [*own, *bound] if needs == LIVE else own
+                    cursors.append(await conn.execute(text, params, prepare=prepare))
     except psycopg.Error as exc:
-        if conn.closed or conn.broken:
+        if conn.closed or conn.broken or not sent:
             raise
         failed = exc
     try:
@@ -241,16 +247,33 @@ async def lookup_with_batch(
     except psycopg.ProgrammingError:  # the lookup itself failed: nothing came back
         assert failed is not None
         raise failed from None
-    found = await _found(conn, row, at)
+    found = await _found(conn, None if row is None else row[:_WIDTH], at)
     if found is None:
         return None, None
     if failed is None:
-        return found, cursors
+        assert row is not None
+        values, curs = iter(row[_WIDTH:]), iter(cursors)
+        return found, [next(values if b[3] == COLUMN else curs) for b in batch]
     if isinstance(failed, psycopg.errors.QueryCanceled):
         return found, failed  # waiting for it a second time would only double the wait
     first = str(failed).strip().splitlines()[0] if str(failed).strip() else type(failed).__name__
     log.warning("the page's queries failed with the session lookup: %s", first)
     return found, None
+
+
+_WITH: dict[tuple[str, ...], str] = {}
+
+
+def _lookup_with(columns: tuple[str, ...]) -> str:
+    """`_LOOKUP` with more columns after its own (COLUMN expressions of a batch)."""
+    if not columns:
+        return _LOOKUP
+    found = _WITH.get(columns)
+    if found is None:
+        if len(_WITH) >= _JOINED_MAX:
+            _WITH.clear()
+        found = _WITH[columns] = f"{_SELECT_LIST}, {', '.join(columns)}{_FROM}{_WHERE}"
+    return found
 
 
 # Gated statements by their text. The condition is uncorrelated, so PostgreSQL checks it once,
@@ -260,14 +283,18 @@ _GATED: dict[bytes | str, str] = {}
 
 
 def _gated(query: Query) -> str:
-    text = query.as_string(None) if isinstance(query, sql.Composable) else query
-    found = _GATED.get(text)
+    key = query.as_string(None) if isinstance(query, sql.Composable) else query
+    found = _GATED.get(key)
     if found is None:
         if len(_GATED) >= _JOINED_MAX:
             _GATED.clear()
-        inner = text.decode() if isinstance(text, bytes) else text
-        found = _GATED[text] = f"SELECT x.* FROM ({inner}) AS x WHERE EXISTS ({_LIVE})"
+        found = _GATED[key] = f"SELECT x.* FROM ({_text(query)}) AS x WHERE EXISTS ({_LIVE})"
     return found
+
+
+def _text(query: Query) -> str:
+    text = query.as_string(None) if isinstance(query, sql.Composable) else query
+    return text.decode() if isinstance(text, bytes) else text
 
 
 # Joined statements by their text: one per page kind (a resource's record page, say).
@@ -323,11 +350,12 @@ async def _found(
 
 
 _FROM = " FROM keel_sessions s JOIN keel_users u ON u.id = s.user_id"
-_SELECT = (
+_SELECT_LIST = (
     f"SELECT {_COLUMNS}, u.email, u.role, coalesce(nullif(u.display_name, ''),"
     " nullif(u.full_name, ''), u.email), u.must_change_password,"
-    f" u.mfa_enabled_at IS NOT NULL, {VERSION_SQL}" + _FROM
+    f" u.mfa_enabled_at IS NOT NULL, {VERSION_SQL}"
 )
+_SELECT = _SELECT_LIST + _FROM
 # A live session: not revoked, not past either lifetime, its user active.
 _WHERE = (
     " WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > %s"
@@ -340,8 +368,6 @@ _LOOKUP_NAMED = _SELECT + (
     .replace("%s", "%(keel_seen)s", 1)
 )
 _LIVE = "SELECT" + _FROM + _WHERE  # the condition alone, for `_gated`
-# The live session's user, for a USER statement of a batch: its three parameters come last.
-LIVE_USER = "(SELECT s.user_id" + _FROM + _WHERE + ")"
 _WIDTH = 16  # the columns of a `_SELECT` row
 
 

@@ -119,7 +119,9 @@ def use_slot(index: int) -> None:
 
 @web.middleware
 async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: counts every request, error pages and refusals included."""
+    """Outermost: counts every request the application sees, error pages and refusals
+    included. Connections the cap turns away and requests aiohttp's parser refuses are answered
+    before any handler and are not counted (`keel.connections` logs the first)."""
     slot = State.slot
     if slot is None:
         return await handler(request)
@@ -303,7 +305,7 @@ async def _database(app: web.Application, out: Text) -> None:
                     _Verified.ok is None or now - _Verified.at > VERIFY_EVERY
                 ):
                     result = await audit.verify(
-                        conn, audit.derive_key(config.secret_key), last=audit.DOCTOR_ROWS
+                        conn, audit.ring_keys(config.ring), last=audit.DOCTOR_ROWS
                     )
                     _Verified.at, _Verified.ok = now, result.ok
                     _Verified.last_id = int(result.head_id or 0) if result.ok else 0

@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import psycopg
 from aiohttp import web
 
 from app.db.pool import Query
@@ -42,10 +41,10 @@ class Sent(NamedTuple):
     query: Query
     params: Sequence[Any]
     prepare: bool | None = None
-    # What it needs of the session (`sessions.LIVE`, `USER`, `NOTHING`): a statement that
-    # reads the company's rows runs only for a live session; one that reads the user's own rows
-    # names them with `sessions.LIVE_USER`; a question to the catalog or the planner (cheap,
-    # reads no rows) is sent as it is.
+    # What it needs of the session (`sessions.LIVE`, `COLUMN`, `NOTHING`): a statement that
+    # reads the company's rows runs only for a live session; one value about the user (their
+    # saved views) is a column of the lookup's row, `s.user_id` naming the user; a question to
+    # the catalog or the planner (cheap, reads no rows) is sent as it is.
     needs: str = "live"
 
 
@@ -110,20 +109,17 @@ def take(request: web.Request, statement: Statement) -> list[Any] | None:
     return kept[1]
 
 
-def keep_batch(
-    request: web.Request, batch: Batch, results: list[psycopg.AsyncCursor[Any]] | BaseException
-) -> None:
-    """The batch's cursors, in its order, or the error that stopped it (a timeout)."""
+def keep_batch(request: web.Request, batch: Batch, results: list[Any] | BaseException) -> None:
+    """The batch's cursors and column values, in its order, or the error that stopped it (a
+    timeout)."""
     request[_KEPT_BATCH] = (batch, results)
 
 
-def take_batch(request: web.Request) -> tuple[Any, list[psycopg.AsyncCursor[Any]]] | None:
-    """The planner's `plan` and the cursors of its statements, once; None when the batch was
-    not sent. A timeout met by the batch is raised here, where the handler would have met it
+def take_batch(request: web.Request) -> tuple[Any, list[Any]] | None:
+    """The planner's `plan` and its statements' cursors and column values, once; None when the
+    batch was not sent. A timeout met by the batch is raised here, where the handler would have met it
     running the same statements, after the handler's own checks."""
-    kept: tuple[Batch, list[psycopg.AsyncCursor[Any]] | BaseException] | None = request.pop(
-        _KEPT_BATCH, None
-    )
+    kept: tuple[Batch, list[Any] | BaseException] | None = request.pop(_KEPT_BATCH, None)
     if kept is None:
         return None
     batch, results = kept

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from app import keyring
 from app.config import Config
+from app.web import metrics
 from tests.helpers import SmtpServer, cheap_app, keel, keel_env
 from tests.web.conftest import page_token
 
@@ -126,6 +127,13 @@ async def test_a_rotation_keeps_everything_signed_before_it_valid(
     later = datetime.now(UTC) + timedelta(seconds=rotated.session_absolute + 60)
     [(_, advice)] = await keyring.retirement(conn, rotated, now=later)
     assert advice.startswith("nothing live depends on it; keep it for audit verification")
+    # /metrics checks the chain with the whole ring too: on the rotated server, and on a host
+    # that still signs with the old key and already verifies with the new one.
+    for ring in ((new_key, old_key), (old_key, new_key)):
+        metrics._Verified.ok = None  # checked at most once a minute: check now
+        scraper = await _server(aiohttp_client, config.with_values(secret_keys=ring))
+        text = await (await scraper.get("/metrics")).text()
+        assert "\nkeel_audit_chain_ok 1\n" in text, text[-1500:]
     env = keel_env(KEEL_DATABASE_URL=database_url, KEEL_SECRET_KEYS=f"{new_key},{old_key}")
     doctor = keel("doctor", env=env).stdout
     assert re.search(r"✓ audit chain: the newest \d+ rows verify", doctor), doctor

@@ -459,20 +459,29 @@ async def test_lookup_along_reads_the_session_and_one_row_in_one_statement(conn)
 
 async def test_lookup_with_batch_sends_a_pages_questions_with_the_session(conn) -> None:
     """app/web/prefetch.py: a list page's statements share the session lookup's pipeline. A
-    LIVE one runs only for a live session (counted here by a sequence it advances), a USER one
-    sees the session's user, and a failure leaves the session found and the rows unknown."""
+    LIVE one runs only for a live session (counted here by a sequence it advances), a COLUMN
+    one is a value of the lookup's row about the session's user, and a failure leaves the
+    session found and the rows unknown."""
     uid, _ = await make_user(conn, password=None)
     token, _sess = await sessions.create(conn, user_id=uid, now=T0, absolute=ABSOLUTE)
     alone = await sessions.lookup_with_permissions(conn, token, now=T0, idle=IDLE)
     await conn.execute("CREATE TEMP SEQUENCE ran")
     batch = [
         ("SELECT nextval('ran'), %s::text", ["a"], None, sessions.LIVE),
-        ("SELECT %s::text, " + sessions.LIVE_USER, ["b"], None, sessions.USER),
+        ("(%s::text || s.user_id)", ["b"], None, sessions.COLUMN),
         ("SELECT %s::text", ["c"], None, sessions.NOTHING),
     ]
     found, results = await sessions.lookup_with_batch(conn, token, batch, now=T0, idle=IDLE)
     assert found == alone and isinstance(results, list)
-    assert [await c.fetchall() for c in results] == [[(1, "a")], [("b", uid)], [("c",)]]
+    assert await results[0].fetchall() == [(1, "a")]
+    assert results[1] == f"b{uid}"
+    assert await results[2].fetchall() == [("c",)]
+    # Columns alone need no pipeline: the lookup's one statement.
+    only = [batch[1]]
+    assert await sessions.lookup_with_batch(conn, token, only, now=T0, idle=IDLE) == (
+        alone,
+        [f"b{uid}"],
+    )
     # A session that is not live gets nothing, and its LIVE statement never ran.
     later = T0 + timedelta(seconds=IDLE + 1)
     for dead, at in ((sessions.new_token(), T0), ("not a token", T0), (token, later)):

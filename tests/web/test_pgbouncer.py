@@ -19,7 +19,7 @@ import pytest
 
 from app import devdb
 from tests.helpers import free_port, keel, keel_env
-from tests.web.test_workers import Server
+from tests.web.test_workers import Server, cpu_ticks
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 _INPUT = re.compile(r"<input\b[^>]*>", re.S)
@@ -125,10 +125,12 @@ async def test_two_workers_serve_through_pgbouncer_in_transaction_mode(
     server = Server(pgbouncer, secret_key, KEEL_PGBOUNCER="true")
     server_url = server.url
     try:
-        server.wait_workers(2)
+        workers = server.wait_workers(2)
         jar = aiohttp.CookieJar(unsafe=True)
         origin = {"Origin": server_url}
-        async with aiohttp.ClientSession(cookie_jar=jar) as s:
+        # A connection per request, so the kernel spreads them over both workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(cookie_jar=jar, connector=connector) as s:
             async with s.get(server_url + "/login") as resp:
                 token = _TOKEN.search(await resp.text())
             assert token
@@ -141,9 +143,14 @@ async def test_two_workers_serve_through_pgbouncer_in_transaction_mode(
                 assert resp.status == 303
             # Many times the same queries, on fresh connections that land on either worker
             # and on any server connection: a prepared statement would be missing somewhere.
+            before = {pid: cpu_ticks(pid) for pid in workers}
             for i in range(40):
                 async with s.get(server_url + f"/admin/customers/?q=Customer {i % 7}") as resp:
                     assert resp.status == 200, await resp.text()
+            # Both workers served some of them: each spent CPU (about 10 ms a page; a worker
+            # that only waits spends next to none).
+            spent = {pid: cpu_ticks(pid) - ticks for pid, ticks in before.items()}
+            assert all(t >= 3 for t in spent.values()), spent
             for pk in ids[:5]:
                 async with s.get(server_url + f"/admin/customers/{pk}/") as resp:
                     assert resp.status == 200

@@ -30,8 +30,11 @@ _EXEC = (
     "os.close(fd)\n"
     "os.environ['LISTEN_FDS'] = '1'\n"
     "os.environ['LISTEN_PID'] = str(os.getpid())\n"
-    "os.execv(sys.executable, [sys.executable, '-m', 'app', *sys.argv[2:]])\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
 )
+# The server before the upgrade runs from the source tree; the one after it is the executable
+# build.py made (another build of the code, as an upgrade brings).
+SOURCE = (sys.executable, "-m", "app")
 
 
 @pytest.fixture
@@ -44,10 +47,10 @@ def held_socket() -> Iterator[socket.socket]:
 
 
 def _activated(
-    sock: socket.socket, env: dict[str, str], log: object, *args: str
+    sock: socket.socket, env: dict[str, str], log: object, program: tuple[str, ...], *args: str
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", _EXEC, str(sock.fileno()), "serve", *args],
+        [sys.executable, "-c", _EXEC, str(sock.fileno()), *program, "serve", *args],
         pass_fds=(sock.fileno(),),
         env=env,
         cwd=REPO,
@@ -101,7 +104,11 @@ async def _load(url: str, stop: asyncio.Event, clients: int = 8) -> tuple[int, i
 
 
 def test_replacing_the_server_on_a_held_socket_drops_no_request(
-    database_url: str, secret_key: str, held_socket: socket.socket, tmp_path: Path
+    database_url: str,
+    secret_key: str,
+    held_socket: socket.socket,
+    tmp_path: Path,
+    keel_artifact: tuple[Path, str],
 ) -> None:
     port = held_socket.getsockname()[1]
     notify_paths = [tmp_path / "old.sock", tmp_path / "new.sock"]
@@ -119,10 +126,13 @@ def test_replacing_the_server_on_a_held_socket_drops_no_request(
             KEEL_SECRET_KEY=secret_key,
             KEEL_LOG_LEVEL="warning",
             NOTIFY_SOCKET=str(notify_paths[i]),
+            SHIV_ROOT=str(tmp_path / "shiv"),
         )
 
+    new_build = (str(keel_artifact[0]),)
+
     try:
-        procs.append(_activated(held_socket, env(0), logs[0], "--workers", "2"))
+        procs.append(_activated(held_socket, env(0), logs[0], SOURCE, "--workers", "2"))
         _wait_ready(notifies[0], procs[0])
 
         async def scenario() -> tuple[int, int, list[str]]:
@@ -130,7 +140,7 @@ def test_replacing_the_server_on_a_held_socket_drops_no_request(
             load = asyncio.create_task(_load(f"http://127.0.0.1:{port}/readyz", stop))
             await asyncio.sleep(1.0)
             # The new build starts on the same socket while the old one still serves…
-            procs.append(_activated(held_socket, env(1), logs[1], "--workers", "2"))
+            procs.append(_activated(held_socket, env(1), logs[1], new_build, "--workers", "2"))
             await asyncio.to_thread(_wait_ready, notifies[1], procs[1])
             await asyncio.sleep(0.5)
             # …then the old one is asked to stop and drains.
@@ -143,6 +153,9 @@ def test_replacing_the_server_on_a_held_socket_drops_no_request(
 
         ok, failed, reasons = asyncio.run(scenario())
         assert procs[1].poll() is None and len(children(procs[1].pid)) == 2
+        # What serves now is the new build: the executable, not the source tree.
+        with open(f"/proc/{procs[1].pid}/cmdline", "rb") as f:
+            assert new_build[0].encode() in f.read().split(b"\0")
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -50,6 +50,13 @@ def get(url: str, timeout: float = 10) -> int:
         return int(exc.code)
 
 
+def cpu_ticks(pid: int) -> int:
+    """User and system CPU time of `pid` so far, in clock ticks (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 class Server:
     def __init__(self, database_url: str, secret_key: str, workers: int = 2, **env: str) -> None:
         self.port = free_port()
@@ -281,6 +288,11 @@ def test_metrics_add_up_across_two_workers(database_url: str, secret_key: str) -
         assert statuses == [200] * sent
         missing = asyncio.run(_hammer(base + "/no/such/page-4711", 5, concurrency=1))
         assert missing == [404] * 5
+        for pk in (4711, 4712, 4713):  # records: one label, the route's template
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            conn.request("GET", f"/admin/bookings/{pk}/")  # signed out: sent to sign in
+            assert conn.getresponse().status in (302, 303)
+            conn.close()
         with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
             text = resp.read().decode()
     finally:
@@ -301,6 +313,22 @@ def test_metrics_add_up_across_two_workers(database_url: str, secret_key: str) -
     # Unknown paths share one label: a scanner cannot grow the label set.
     assert _metric(text, "keel_http_requests_total", route="unmatched", status_class="4xx") == 5
     assert "page-4711" not in text
+    record = re.search(
+        r'^keel_http_requests_total\{route="(/admin/\{[^"]+\}/\{[^"]+\}/)",status_class="3xx"\} (\d+)$',
+        text,
+        re.M,
+    )
+    assert record and record.group(2) == "3", text[:3000]
+    assert "4711" not in text and "4712" not in text  # no raw paths, no ids
+    assert _metric(text, "keel_http_requests_in_flight") == 1  # the scrape itself
+    for name in ("keel_db_pool_used", "keel_db_pool_waiting", "keel_db_pool_timeouts_total"):
+        assert re.search(rf"^{name} \d+(\.\d+)?$", text, re.M), name
+    for result in ("succeeded", "failed", "locked"):
+        assert f'keel_signins_total{{result="{result}"}}' in text, result
+    assert re.search(r"^keel_sessions_active \d+$", text, re.M)
+    assert re.search(r"^keel_mail_outbox_oldest_age_seconds \d+(\.\d+)?$", text, re.M)
+    assert re.search(r"^keel_audit_rows \d+$", text, re.M)
+    assert _metric(text, "keel_audit_verified_id") == _metric(text, "keel_audit_rows") > 0
     assert _metric(text, "keel_workers") == 2
     assert _metric(text, "keel_db_pool_size") >= 2  # both workers' pools
     assert _metric(text, "keel_database_up") == 1
