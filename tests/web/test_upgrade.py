@@ -204,5 +204,19 @@ def test_readyz_stays_200_on_a_newer_schema_and_503_on_a_pending_one(
         except urllib.error.HTTPError as exc:
             assert exc.code == 503
             assert json.loads(exc.read())["pending"] == 1
+        # An applied migration of its own whose text was edited since: unready too.
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO keel_migrations (version, name, checksum, applied_by)"
+                " SELECT 'core:0008', name, checksum, applied_by FROM keel_migrations"
+                " WHERE version = 'core:0007'"
+            )
+        try:
+            urllib.request.urlopen(server.url + "/readyz", timeout=10)
+            raise AssertionError("expected 503")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503
+            body = json.loads(exc.read())
+            assert body["pending"] == 1 and body["status"] == "unavailable", body
     finally:
         server.stop()
