@@ -7,10 +7,10 @@ import logging
 import re
 import secrets
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -45,6 +45,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _UA_MAX = 300
 
 Conn = psycopg.AsyncConnection[Any]
+T = TypeVar("T")
 log = logging.getLogger("keel.auth")
 
 
@@ -261,35 +262,37 @@ async def lookup_with_batch(
     return found, None
 
 
-_WITH: dict[tuple[str, ...], str] = {}
+# Statement texts worked out once: one per page kind (a resource's record page, its list).
+_TEXTS: dict[tuple[str, Any], Any] = {}
+_TEXTS_MAX = 1024
+
+
+def _kept(kind: str, key: Any, make: Callable[[], T]) -> T:
+    """`make()`, kept by (kind, key) in a bounded memo (emptied when full)."""
+    found: T | None = _TEXTS.get((kind, key))
+    if found is None:
+        if len(_TEXTS) >= _TEXTS_MAX:
+            _TEXTS.clear()
+        found = _TEXTS[(kind, key)] = make()
+    return found
 
 
 def _lookup_with(columns: tuple[str, ...]) -> str:
     """`_LOOKUP` with more columns after its own (COLUMN expressions of a batch)."""
     if not columns:
         return _LOOKUP
-    found = _WITH.get(columns)
-    if found is None:
-        if len(_WITH) >= _JOINED_MAX:
-            _WITH.clear()
-        found = _WITH[columns] = f"{_SELECT_LIST}, {', '.join(columns)}{_FROM}{_WHERE}"
-    return found
-
-
-# Gated statements by their text. The condition is uncorrelated, so PostgreSQL checks it once,
-# before anything else (a one-time filter), and reads nothing when it is false; the statement's
-# own plan and row order stay as they were.
-_GATED: dict[bytes | str, str] = {}
+    return _kept("with", columns, lambda: f"{_SELECT_LIST}, {', '.join(columns)}{_FROM}{_WHERE}")
 
 
 def _gated(query: Query) -> str:
-    key = query.as_string(None) if isinstance(query, sql.Composable) else query
-    found = _GATED.get(key)
-    if found is None:
-        if len(_GATED) >= _JOINED_MAX:
-            _GATED.clear()
-        found = _GATED[key] = f"SELECT x.* FROM ({_text(query)}) AS x WHERE EXISTS ({_LIVE})"
-    return found
+    """The statement run only for a live session. The condition is uncorrelated, so PostgreSQL
+    checks it once, before anything else (a one-time filter), and reads nothing when it is
+    false; the statement's own plan and row order stay as they were."""
+    return _kept(
+        "gated",
+        _text(query),
+        lambda: f"SELECT x.* FROM ({_text(query)}) AS x WHERE EXISTS ({_LIVE})",
+    )
 
 
 def _text(query: Query) -> str:
@@ -297,24 +300,18 @@ def _text(query: Query) -> str:
     return text.decode() if isinstance(text, bytes) else text
 
 
-# Joined statements by their text: one per page kind (a resource's record page, say).
-_JOINED: dict[bytes | str, sql.SQL] = {}
-_JOINED_MAX = 512
-
-
 def _joined(query: Query) -> sql.SQL:
-    text = query.as_string(None) if isinstance(query, sql.Composable) else query
-    found = _JOINED.get(text)
-    if found is None:
-        if len(_JOINED) >= _JOINED_MAX:
-            _JOINED.clear()
-        inner = text.decode() if isinstance(text, bytes) else text
-        # `keel_hit` tells "no row" from a row of nulls.
-        found = _JOINED[text] = sql.SQL(
+    """The lookup and a one-row statement in one: `keel_hit` tells "no row" from a row of
+    nulls."""
+    inner = _text(query)
+    return _kept(
+        "joined",
+        inner,
+        lambda: sql.SQL(
             f"SELECT l.*, a.* FROM ({_LOOKUP_NAMED}) AS l LEFT JOIN LATERAL"
             f" (SELECT true AS keel_hit, x.* FROM ({inner}) AS x) AS a ON true"
-        )
-    return found
+        ),
+    )
 
 
 def _lookup_params(token: str, at: datetime, idle: float) -> tuple[bytes, datetime, datetime]:
