@@ -15,12 +15,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import psycopg
 import pytest
 
 from tests.helpers import REPO, keel_env, wait_http
-from tests.web.test_workers import children
+from tests.web.test_workers import children, steady_load
 
 # Like systemd: put the socket at fd 3 and name this very process in LISTEN_PID.
 _EXEC = (
@@ -74,35 +73,6 @@ def _wait_ready(notify: socket.socket, proc: subprocess.Popen[str], limit: float
     raise AssertionError("no READY=1")
 
 
-async def _load(url: str, stop: asyncio.Event, clients: int = 8) -> tuple[int, int, list[str]]:
-    """`clients` loops of requests until `stop`; (succeeded, failed, a few failure reasons)."""
-    ok = failed = 0
-    reasons: list[str] = []
-    timeout = aiohttp.ClientTimeout(total=30)
-
-    async def client() -> None:
-        nonlocal ok, failed
-        # A connection per request, like nginx without upstream keep-alive: every request is
-        # a new connection that the kernel queues on the socket for whichever process accepts.
-        connector = aiohttp.TCPConnector(force_close=True)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
-            while not stop.is_set():
-                try:
-                    async with s.get(url) as resp:
-                        await resp.read()
-                        if resp.status == 200:
-                            ok += 1
-                        else:
-                            failed += 1
-                            reasons.append(f"status {resp.status}")
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    failed += 1
-                    reasons.append(f"{type(exc).__name__}: {exc}")
-
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return ok, failed, reasons[:5]
-
-
 def test_replacing_the_server_on_a_held_socket_drops_no_request(
     database_url: str,
     secret_key: str,
@@ -137,7 +107,7 @@ def test_replacing_the_server_on_a_held_socket_drops_no_request(
 
         async def scenario() -> tuple[int, int, list[str]]:
             stop = asyncio.Event()
-            load = asyncio.create_task(_load(f"http://127.0.0.1:{port}/readyz", stop))
+            load = asyncio.create_task(steady_load(f"http://127.0.0.1:{port}/readyz", stop))
             await asyncio.sleep(1.0)
             # The new build starts on the same socket while the old one still serves…
             procs.append(_activated(held_socket, env(1), logs[1], new_build, "--workers", "2"))

@@ -143,20 +143,29 @@ def test_a_killed_worker_comes_back_while_requests_succeed(
         notify_until(sock, "READY=1")
         before = server.wait_workers(2)
         victim = min(before)
-        os.kill(victim, signal.SIGKILL)
-        # The other worker accepts on the same socket: nothing is refused meanwhile.
-        statuses = [get(server.url + "/healthz") for _ in range(40)]
-        assert statuses == [200] * 40
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            now = children(server.proc.pid)
-            if len(now) == 2 and victim not in now:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("no new worker replaced the killed one")
-        notify_until(sock, "2 of 2 workers ready", limit=30)
-        assert all(get(server.url + "/healthz") == 200 for _ in range(20))
+
+        async def scenario() -> tuple[int, int, list[str]]:
+            # Steady load from 4 clients, a new connection per request, all along: before the
+            # kill, while one worker is gone and while its replacement starts.
+            stop = asyncio.Event()
+            load = asyncio.create_task(steady_load(server.url + "/healthz", stop, clients=4))
+            await asyncio.sleep(0.5)
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                now = children(server.proc.pid)
+                if len(now) == 2 and victim not in now:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("no new worker replaced the killed one")
+            await asyncio.to_thread(notify_until, sock, "2 of 2 workers ready", 30)
+            await asyncio.sleep(0.5)
+            stop.set()
+            return await load
+
+        ok, failed, reasons = asyncio.run(scenario())
+        assert failed == 0 and ok > 40, (ok, failed, reasons)
         assert (min(before) not in children(server.proc.pid)) and server.proc.poll() is None
     finally:
         err = server.stop()
@@ -240,6 +249,39 @@ def test_sigterm_drains_both_workers_with_requests_in_flight(
     assert results == [200] * 8, (results, err[-2000:])
     # Which workers held requests is the kernel's choice; both did in practice.
     assert workers_busy <= {"keel/0", "keel/1"} and workers_busy
+
+
+async def steady_load(
+    url: str, stop: asyncio.Event, clients: int = 8
+) -> tuple[int, int, list[str]]:
+    """`clients` loops of requests until `stop`; (succeeded, failed, a few failure reasons)."""
+    import aiohttp
+
+    ok = failed = 0
+    reasons: list[str] = []
+    timeout = aiohttp.ClientTimeout(total=30)
+
+    async def client() -> None:
+        nonlocal ok, failed
+        # A connection per request, like nginx without upstream keep-alive: every request is
+        # a new connection that the kernel queues on the socket for whichever process accepts.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
+            while not stop.is_set():
+                try:
+                    async with s.get(url) as resp:
+                        await resp.read()
+                        if resp.status == 200:
+                            ok += 1
+                        else:
+                            failed += 1
+                            reasons.append(f"status {resp.status}")
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    failed += 1
+                    reasons.append(f"{type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return ok, failed, reasons[:5]
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
