@@ -188,3 +188,87 @@ async def test_renaming_or_altering_a_row_across_a_rotation_is_not_hidden(
     proc = _verify(database_url, new_key, secret_key)
     assert proc.returncode == 1 and "key id of the row before it" in proc.stdout, proc.stdout
     assert "retired" not in proc.stdout
+
+
+async def test_a_rotation_between_two_real_servers_keeps_what_the_first_signed(
+    seeded: psycopg.AsyncConnection[Any], make_user: Any, database_url: str, secret_key: str
+) -> None:
+    """The acceptance run with real processes: `keel serve` with one key signs a session's
+    form token, a list cursor and a flash; it stops; `keel serve` with the ring [new, old]
+    takes over, in the middle of the same browser's visit, and accepts every one of them; the
+    audit chain, written by both, verifies with the real `keel audit verify`."""
+    import aiohttp
+
+    from tests.helpers import wait_http
+    from tests.web.test_workers import Server
+
+    user, password = await make_user("administrator")
+    new_key = keyring.new_key()
+    jar = aiohttp.CookieJar(unsafe=True)
+    first = Server(database_url, secret_key, workers=1)
+    try:
+        assert wait_http(first.url + "/healthz", timeout=60, proc=first.proc) == 200
+        async with aiohttp.ClientSession(cookie_jar=jar) as s:
+            base, origin = first.url, {"Origin": first.url}
+            token = page_token(await (await s.get(base + "/login")).text())
+            signed = await s.post(
+                base + "/login",
+                data={"email": user.email, "password": password, "csrf_token": token},
+                headers=origin,
+                allow_redirects=False,
+            )
+            assert signed.status == 303
+            form_token = page_token(await (await s.get(base + "/account/sessions")).text())
+            listing = await (await s.get(base + "/admin/bookings/?format=json")).json()
+            cursor = listing["next_cursor"]
+            assert cursor
+            # A flash set now and shown only after the rotation (the redirect is not followed).
+            ended = await s.post(
+                base + "/account/sessions",
+                data={"action": "revoke_others", "csrf_token": form_token},
+                headers=origin,
+                allow_redirects=False,
+            )
+            assert ended.status == 303
+    finally:
+        first.stop()
+
+    second = Server(database_url, f"{new_key},{secret_key}", workers=1)
+    try:
+        assert wait_http(second.url + "/healthz", timeout=60, proc=second.proc) == 200
+        async with aiohttp.ClientSession(cookie_jar=jar) as s:
+            base, origin = second.url, {"Origin": second.url}
+            page = await s.get(base + "/account/sessions", allow_redirects=False)
+            text = await page.text()
+            assert page.status == 200, "the session from before the rotation is signed in"
+            assert "Your other sessions were ended." in text, "the flash set before it shows"
+            more = await s.get(
+                base + "/admin/bookings/", params={"format": "json", "cursor": cursor}
+            )
+            assert more.status == 200, await more.text()
+            assert (await more.json())["rows"]
+            kept = await s.post(
+                base + "/account/sessions",
+                data={"action": "revoke_others", "csrf_token": form_token},
+                headers=origin,
+                allow_redirects=False,
+            )
+            assert kept.status == 303, "a form shown before the rotation still posts"
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            token = page_token(await (await s.get(second.url + "/login")).text())
+            again = await s.post(
+                second.url + "/login",
+                data={"email": user.email, "password": password, "csrf_token": token},
+                headers={"Origin": second.url},
+                allow_redirects=False,
+            )
+            assert again.status == 303  # an audit row sealed with the new key
+    finally:
+        log = second.stop()
+    assert "Traceback" not in log
+    cur = await seeded.execute("SELECT DISTINCT key_id FROM keel_audit WHERE key_id IS NOT NULL")
+    ids = {r[0] for r in await cur.fetchall()}
+    assert {keyring.public_id(secret_key), keyring.public_id(new_key)} <= ids
+    proc = _verify(database_url, new_key, secret_key)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "audit chain verifies" in proc.stdout and "cannot be verified" not in proc.stdout

@@ -71,7 +71,8 @@ class Server:
             stderr=subprocess.STDOUT,
             env=keel_env(
                 DATABASE_URL=database_url,
-                KEEL_SECRET_KEY=secret_key,
+                # A comma: a key ring, the first key signing (`secret_keys`).
+                **{"KEEL_SECRET_KEYS" if "," in secret_key else "KEEL_SECRET_KEY": secret_key},
                 KEEL_LISTEN=f"127.0.0.1:{self.port}",
                 KEEL_LOG_FORMAT="json",
                 **env,
