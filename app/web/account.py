@@ -20,7 +20,7 @@ from app.authority.passwords import MAX_BYTES
 from app.authority.principal import Principal
 from app.authority.setup import HASHER, POLICY
 from app.errors import Invalid
-from app.web import auth, csrf, flash, forms, keys, mfa_keys
+from app.web import auth, csrf, flash, forms, keys, metrics, mfa_keys
 from app.web.auth_middleware import now, template_context
 from app.web.render import render
 
@@ -180,11 +180,15 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             second_factor=request.app.get(mfa_keys.MFA_SIGN_IN),
         )  # fmt: skip
     except login.RateLimited as exc:
+        metrics.count_signin("failed")
         wait = int(exc.retry_after)
         message = f"Too many sign-in attempts from your network. Try again in {wait} seconds."
         response = _login_form(request, message, 429, return_to, form.get("email"))
         response.headers["Retry-After"] = str(wait)
         return response
+    metrics.count_signin(
+        "succeeded" if result.ok else "locked" if result.reason == "locked" else "failed"
+    )
     if result.reason == "enrolment_overdue":
         # The password was right: say what the account needs (MFA-4).
         return _login_form(request, SETUP_OVERDUE, 403, return_to, form.get("email"))

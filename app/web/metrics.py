@@ -5,8 +5,8 @@ memory block made before the workers fork: one slot per worker, written only by 
 read by whichever worker answers the scrape. Labels are route templates (the resource's
 canonical path, never the raw path) and status classes, fixed when the app is built, so the
 block has a fixed layout and the label set is bounded. Facts that live in the database (the
-mail outbox, sessions, sign-ins, the audit chain) are read from it at scrape time, so every
-worker and every host reports the same. See docs/decisions.md, "Metrics".
+mail outbox, sessions, the audit chain) are read from it at scrape time, so every worker and
+every host reports the same; sign-ins are counted as they are answered, like requests. See docs/decisions.md, "Metrics".
 """
 
 from __future__ import annotations
@@ -36,7 +36,11 @@ UNMATCHED = "unmatched"  # 404s and 405s that matched no route: one label, not t
 CELL = 2 + len(BOUNDS) + 1  # count, sum of seconds, one counter per bucket (+Inf last)
 # Per-worker figures after the request cells.
 IN_FLIGHT, POOL_SIZE, POOL_AVAILABLE, POOL_WAITING, POOL_MAX, POOL_TIMEOUTS = range(6)
-GAUGES = 6
+# Sign-in form posts answered, by result: counters of this server's workers, like the
+# requests, not counts of the audit log (which every host would report, and which a scrape
+# would have to count again as it grows).
+SIGNINS = {"succeeded": 6, "failed": 7, "locked": 8}
+GAUGES = 9
 POOL_EVERY = 1.0  # seconds between pool figure updates
 DB_TIMEOUT = 2.0
 VERIFY_EVERY = 60.0  # the audit head check runs at most this often per worker
@@ -99,6 +103,13 @@ class State:
     board: Board | None = None
     slot_index = 0
     slot: Slot | None = None
+
+
+def count_signin(result: str) -> None:
+    """One sign-in form post answered: "succeeded", "failed" or "locked"."""
+    slot = State.slot
+    if slot is not None:
+        slot.add(SIGNINS[result], 1)
 
 
 def routes_of(app: web.Application) -> list[str]:
@@ -268,6 +279,9 @@ def _requests(board: Board, out: Text) -> None:
         "Requests that got no connection in time (answered 503).",
         board.total(g + POOL_TIMEOUTS),
     )
+    out.family("keel_signins_total", "counter", "Sign-in form posts answered, by result.")
+    for result, which in SIGNINS.items():
+        out.sample("keel_signins_total", board.total(g + which), result=result)
 
 
 _DB_FACTS = """
@@ -275,12 +289,7 @@ SELECT (SELECT count(*) FROM keel_outbox WHERE status IN ('pending', 'sending'))
        (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
           FROM keel_outbox WHERE status IN ('pending', 'sending')),
        (SELECT count(*) FROM keel_sessions WHERE revoked_at IS NULL AND expires_at > now()),
-       (SELECT coalesce(max(id), 0) FROM keel_audit),
-       (SELECT count(*) FROM keel_audit WHERE event_type = 'login_succeeded'),
-       (SELECT count(*) FROM keel_audit WHERE event_type = 'login_failed'
-           AND metadata->>'reason' IS DISTINCT FROM 'locked'),
-       (SELECT count(*) FROM keel_audit WHERE event_type = 'login_failed'
-           AND metadata->>'reason' = 'locked')
+       (SELECT coalesce(max(id), 0) FROM keel_audit)
 """
 
 
@@ -314,7 +323,7 @@ async def _database(app: web.Application, out: Text) -> None:
         out.one("keel_database_up", "gauge", "Whether the database answered this scrape.", 0)
         return
     assert row is not None
-    outbox, oldest, sessions, audit_rows, succeeded, failed, locked = row
+    outbox, oldest, sessions, audit_rows = row
     out.one("keel_database_up", "gauge", "Whether the database answered this scrape.", 1)
     out.one("keel_mail_outbox_depth", "gauge", "Mail waiting to be sent.", outbox)
     out.one(
@@ -323,10 +332,6 @@ async def _database(app: web.Application, out: Text) -> None:
         "Age of the oldest mail waiting (0 when none).",
         float(oldest),
     )
-    out.family("keel_signins_total", "counter", "Sign-ins by result, from the audit log.")
-    out.sample("keel_signins_total", succeeded, result="succeeded")
-    out.sample("keel_signins_total", failed, result="failed")
-    out.sample("keel_signins_total", locked, result="locked")
     out.one("keel_sessions_active", "gauge", "Sessions not revoked nor expired.", sessions)
     out.one("keel_audit_rows", "gauge", "Id of the newest audit row.", audit_rows)
     if _Verified.ok is not None:
