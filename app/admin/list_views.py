@@ -63,13 +63,13 @@ class ListPlan:
     lq: ListQuery
     pq: PageQuery
     count: bool  # the total's first question (`count_question`) is the second statement
-    saved: bool  # the user's saved views are the last one
+    saved: bool  # the user's saved views (a column of the lookup's row) are the last result
 
 
 def plan_list(request: web.Request) -> prefetch.Batch | None:
     """A list page's questions from its address alone (app/web/prefetch.py): the page, the
-    first question of its total and, for the HTML page, the user's saved views, sent in one
-    pipeline with the session lookup. `list_view` reads them once it has checked that the user
+    first question of its total and, for the HTML page, the user's saved views, sent with the
+    session lookup in one round trip. `list_view` reads them once it has checked that the user
     may view the resource. An address the page would refuse or redirect plans nothing."""
     if any(v == "" for v in request.query.values()):
         return None  # `list_view` redirects to the clean address

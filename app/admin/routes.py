@@ -110,5 +110,6 @@ def setup(app: web.Application) -> None:
     app.router.add_routes(routes())
     # A record's page: its row is read with the session, one round trip (app/web/prefetch.py).
     prefetch.declare(app, edit_views.edit_page, edit_views.plan_row)
-    # A list: its page, total and saved views go in the session lookup's pipeline.
+    # A list: its page and total go in the session lookup's pipeline, its saved views in the
+    # lookup's own row (app/web/prefetch.py).
     prefetch.declare(app, list_views.list_view, list_views.plan_list)
