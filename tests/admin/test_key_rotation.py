@@ -272,3 +272,19 @@ async def test_a_rotation_between_two_real_servers_keeps_what_the_first_signed(
     proc = _verify(database_url, new_key, secret_key)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "audit chain verifies" in proc.stdout and "cannot be verified" not in proc.stdout
+
+
+async def test_doctor_says_when_the_new_key_has_signed_nothing_yet(
+    make_user: Any, database_url: str, secret_key: str
+) -> None:
+    """The first step of a rotation on one host, before any process runs with the new ring:
+    the old key is still needed, and doctor says what to do."""
+    await make_user("staff")  # an audit row sealed with the old key
+    new_key = keyring.new_key()
+    env = keel_env(KEEL_DATABASE_URL=database_url, KEEL_SECRET_KEYS=f"{new_key},{secret_key}")
+    doctor = keel("doctor", env=env).stdout
+    old_id, new_id = keyring.public_id(secret_key), keyring.public_id(new_key)
+    assert f"key {old_id}: still needed: the signing key {new_id} has signed nothing yet" in (
+        doctor
+    ), doctor
+    assert "restart every keel process with the new ring" in doctor
