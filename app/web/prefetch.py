@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from app.authority import sessions
 from app.db.pool import Query
 
 # A statement and its named parameters, compared by value: the handler's and the plan's must
@@ -45,7 +46,7 @@ class Sent(NamedTuple):
     # reads the company's rows runs only for a live session; one value about the user (their
     # saved views) is a column of the lookup's row, `s.user_id` naming the user; a question to
     # the catalog or the planner (cheap, reads no rows) is sent as it is.
-    needs: str = "live"
+    needs: str = sessions.LIVE
 
 
 @dataclass(frozen=True, eq=False)
