@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import json
 import os
 import re
 import signal
@@ -467,6 +468,86 @@ def test_each_queued_mail_is_delivered_once_by_two_workers(
     recipients = sorted(str(m["To"]) for m in smtp.handler.messages)
     assert len(recipients) == count, len(recipients)
     assert len(set(recipients)) == count
+
+
+def test_two_workers_sweep_together_and_each_row_goes_once(
+    database_url: str, secret_key: str
+) -> None:
+    """Every worker sweeps when it starts (SESS-9). Both are held at the recovery tokens until
+    both wait there, then delete the same expired rows at once: SKIP LOCKED gives each row to
+    one of them, nothing fails, and what they report adds up to what there was."""
+    expired = 3000
+    with psycopg.connect(database_url, autocommit=True) as db:
+        row = db.execute(
+            "INSERT INTO keel_users (email, role, full_name) VALUES ('swept@example.com',"
+            " 'staff', 'Swept') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        uid = row[0]
+        db.execute(
+            "INSERT INTO keel_sessions (token_hash, user_id, created_at, last_seen_at, expires_at)"
+            " SELECT sha256(('s' || i)::bytea), %s, now() - interval '2 days',"
+            " now() - interval '2 days', now() - interval '1 day'"
+            " FROM generate_series(1, %s) i",
+            (uid, expired),
+        )
+        db.execute(
+            "INSERT INTO keel_sessions (token_hash, user_id, created_at, last_seen_at, expires_at)"
+            " VALUES (sha256('live'::bytea), %s, now(), now(), now() + interval '1 hour')",
+            (uid,),
+        )
+        db.execute(
+            "INSERT INTO keel_recovery_tokens (token_hash, user_id, kind, created_at, expires_at)"
+            " SELECT sha256(('t' || i)::bytea), %s, 'reset', now() - interval '9 days',"
+            " now() - interval '8 days' FROM generate_series(0, %s) i",
+            (uid, expired),
+        )
+        # Token 0 expired yesterday: within the week's grace, it stays.
+        db.execute(
+            "UPDATE keel_recovery_tokens SET expires_at = now() - interval '1 day'"
+            " WHERE token_hash = sha256('t0'::bytea)"
+        )
+    server = Server(database_url, secret_key)
+    try:
+        with psycopg.connect(database_url) as locker:
+            locker.execute("LOCK TABLE keel_recovery_tokens IN ACCESS EXCLUSIVE MODE")
+            server.wait_workers(2)
+            waiting: set[str] = set()
+            deadline = time.monotonic() + 30
+            while waiting != {"keel/0", "keel/1"} and time.monotonic() < deadline:
+                time.sleep(0.1)
+                rows = locker.execute(
+                    "SELECT DISTINCT a.application_name FROM pg_locks l"
+                    " JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.relation = 'keel_recovery_tokens'::regclass AND NOT l.granted"
+                ).fetchall()
+                waiting = {r[0] for r in rows}
+            assert waiting == {"keel/0", "keel/1"}, "both workers' sweeps must be waiting"
+            locker.rollback()
+            deadline = time.monotonic() + 30
+            left = None
+            while left != (1, 1) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                left = locker.execute(
+                    "SELECT (SELECT count(*) FROM keel_sessions WHERE user_id = %(u)s),"
+                    " (SELECT count(*) FROM keel_recovery_tokens WHERE user_id = %(u)s)",
+                    {"u": uid},
+                ).fetchone()
+                locker.rollback()
+            assert left == (1, 1)
+            live = locker.execute(
+                "SELECT (SELECT token_hash = sha256('live'::bytea) FROM keel_sessions"
+                " WHERE user_id = %(u)s), (SELECT token_hash = sha256('t0'::bytea)"
+                " FROM keel_recovery_tokens WHERE user_id = %(u)s)",
+                {"u": uid},
+            ).fetchone()
+            assert live == (True, True)
+    finally:
+        log = server.stop()
+    assert "sweep failed" not in log and "Traceback" not in log, log[-3000:]
+    swept = [json.loads(line) for line in log.splitlines() if '"swept ' in line]
+    assert sum(line["sessions"] for line in swept) == expired
+    assert sum(line["tokens"] for line in swept) == expired
 
 
 def test_workers_setting_is_validated(database_url: str, secret_key: str) -> None:
