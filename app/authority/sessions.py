@@ -285,13 +285,14 @@ def _lookup_with(columns: tuple[str, ...]) -> str:
 
 
 def _gated(query: Query) -> str:
-    """The statement run only for a live session. The condition is uncorrelated, so PostgreSQL
-    checks it once, before anything else (a one-time filter), and reads nothing when it is
-    false; the statement's own plan and row order stay as they were."""
+    """The statement run only for a live session. The condition is a function of parameters
+    alone (migration 0015, the lookup's WHERE), so PostgreSQL checks it once, before anything
+    else (a one-time filter), and reads nothing when it is false; the statement's own plan and
+    row order stay as they were."""
     return _kept(
         "gated",
         _text(query),
-        lambda: f"SELECT x.* FROM ({_text(query)}) AS x WHERE EXISTS ({_LIVE})",
+        lambda: f"SELECT x.* FROM ({_text(query)}) AS x WHERE keel_session_live(%s, %s, %s)",
     )
 
 
@@ -364,7 +365,6 @@ _LOOKUP_NAMED = _SELECT + (
     .replace("%s", "%(keel_at)s", 1)
     .replace("%s", "%(keel_seen)s", 1)
 )
-_LIVE = "SELECT" + _FROM + _WHERE  # the condition alone, for `_gated`
 _WIDTH = 16  # the columns of a `_SELECT` row
 
 

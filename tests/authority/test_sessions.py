@@ -457,6 +457,33 @@ async def test_lookup_along_reads_the_session_and_one_row_in_one_statement(conn)
     assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)
 
 
+async def test_the_gate_function_agrees_with_the_lookup(conn, ctx) -> None:
+    """keel_session_live (migration 0015) guards a page's query sent with the lookup: it must
+    call a session live exactly when the lookup finds it, for each way a session dies."""
+    uid, _ = await make_user(conn, password=None)
+    other, _ = await make_user(conn, password=None)
+    cases: list[tuple[str, str, datetime]] = []
+    live, _ = await sessions.create(conn, user_id=uid, now=T0, absolute=ABSOLUTE)
+    cases.append(("live", live, T0))
+    cases.append(("idle", live, T0 + timedelta(seconds=IDLE + 1)))
+    cases.append(("past its lifetime", live, T0 + timedelta(seconds=ABSOLUTE + 1)))
+    cases.append(("unknown", sessions.new_token(), T0))
+    revoked, sess = await sessions.create(conn, user_id=uid, now=T0, absolute=ABSOLUTE)
+    await sessions.revoke(conn, ctx, reason="administrative_revoke", session_id=sess.id, now=T0)
+    cases.append(("revoked", revoked, T0))
+    inactive, _ = await sessions.create(conn, user_id=other, now=T0, absolute=ABSOLUTE)
+    await conn.execute("UPDATE keel_users SET is_active = false WHERE id = %s", (other,))
+    cases.append(("user deactivated", inactive, T0))
+    for name, token, at in cases:
+        found = await sessions.lookup(conn, token, now=at, idle=IDLE)
+        cur = await conn.execute(
+            "SELECT keel_session_live(%s, %s, %s)",
+            (sessions.hash_token(token), at, at - timedelta(seconds=IDLE)),
+        )
+        assert await cur.fetchone() == ((found is not None),), name
+        assert (found is not None) == (name == "live"), name
+
+
 async def test_lookup_with_batch_sends_a_pages_questions_with_the_session(conn) -> None:
     """app/web/prefetch.py: a list page's statements share the session lookup's pipeline. A
     LIVE one runs only for a live session (counted here by a sequence it advances), a COLUMN
