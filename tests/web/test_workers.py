@@ -208,10 +208,11 @@ def test_watchdog_stops_while_a_worker_is_stuck(
 def test_sigterm_drains_both_workers_with_requests_in_flight(
     database_url: str, secret_key: str
 ) -> None:
-    server = Server(database_url, secret_key)
+    in_flight = 24
+    # A pool as large as the requests: each one waits on the lock where the test can see it.
+    server = Server(database_url, secret_key, KEEL_POOL_MAX=str(in_flight))
     results: list[int] = []
     lock = threading.Lock()
-    in_flight = 24
     try:
         server.wait_workers(2)
 
@@ -230,7 +231,8 @@ def test_sigterm_drains_both_workers_with_requests_in_flight(
                 t.start()
                 time.sleep(0.01)
             workers_busy: set[str] = set()
-            deadline = time.monotonic() + 3
+            waiting = 0
+            deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 rows = locker.execute(
                     "SELECT a.application_name, count(*) FROM pg_locks l"
@@ -239,9 +241,11 @@ def test_sigterm_drains_both_workers_with_requests_in_flight(
                     " GROUP BY 1"
                 ).fetchall()
                 workers_busy = {r[0] for r in rows}
-                if workers_busy == {"keel/0", "keel/1"} and all(t.is_alive() for t in threads):
+                waiting = sum(r[1] for r in rows)
+                if waiting == in_flight:  # every request is in a worker
                     break
                 time.sleep(0.02)
+            assert waiting == in_flight, f"only {waiting} requests reached the workers"
             server.proc.send_signal(signal.SIGTERM)
             time.sleep(0.4)
             assert server.proc.poll() is None, "the workers must wait for their requests"
