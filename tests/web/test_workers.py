@@ -221,7 +221,13 @@ def test_sigterm_drains_both_workers_with_requests_in_flight(
             with lock:
                 results.append(status)
 
-        with psycopg.connect(database_url, autocommit=False) as locker:
+        with (
+            psycopg.connect(database_url, autocommit=False) as locker,
+            # pg_stat_activity is a snapshot taken once per transaction: the pool connections the
+            # workers open after the lock would never show in the locker's. Each of the watcher's
+            # queries is its own transaction and sees them.
+            psycopg.connect(database_url, autocommit=True) as watcher,
+        ):
             # Readiness reads keel_migrations: while this lock is held, requests stay in flight.
             locker.execute("LOCK TABLE keel_migrations IN ACCESS EXCLUSIVE MODE")
             # Each request opens its own connection, and SO_REUSEPORT hashes each connection to
@@ -234,7 +240,7 @@ def test_sigterm_drains_both_workers_with_requests_in_flight(
             waiting = 0
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                rows = locker.execute(
+                rows = watcher.execute(
                     "SELECT a.application_name, count(*) FROM pg_locks l"
                     " JOIN pg_stat_activity a ON a.pid = l.pid"
                     " WHERE l.relation = 'keel_migrations'::regclass AND NOT l.granted"
@@ -513,14 +519,18 @@ def test_two_workers_sweep_together_and_each_row_goes_once(
         )
     server = Server(database_url, secret_key)
     try:
-        with psycopg.connect(database_url) as locker:
+        with (
+            psycopg.connect(database_url) as locker,
+            # Its own transactions: pg_stat_activity is a snapshot per transaction.
+            psycopg.connect(database_url, autocommit=True) as watcher,
+        ):
             locker.execute("LOCK TABLE keel_recovery_tokens IN ACCESS EXCLUSIVE MODE")
             server.wait_workers(2)
             waiting: set[str] = set()
             deadline = time.monotonic() + 30
             while waiting != {"keel/0", "keel/1"} and time.monotonic() < deadline:
                 time.sleep(0.1)
-                rows = locker.execute(
+                rows = watcher.execute(
                     "SELECT DISTINCT a.application_name FROM pg_locks l"
                     " JOIN pg_stat_activity a ON a.pid = l.pid"
                     " WHERE l.relation = 'keel_recovery_tokens'::regclass AND NOT l.granted"
