@@ -39,14 +39,15 @@ def _half_sent(port: int) -> socket.socket | None:
     return sock
 
 
-def _closed_by_server(sock: socket.socket) -> bool:
-    """True when the server has closed this connection (EOF, a reset or a short answer)."""
-    sock.settimeout(0.5)
+def _closed_by_server(sock: socket.socket, wait: float = 0.5) -> bool:
+    """True when the server has closed this connection (EOF, a reset or a short answer)
+    within `wait` seconds; `wait=0`: by now."""
+    sock.settimeout(wait)
     try:
         while sock.recv(4096):
             pass
         return True
-    except TimeoutError:
+    except (TimeoutError, BlockingIOError):  # the latter: nothing yet, with wait=0
         return False
     except OSError:
         return True
@@ -153,10 +154,15 @@ def test_withheld_bodies_and_idle_connections_are_closed(
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         half.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Waiting: ")
         time.sleep(1)
-        assert not any(_closed_by_server(s) for s in (withheld, idle, half)), "closed too early"
+        # All three as they are now: waiting half a second on each in turn looked at them up
+        # to 2.5 s in, half a second before their 2 s and 3 s: too close on a slow machine.
+        assert not any(_closed_by_server(s, wait=0) for s in (withheld, idle, half)), (
+            "closed too early"
+        )
         time.sleep(3)
         for name, sock in (("withheld body", withheld), ("idle", idle), ("half", half)):
-            assert _closed_by_server(sock), name
+            # Closed by the 2 s and 3 s set here; left alone, the defaults are 60 s and 75 s.
+            assert _closed_by_server(sock, wait=5), name
             sock.close()
         assert _get(f"http://127.0.0.1:{port}/healthz") == 200
     finally:

@@ -91,10 +91,21 @@ class Server:
         raise AssertionError(f"{count} workers did not come up")
 
     def output(self) -> str:
+        """What the server wrote so far (each log line is flushed as it is written)."""
         if self.log.closed:
             return ""
-        self.log.seek(0)
-        return self.log.read()
+        # Read in place: the server's processes write at the file offset they share with
+        # self.log, so seeking it while they run would make their next lines overwrite the
+        # start of the log.
+        fd = self.log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+    def wait_log(self, text: str, count: int = 1, timeout: float = 30) -> None:
+        """Until `text` has been logged `count` times."""
+        deadline = time.monotonic() + timeout
+        while self.output().count(text) < count:
+            assert time.monotonic() < deadline, f"{text!r} not logged {count} times"
+            time.sleep(0.01)
 
     def stop(self) -> str:
         """Stop (if still running); what it wrote (the log and any errors)."""
@@ -232,10 +243,12 @@ def test_sigterm_drains_both_workers_with_requests_in_flight(
             locker.execute("LOCK TABLE keel_migrations IN ACCESS EXCLUSIVE MODE")
             # Each request opens its own connection, and SO_REUSEPORT hashes each connection to
             # a worker: with 24 of them, one worker getting all is a 1-in-4-million chance.
+            # No pause between them: /readyz gives up on the database READY_TIMEOUT (2 s) after
+            # it starts (app/ops/health.py), and everything from here to the rollback must fit
+            # in that, on a slow machine too.
             threads = [threading.Thread(target=slow) for _ in range(in_flight)]
             for t in threads:
                 t.start()
-                time.sleep(0.01)
             workers_busy: set[str] = set()
             waiting = 0
             deadline = time.monotonic() + 10
@@ -253,7 +266,9 @@ def test_sigterm_drains_both_workers_with_requests_in_flight(
                 time.sleep(0.02)
             assert waiting == in_flight, f"only {waiting} requests reached the workers"
             server.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.4)
+            # Both workers have the signal while their requests wait: waited for, not slept on
+            # (a fixed pause long enough for a slow machine would eat READY_TIMEOUT).
+            server.wait_log("stopping: finishing requests in flight", count=2, timeout=10)
             assert server.proc.poll() is None, "the workers must wait for their requests"
             locker.rollback()
         for t in threads:
@@ -517,14 +532,15 @@ def test_two_workers_sweep_together_and_each_row_goes_once(
             "UPDATE keel_recovery_tokens SET expires_at = now() - interval '1 day'"
             " WHERE token_hash = sha256('t0'::bytea)"
         )
-    server = Server(database_url, secret_key)
-    try:
-        with (
-            psycopg.connect(database_url) as locker,
-            # Its own transactions: pg_stat_activity is a snapshot per transaction.
-            psycopg.connect(database_url, autocommit=True) as watcher,
-        ):
-            locker.execute("LOCK TABLE keel_recovery_tokens IN ACCESS EXCLUSIVE MODE")
+    with (
+        psycopg.connect(database_url) as locker,
+        # Its own transactions: pg_stat_activity is a snapshot per transaction.
+        psycopg.connect(database_url, autocommit=True) as watcher,
+    ):
+        # Taken before the server starts: each worker sweeps as soon as it starts.
+        locker.execute("LOCK TABLE keel_recovery_tokens IN ACCESS EXCLUSIVE MODE")
+        server = Server(database_url, secret_key)
+        try:
             server.wait_workers(2)
             waiting: set[str] = set()
             deadline = time.monotonic() + 30
@@ -556,8 +572,9 @@ def test_two_workers_sweep_together_and_each_row_goes_once(
                 {"u": uid},
             ).fetchone()
             assert live == (True, True)
-    finally:
-        log = server.stop()
+        finally:
+            locker.rollback()  # a failed check must not keep the sweeps waiting on the lock
+            log = server.stop()
     assert "sweep failed" not in log and "Traceback" not in log, log[-3000:]
     swept = [json.loads(line) for line in log.splitlines() if '"swept ' in line]
     assert sum(line["sessions"] for line in swept) == expired
