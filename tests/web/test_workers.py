@@ -221,7 +221,11 @@ def test_sigterm_drains_both_workers_with_requests_in_flight(
 ) -> None:
     in_flight = 24
     # A pool as large as the requests: each one waits on the lock where the test can see it.
-    server = Server(database_url, secret_key, KEEL_POOL_MAX=str(in_flight))
+    # Opened in full at start: a pool grows one connection at a time, and on a slow machine
+    # that growth ate much of READY_TIMEOUT (below).
+    server = Server(
+        database_url, secret_key, KEEL_POOL_MIN=str(in_flight), KEEL_POOL_MAX=str(in_flight)
+    )
     results: list[int] = []
     lock = threading.Lock()
     try:
@@ -244,8 +248,8 @@ def test_sigterm_drains_both_workers_with_requests_in_flight(
             # Each request opens its own connection, and SO_REUSEPORT hashes each connection to
             # a worker: with 24 of them, one worker getting all is a 1-in-4-million chance.
             # No pause between them: /readyz gives up on the database READY_TIMEOUT (2 s) after
-            # it starts (app/ops/health.py), and everything from here to the rollback must fit
-            # in that, on a slow machine too.
+            # it starts (app/ops/health.py), and everything from here to the answers after the
+            # rollback must fit in that, on a slow machine too.
             threads = [threading.Thread(target=slow) for _ in range(in_flight)]
             for t in threads:
                 t.start()
